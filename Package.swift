@@ -1,0 +1,80 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies are kept deliberately small: CI builds from a clean clone on 2 cores.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "workfcgi",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "workfcgi", targets: ["workfcgi"]),
+        .executable(name: "deliveryd", targets: ["deliveryd"]),
+        .executable(name: "loadgen", targets: ["loadgen"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+    ],
+    targets: [
+        // C shims: one module map and one header each.
+        .systemLibrary(name: "CFastCGI", path: "Sources/CFastCGI"),
+        .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
+        .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+
+        // Pure libraries.
+        .target(name: "Config", swiftSettings: swiftSettings),
+        .target(name: "Digest", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
+        // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops.
+        .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
+
+        // I/O libraries.
+        .target(name: "Store", dependencies: ["CSQLite", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Doorbell", swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI"], swiftSettings: swiftSettings),
+        .target(
+            name: "Delivery",
+            dependencies: ["CCurl", "Config", "Digest", "Store", "WorkEngine", "Doorbell", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "API",
+            dependencies: ["WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config"],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Receiver",
+            dependencies: ["Digest", .product(name: "FlyingFox", package: "FlyingFox")],
+            swiftSettings: swiftSettings),
+
+        // Thin executables: read config, wire, run.
+        .executableTarget(
+            name: "workfcgi",
+            dependencies: ["API", "Config", "FastCGI", "Store", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "deliveryd",
+            dependencies: ["Delivery", "Config", "Store", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "loadgen",
+            dependencies: [
+                "CCurl", "Receiver",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .executableTarget(name: "workbench", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
+
+        .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["Receiver", "CCurl"], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,253 @@
+import Config
+import Delivery
+import Doorbell
+import FastCGI
+import Foundation
+import Store
+import Synchronization
+import WorkEngine
+
+/// The HTTP API behind nginx: routing, validation, and the handlers for /sync, /async, /requests and
+/// /healthz. Both FastCGI pools call `handle`; the pools only decide which threads a request may use.
+public final class API: Sendable {
+    private let store: any JobStore
+    private let engine: WorkEngine
+    private let policy: CallbackURLPolicy
+    private let doorbell: Doorbell
+    private let settings: Settings
+    private let startedAt = Date()
+    /// The sync semaphore: at most `syncConcurrency` computations at once.
+    private let syncSlots: DispatchSemaphore
+    private let syncInFlight = Atomic<Int>(0)
+
+    public init(store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings) {
+        self.store = store
+        self.engine = engine
+        self.policy = policy
+        self.doorbell = doorbell
+        self.settings = settings
+        syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
+    }
+
+    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        switch segments {
+        case ["sync"]:
+            return method(request, "POST") { postWork(request, mode: .sync) }
+        case ["async"]:
+            return method(request, "POST") { postWork(request, mode: .async) }
+        case ["requests"]:
+            return method(request, "GET") { listRequests(request) }
+        case let s where s.count == 2 && s[0] == "requests":
+            return method(request, "GET") { getRequest(id: s[1]) }
+        case ["healthz"]:
+            return method(request, "GET") { health() }
+        default:
+            return JSONResponse.error(404, code: "not_found", message: "no such endpoint: \(request.path)")
+        }
+    }
+
+    private func method(_ request: HTTPRequest, _ allowed: String, _ body: () -> HTTPResponse) -> HTTPResponse {
+        let m = request.method == "HEAD" && allowed == "GET" ? "GET" : request.method
+        guard m == allowed else {
+            return JSONResponse.error(
+                405, code: "method_not_allowed", message: "\(request.method) is not allowed here; use \(allowed)",
+                headers: [("Allow", allowed == "GET" ? "GET, HEAD" : allowed)])
+        }
+        return body()
+    }
+
+    // MARK: POST /sync and /async
+
+    private func postWork(_ request: HTTPRequest, mode: RequestMode) -> HTTPResponse {
+        if request.bodyTooLarge {
+            return JSONResponse.error(
+                413, code: "body_too_large", message: "request body is larger than \(settings.maxBodyBytes) bytes")
+        }
+        let contentType = request.headers["content-type"]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces)
+            .lowercased()
+        guard contentType == "application/json" else {
+            return JSONResponse.error(
+                415, code: "unsupported_media_type", message: "Content-Type must be application/json", field: "Content-Type")
+        }
+        let parsed: ParsedRequest
+        do {
+            parsed = try RequestParser.parse(body: request.body, mode: mode)
+        } catch {
+            return JSONResponse.validation(error)
+        }
+        return mode == .sync ? runSync(parsed) : enqueueAsync(parsed, request: request)
+    }
+
+    private func runSync(_ parsed: ParsedRequest) -> HTTPResponse {
+        let created = Clock.nowMillis()
+        guard syncSlots.wait(timeout: .now() + .milliseconds(settings.syncWaitMilliseconds)) == .success else {
+            return JSONResponse.error(
+                503, code: "sync_saturated",
+                message: "all \(settings.syncConcurrency) sync slots are busy; retry later or use POST /async",
+                headers: [("Retry-After", "1")])
+        }
+        syncInFlight.add(1, ordering: .relaxed)
+        let started = Clock.nowMillis()
+        let clock = DispatchTime.now().uptimeNanoseconds
+        let result = engine.run(parsed.spec)
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e6
+        syncInFlight.subtract(1, ordering: .relaxed)
+        syncSlots.signal()
+
+        let id = RequestID.make(now: created)
+        // The answer does not wait on the record: the work is done, and a full disk should not turn it into a 5xx.
+        try? store.recordSync(
+            SyncRecord(
+                id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
+                completedAt: Clock.nowMillis(), durationMs: ms))
+        return JSONResponse.ok(
+            200,
+            [
+                "request_id": .string(id), "op": .string(parsed.spec.op), "status": "completed", "result": result,
+                "duration_ms": .number((ms * 1000).rounded() / 1000),
+            ])
+    }
+
+    private func enqueueAsync(_ parsed: ParsedRequest, request: HTTPRequest) -> HTTPResponse {
+        guard let url = parsed.callbackURL else {
+            return JSONResponse.error(422, code: "missing_field", message: "callback_url is required", field: "callback_url")
+        }
+        do {
+            _ = try policy.vet(url)
+        } catch {
+            return JSONResponse.error(422, code: "invalid_callback_url", message: error.message, field: "callback_url")
+        }
+        let key = request.headers["idempotency-key"]
+        if let key, key.isEmpty || key.utf8.count > 255 || !key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
+            return JSONResponse.error(
+                400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
+                field: "Idempotency-Key")
+        }
+        let now = Clock.nowMillis()
+        let job = NewJob(
+            id: RequestID.make(now: now), op: parsed.spec.op, input: parsed.input, callbackURL: url, idempotencyKey: key,
+            createdAt: now)
+        let outcome: EnqueueOutcome
+        do {
+            outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit)
+        } catch {
+            return JSONResponse.error(
+                503, code: "store_unavailable", message: "the job could not be stored; it was not accepted",
+                headers: [("Retry-After", "1")])
+        }
+        switch outcome {
+        case .accepted(let id):
+            doorbell.ring()
+            return accepted(id: id, replayed: false)
+        case .duplicate(let id):
+            return accepted(id: id, replayed: true)
+        case .backlogFull(let depth):
+            return JSONResponse.error(
+                503, code: "backlog_full", message: "\(depth) jobs are waiting (limit \(settings.backlogLimit)); retry later",
+                headers: [("Retry-After", "5")])
+        }
+    }
+
+    private func accepted(id: String, replayed: Bool) -> HTTPResponse {
+        var headers: [(name: String, value: String)] = [("Location", "/requests/\(id)")]
+        if replayed { headers.append(("Idempotent-Replayed", "true")) }
+        return JSONResponse.ok(
+            202,
+            [
+                "request_id": .string(id), "status": "pending",
+                "message": .string("accepted; the result will be POSTed to callback_url. Track it at /requests/\(id)"),
+            ], headers: headers)
+    }
+
+    // MARK: GET /requests
+
+    private func listRequests(_ request: HTTPRequest) -> HTTPResponse {
+        var query = RequestQuery()
+        for key in request.query.keys.sorted() where !["mode", "status", "limit", "before"].contains(key) {
+            return JSONResponse.error(400, code: "invalid_query", message: "unknown query parameter '\(key)'", field: key)
+        }
+        if let mode = request.query["mode"] {
+            guard mode == "sync" || mode == "async" else {
+                return JSONResponse.error(400, code: "invalid_query", message: "mode must be sync or async", field: "mode")
+            }
+            query.mode = mode
+        }
+        if let status = request.query["status"] {
+            guard let s = JobStatus(rawValue: status) else {
+                let all = JobStatus.allCases.map(\.rawValue).joined(separator: ", ")
+                return JSONResponse.error(400, code: "invalid_query", message: "status must be one of \(all)", field: "status")
+            }
+            query.status = s
+        }
+        if let limit = request.query["limit"] {
+            guard let n = Int(limit), (1...500).contains(n) else {
+                return JSONResponse.error(400, code: "invalid_query", message: "limit must be 1 to 500", field: "limit")
+            }
+            query.limit = n
+        }
+        if let before = request.query["before"] {
+            guard RequestID.isValid(before) else {
+                return JSONResponse.error(400, code: "invalid_query", message: "before must be a request_id", field: "before")
+            }
+            query.before = before
+        }
+        do {
+            let records = try store.requests(query)
+            let next: JSONValue = records.count == query.limit ? records.last.map { .string($0.id) } ?? .null : .null
+            return JSONResponse.ok(200, ["requests": .array(records.map(RecordJSON.summary)), "next_before": next])
+        } catch {
+            return storeUnavailable()
+        }
+    }
+
+    private func getRequest(id: String) -> HTTPResponse {
+        guard RequestID.isValid(id) else {
+            return JSONResponse.error(404, code: "not_found", message: "no request with id \(id)")
+        }
+        do {
+            guard let record = try store.request(id: id) else {
+                return JSONResponse.error(404, code: "not_found", message: "no request with id \(id)")
+            }
+            return JSONResponse.ok(200, RecordJSON.detail(record))
+        } catch {
+            return storeUnavailable()
+        }
+    }
+
+    private func storeUnavailable() -> HTTPResponse {
+        JSONResponse.error(503, code: "store_unavailable", message: "the database is not available", headers: [("Retry-After", "1")])
+    }
+
+    // MARK: GET /healthz
+
+    private func health() -> HTTPResponse {
+        let uptime = Date().timeIntervalSince(startedAt)
+        var body: [String: JSONValue] = [
+            "sync_in_flight": .number(Double(syncInFlight.load(ordering: .relaxed))),
+            "sync_concurrency": .number(Double(settings.syncConcurrency)),
+            "uptime_seconds": .number((uptime * 10).rounded() / 10),
+        ]
+        do {
+            body["queue_depth"] = .number(Double(try store.backlog()))
+            let daemon = try store.daemonStatus()
+            let age = daemon.map { Clock.nowMillis() - $0.heartbeatAt }
+            // deliveryd writes a heartbeat every second; older than 10 s means it is not running.
+            let alive = age.map { $0 < 10_000 } ?? false
+            body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
+            body["deliveryd"] = [
+                "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
+            ]
+            body["db_connected"] = true
+            body["status"] = alive ? "ok" : "degraded"
+            return JSONResponse.ok(200, .object(body))
+        } catch {
+            body["db_connected"] = false
+            body["status"] = "unavailable"
+            body["queue_depth"] = .null
+            body["active_workers"] = .null
+            return JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")])
+        }
+    }
+}

@@ -1,0 +1,24 @@
+import FastCGI
+import WorkEngine
+
+/// JSON responses, and the one error shape: `{"error": {"code", "message", "field"?}}`.
+enum JSONResponse {
+    static func ok(_ status: Int, _ body: JSONValue, headers: [(name: String, value: String)] = []) -> HTTPResponse {
+        HTTPResponse(
+            status: status,
+            headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers,
+            body: Array((body.text + "\n").utf8))
+    }
+
+    static func error(
+        _ status: Int, code: String, message: String, field: String? = nil, headers: [(name: String, value: String)] = []
+    ) -> HTTPResponse {
+        var detail: [String: JSONValue] = ["code": .string(code), "message": .string(message)]
+        if let field { detail["field"] = .string(field) }
+        return ok(status, ["error": .object(detail)], headers: headers)
+    }
+
+    static func validation(_ e: ValidationError) -> HTTPResponse {
+        error(e.httpStatus, code: e.code.rawValue, message: e.message, field: e.field)
+    }
+}

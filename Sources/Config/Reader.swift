@@ -1,0 +1,109 @@
+/// Typed access to `WORKFCGI_*` variables; every failure names the variable and the accepted form.
+struct Reader {
+    let environment: [String: String]
+
+    private func raw(_ name: String) -> (full: String, value: String?) {
+        let full = Settings.prefix + name
+        let value = environment[full].map { $0.trimmingCharacters(in: " \t") }
+        return (full, value?.isEmpty == true ? nil : value)
+    }
+
+    func string(_ name: String, default fallback: String) throws(ConfigError) -> String {
+        raw(name).value ?? fallback
+    }
+
+    func int(_ name: String, default fallback: Int, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        guard let n = Int(value), range.contains(n) else {
+            throw ConfigError(variable: full, message: "must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
+        }
+        return n
+    }
+
+    func double(_ name: String, default fallback: Double, _ range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        guard let n = Double(value), n.isFinite, range.contains(n) else {
+            throw ConfigError(variable: full, message: "must be a number from \(range.lowerBound) to \(range.upperBound), got '\(value)'")
+        }
+        return n
+    }
+
+    func bool(_ name: String, default fallback: Bool) throws(ConfigError) -> Bool {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        switch value.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ConfigError(variable: full, message: "must be true or false, got '\(value)'")
+        }
+    }
+
+    func duration(_ name: String, default fallback: Double, _ range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        guard let seconds = Self.parseDuration(value), range.contains(seconds) else {
+            throw ConfigError(
+                variable: full,
+                message: "must be a duration like 500ms, 2s, 5m or 1h between \(range.lowerBound)s and \(range.upperBound)s, got '\(value)'")
+        }
+        return seconds
+    }
+
+    func durationList(_ name: String, default fallback: [Double]) throws(ConfigError) -> [Double] {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        if value == "none" { return [] }
+        var out: [Double] = []
+        for part in value.split(separator: ",", omittingEmptySubsequences: false) {
+            let item = String(part).trimmingCharacters(in: " ")
+            guard let seconds = Self.parseDuration(item), seconds >= 0, seconds <= 7 * 86_400 else {
+                throw ConfigError(
+                    variable: full,
+                    message: "must be a comma-separated list of durations (e.g. 5s,5m,30m,2h) or 'none'; '\(item)' is not one")
+            }
+            out.append(seconds)
+        }
+        guard out.count <= 30 else {
+            throw ConfigError(variable: full, message: "at most 30 retries, got \(out.count)")
+        }
+        return out
+    }
+
+    func portList(_ name: String, default fallback: [ClosedRange<Int>]) throws(ConfigError) -> [ClosedRange<Int>] {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        var out: [ClosedRange<Int>] = []
+        for part in value.split(separator: ",") {
+            let bounds = String(part).trimmingCharacters(in: " ").split(separator: "-", maxSplits: 1).map { Int($0) }
+            guard bounds.allSatisfy({ $0 != nil && (1...65_535).contains($0!) }),
+                let low = bounds.first ?? nil, let high = bounds.last ?? nil, low <= high
+            else {
+                throw ConfigError(variable: full, message: "must be ports or ranges like 80,443,8000-9999; '\(part)' is not one")
+            }
+            out.append(low...high)
+        }
+        return out
+    }
+
+    /// "250ms", "2s", "1.5s", "5m", "2h", "1d" → seconds.
+    static func parseDuration(_ text: String) -> Double? {
+        let units: [(suffix: String, factor: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            guard let n = Double(text.dropLast(suffix.count)), n.isFinite, n >= 0 else { return nil }
+            return n * factor
+        }
+        return nil
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,132 @@
+/// Every setting of workfcgi, deliveryd and the scripts, read from `WORKFCGI_*` environment variables.
+/// One type shared by all executables, so a variable means the same thing everywhere.
+public struct Settings: Sendable, Equatable {
+    public var runDirectory: String
+    public var databasePath: String
+    public var syncSocket: String
+    public var apiSocket: String
+    public var doorbellSocket: String
+    public var syncConcurrency: Int
+    public var syncWaitMilliseconds: Int
+    public var syncThreads: Int
+    public var apiThreads: Int
+    public var maxBodyBytes: Int
+    public var backlogLimit: Int
+    public var workers: Int
+    /// Delays before the 2nd, 3rd, ... attempt; attempts = schedule.count + 1.
+    public var retrySchedule: [Double]
+    public var retryJitter: Double
+    public var callbackTimeoutSeconds: Double
+    public var allowPrivateCallbacks: Bool
+    public var callbackPorts: [ClosedRange<Int>]
+    public var leaseSeconds: Double
+    public var pollIntervalSeconds: Double
+    public var durability: Durability
+    public var webhookSecret: String?
+    /// The secret being rotated out; callbacks carry a signature for each while both are set.
+    public var webhookSecretPrevious: String?
+    /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
+    public var callbackAllowCIDRs: [String]
+    public var logLevel: String
+
+    /// What a committed 202 survives. `full` (default): power loss, SQLite fsyncs every commit.
+    /// `normal`: a process crash only; WAL with synchronous=NORMAL may lose the last commits on power loss.
+    public enum Durability: String, Sendable {
+        case full, normal
+    }
+
+    public static let prefix = "WORKFCGI_"
+
+    /// Every variable this type reads, with its default, for documentation and the unknown-variable check.
+    public static let variables: [(name: String, defaultValue: String)] = [
+        ("RUN_DIR", "run"),
+        ("DB_PATH", "$RUN_DIR/workfcgi.db"),
+        ("SYNC_SOCKET", "$RUN_DIR/sync.sock"),
+        ("API_SOCKET", "$RUN_DIR/api.sock"),
+        ("DOORBELL_SOCKET", "$RUN_DIR/deliveryd.sock"),
+        ("SYNC_CONCURRENCY", "10"),
+        ("SYNC_WAIT", "2s"),
+        ("SYNC_THREADS", "64"),
+        ("API_THREADS", "16"),
+        ("MAX_BODY_BYTES", "1048576"),
+        ("BACKLOG_LIMIT", "1000"),
+        ("WORKERS", "4"),
+        ("RETRY_SCHEDULE", "1s,2s,4s,8s"),
+        ("RETRY_JITTER", "0.25"),
+        ("CALLBACK_TIMEOUT", "10s"),
+        ("ALLOW_PRIVATE_CALLBACKS", "false"),
+        ("CALLBACK_PORTS", "80,443,8000-9999"),
+        ("LEASE", "60s"),
+        ("POLL_INTERVAL", "1s"),
+        ("DURABILITY", "full"),
+        ("WEBHOOK_SECRET", ""),
+        ("WEBHOOK_SECRET_PREVIOUS", ""),
+        ("CALLBACK_ALLOW_CIDRS", ""),
+        ("LOG_LEVEL", "info"),
+    ]
+
+    /// Reads settings from `environment`. Throws `ConfigError` naming the first bad variable.
+    public init(environment: [String: String]) throws(ConfigError) {
+        let known = Set(Self.variables.map { Self.prefix + $0.name })
+        for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {
+            throw ConfigError(variable: name, message: "unknown variable (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        let env = Reader(environment: environment)
+        runDirectory = try env.string("RUN_DIR", default: "run")
+        databasePath = try env.string("DB_PATH", default: runDirectory + "/workfcgi.db")
+        syncSocket = try env.string("SYNC_SOCKET", default: runDirectory + "/sync.sock")
+        apiSocket = try env.string("API_SOCKET", default: runDirectory + "/api.sock")
+        doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")
+        syncConcurrency = try env.int("SYNC_CONCURRENCY", default: 10, 1...1000)
+        syncWaitMilliseconds = Int(try env.duration("SYNC_WAIT", default: 2, 0...300) * 1000)
+        syncThreads = try env.int("SYNC_THREADS", default: 64, 1...4096)
+        apiThreads = try env.int("API_THREADS", default: 16, 1...4096)
+        maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1_048_576, 1024...(64 << 20))
+        backlogLimit = try env.int("BACKLOG_LIMIT", default: 1000, 1...10_000_000)
+        workers = try env.int("WORKERS", default: 4, 1...256)
+        retrySchedule = try env.durationList("RETRY_SCHEDULE", default: [1, 2, 4, 8])
+        retryJitter = try env.double("RETRY_JITTER", default: 0.25, 0...1)
+        callbackTimeoutSeconds = try env.duration("CALLBACK_TIMEOUT", default: 10, 0.1...300)
+        allowPrivateCallbacks = try env.bool("ALLOW_PRIVATE_CALLBACKS", default: false)
+        callbackPorts = try env.portList("CALLBACK_PORTS", default: [80...80, 443...443, 8000...9999])
+        leaseSeconds = try env.duration("LEASE", default: 60, 1...86_400)
+        pollIntervalSeconds = try env.duration("POLL_INTERVAL", default: 1, 0.01...60)
+        let durabilityText = try env.string("DURABILITY", default: "full")
+        guard let durability = Durability(rawValue: durabilityText) else {
+            throw ConfigError(variable: Self.prefix + "DURABILITY", message: "must be full or normal, got '\(durabilityText)'")
+        }
+        self.durability = durability
+        let secret = try env.string("WEBHOOK_SECRET", default: "")
+        webhookSecret = secret.isEmpty ? nil : secret
+        let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
+        webhookSecretPrevious = previous.isEmpty ? nil : previous
+        callbackAllowCIDRs = try env.string("CALLBACK_ALLOW_CIDRS", default: "").split(separator: ",").map {
+            String($0).trimmingCharacters(in: " ")
+        }
+        logLevel = try env.string("LOG_LEVEL", default: "info")
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(logLevel) else {
+            throw ConfigError(variable: Self.prefix + "LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", "))")
+        }
+        guard leaseSeconds > callbackTimeoutSeconds else {
+            throw ConfigError(
+                variable: Self.prefix + "LEASE", message: "must be longer than WORKFCGI_CALLBACK_TIMEOUT, or jobs are claimed twice")
+        }
+    }
+
+    /// Whether `port` may receive callbacks.
+    public func callbackPortAllowed(_ port: Int) -> Bool {
+        callbackPorts.contains { $0.contains(port) }
+    }
+}
+
+/// A configuration problem, naming the variable.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var variable: String
+    public var message: String
+    public var description: String { "\(variable): \(message)" }
+    public init(variable: String, message: String) {
+        self.variable = variable
+        self.message = message
+    }
+}

@@ -1,0 +1,179 @@
+import Foundation
+
+/// A callback URL taken apart, plus the one address the request must connect to.
+public struct CallbackTarget: Sendable, Equatable {
+    public var url: String
+    public var scheme: String
+    public var host: String
+    public var port: Int
+    /// The checked address to connect to; the client pins the connection to it (no second lookup).
+    public var address: IPAddress?
+}
+
+/// Why a callback URL is refused.
+public struct CallbackURLRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+    init(_ message: String) { self.message = message }
+}
+
+/// The SSRF policy for callback URLs, applied when a job is accepted and again before every attempt.
+/// Refuses non-http(s) schemes, userinfo, ambiguous numeric hosts, internal names, disallowed ports and any
+/// host that resolves into a private, loopback, link-local, multicast or otherwise special range.
+public struct CallbackURLPolicy: Sendable {
+    public var allowPrivate: Bool
+    public var allowedPorts: [ClosedRange<Int>]
+    /// Ranges opened explicitly even though they fall inside a blocked range.
+    public var allowCIDRs: [CIDR]
+    /// Name resolution; replaceable in unit tests. Returns the host's addresses or throws a refusal.
+    public var resolve: @Sendable (String) throws(CallbackURLRefusal) -> [IPAddress]
+
+    public init(
+        allowPrivate: Bool, allowedPorts: [ClosedRange<Int>], allowCIDRs: [CIDR] = [],
+        resolve: @escaping @Sendable (String) throws(CallbackURLRefusal) -> [IPAddress] = CallbackURLPolicy.systemResolve
+    ) {
+        self.allowPrivate = allowPrivate
+        self.allowedPorts = allowedPorts
+        self.allowCIDRs = allowCIDRs
+        self.resolve = resolve
+    }
+
+    /// Ranges no callback may reach unless opened: RFC 6890 special-purpose blocks and their IPv6 twins.
+    public static let blockedRanges: [CIDR] = [
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+        "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10",
+        "ff00::/8",
+    ].compactMap(CIDR.init)
+
+    /// Whether a connection to `address` is allowed.
+    public func permits(_ address: IPAddress) -> Bool {
+        if allowPrivate || allowCIDRs.contains(where: address.isIn) { return true }
+        return !Self.blockedRanges.contains(where: address.isIn)
+    }
+
+    /// Checks `url` completely, resolving its host, and returns the address to connect to.
+    public func vet(_ url: String) throws(CallbackURLRefusal) -> CallbackTarget {
+        var target = try Self.parse(url)
+        guard allowedPorts.contains(where: { $0.contains(target.port) }) else {
+            throw CallbackURLRefusal("port \(target.port) is not allowed for callbacks")
+        }
+        if !allowPrivate {
+            let name = target.host
+            if name == "localhost" || name.hasSuffix(".localhost") || name.hasSuffix(".internal") || name.hasSuffix(".local") {
+                throw CallbackURLRefusal("host \(name) is an internal name")
+            }
+        }
+        let addresses: [IPAddress]
+        if let literal = target.address {
+            addresses = [literal]
+        } else {
+            addresses = try resolve(target.host)
+        }
+        guard let first = addresses.first else { throw CallbackURLRefusal("host \(target.host) has no address") }
+        // Every address must pass: a name with one public and one private address is refused outright.
+        for address in addresses where !permits(address) {
+            throw CallbackURLRefusal("host \(target.host) resolves to \(address), a private or reserved address")
+        }
+        target.address = first
+        return target
+    }
+
+    /// Syntax only: scheme, userinfo, host form and port. No resolution.
+    public static func parse(_ url: String) throws(CallbackURLRefusal) -> CallbackTarget {
+        guard url.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            throw CallbackURLRefusal("URL must be printable ASCII without spaces (percent-encode the rest)")
+        }
+        guard let schemeEnd = url.range(of: "://") else { throw CallbackURLRefusal("URL must start with http:// or https://") }
+        let scheme = url[..<schemeEnd.lowerBound].lowercased()
+        guard scheme == "http" || scheme == "https" else {
+            throw CallbackURLRefusal("scheme \(scheme) is not allowed; use http or https")
+        }
+        let rest = url[schemeEnd.upperBound...]
+        let delimiters: Set<Character> = ["/", "?", "#"]
+        let authorityEnd = rest.firstIndex(where: { delimiters.contains($0) }) ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        if authority.contains("@") { throw CallbackURLRefusal("URL must not contain user information") }
+        if authority.contains("\\") { throw CallbackURLRefusal("URL host must not contain a backslash") }
+
+        var host: Substring
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw CallbackURLRefusal("unterminated IPv6 address") }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw CallbackURLRefusal("unexpected text after IPv6 address") }
+                portText = after.dropFirst()
+            }
+            if host.contains("%") { throw CallbackURLRefusal("IPv6 zone identifiers are not allowed") }
+            guard IPAddress(String(host)) != nil else { throw CallbackURLRefusal("invalid IPv6 address") }
+        } else {
+            if let colon = authority.firstIndex(of: ":") {
+                host = authority[..<colon]
+                portText = authority[authority.index(after: colon)...]
+            } else {
+                host = authority
+            }
+        }
+        guard !host.isEmpty else { throw CallbackURLRefusal("URL has no host") }
+
+        let defaultPort = scheme == "https" ? 443 : 80
+        var port = defaultPort
+        if let portText {
+            guard !portText.isEmpty, portText.count <= 5, portText.allSatisfy(\.isNumber), let p = Int(portText), (1...65_535).contains(p)
+            else { throw CallbackURLRefusal("invalid port") }
+            port = p
+        }
+
+        var name = host.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        var address: IPAddress?
+        if authority.hasPrefix("[") {
+            address = IPAddress(name)
+        } else if let v4 = IPAddress(name) {
+            address = v4
+        } else {
+            // Anything inet_aton would read as a number (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) is
+            // refused rather than guessed at: resolvers and URL parsers disagree on these forms.
+            var scratch = in_addr()
+            if inet_aton(name, &scratch) != 0 || name.allSatisfy({ $0.isNumber || $0 == "." }) {
+                throw CallbackURLRefusal("host \(name) is a non-standard numeric address; use a dotted-quad address or a name")
+            }
+            let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+            let validLabel = { (label: Substring) -> Bool in
+                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                    && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+            }
+            guard name.count <= 253, labels.allSatisfy(validLabel) else {
+                throw CallbackURLRefusal("host \(name) is not a valid host name")
+            }
+        }
+        return CallbackTarget(url: url, scheme: scheme, host: name, port: port, address: address)
+    }
+
+    /// getaddrinfo, both families.
+    @Sendable public static func systemResolve(_ host: String) throws(CallbackURLRefusal) -> [IPAddress] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &list)
+        guard rc == 0 else { throw CallbackURLRefusal("host \(host) does not resolve: \(String(cString: gai_strerror(rc)))") }
+        defer { freeaddrinfo(list) }
+        var out: [IPAddress] = []
+        var node = list
+        while let entry = node?.pointee {
+            if entry.ai_family == AF_INET, let sa = entry.ai_addr {
+                let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                if let ip = withUnsafeBytes(of: a, { IPAddress(bytes: Array($0)) }), !out.contains(ip) { out.append(ip) }
+            } else if entry.ai_family == AF_INET6, let sa = entry.ai_addr {
+                let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                if let ip = withUnsafeBytes(of: a, { IPAddress(bytes: Array($0)) }), !out.contains(ip) { out.append(ip) }
+            }
+            node = entry.ai_next
+        }
+        return out
+    }
+}

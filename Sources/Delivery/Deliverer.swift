@@ -1,0 +1,198 @@
+import Doorbell
+import Foundation
+import Logging
+import Store
+import Synchronization
+import WorkEngine
+
+/// deliveryd's engine: claims due jobs with a lease, runs their work on N worker threads, delivers the
+/// callback, and records every attempt before scheduling the next. A job whose lease runs out (its
+/// daemon died) becomes due again, so nothing committed is lost; at worst a callback is sent twice,
+/// with the same webhook-id both times.
+public final class Deliverer: Sendable {
+    public struct Options: Sendable {
+        public var workers: Int
+        public var leaseSeconds: Double
+        public var pollSeconds: Double
+        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double) {
+            self.workers = workers
+            self.leaseSeconds = leaseSeconds
+            self.pollSeconds = pollSeconds
+        }
+    }
+
+    private let store: any JobStore
+    private let engine: WorkEngine
+    private let client: CallbackClient
+    private let policy: CallbackURLPolicy
+    private let signer: WebhookSigner
+    private let retry: RetryPolicy
+    private let options: Options
+    private let logger: Logger
+
+    private let stopping = Atomic<Bool>(false)
+    private let active = Atomic<Int>(0)
+    /// Signalled whenever a worker finishes a job, so the claim loop can refill it at once.
+    private let slotFreed = DispatchSemaphore(value: 0)
+    private let queue = Mutex<[ClaimedJob]>([])
+    private let work = DispatchSemaphore(value: 0)
+    private let workersDone = DispatchGroup()
+
+    public init(
+        store: any JobStore, engine: WorkEngine, client: CallbackClient, policy: CallbackURLPolicy, signer: WebhookSigner,
+        retry: RetryPolicy, options: Options, logger: Logger
+    ) {
+        self.store = store
+        self.engine = engine
+        self.client = client
+        self.policy = policy
+        self.signer = signer
+        self.retry = retry
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Jobs being worked on right now.
+    public var activeWorkers: Int { active.load(ordering: .relaxed) }
+
+    /// Asks `run` to return: no new claims; jobs in hand finish (work and one delivery attempt).
+    public func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        slotFreed.signal()
+    }
+
+    /// Runs the claim loop on the calling thread until `stop()`, then waits for the workers.
+    public func run(doorbell: DoorbellListener) {
+        for i in 0..<options.workers {
+            workersDone.enter()
+            let thread = Thread { [self] in
+                workerLoop()
+                workersDone.leave()
+            }
+            thread.name = "worker-\(i)"
+            thread.start()
+        }
+        var lastHeartbeat: UnixMillis = 0
+        while !stopping.load(ordering: .sequentiallyConsistent) {
+            let now = Clock.nowMillis()
+            if now - lastHeartbeat >= 1000 {
+                try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, now: now)
+                lastHeartbeat = now
+            }
+            let free = options.workers - active.load(ordering: .sequentiallyConsistent) - queue.withLock { $0.count }
+            guard free > 0 else {
+                _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
+                continue
+            }
+            let claimed: [ClaimedJob]
+            do {
+                claimed = try store.claim(limit: free, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
+            } catch {
+                logger.error("claim failed", metadata: ["error": "\(error)"])
+                doorbell.wait(timeout: options.pollSeconds)
+                continue
+            }
+            if claimed.isEmpty {
+                doorbell.wait(timeout: options.pollSeconds)
+                continue
+            }
+            queue.withLock { $0.append(contentsOf: claimed) }
+            for _ in claimed { work.signal() }
+        }
+        // Wake every worker so it sees `stopping` once its queue is empty.
+        for _ in 0..<options.workers { work.signal() }
+        workersDone.wait()
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, now: Clock.nowMillis())
+    }
+
+    private func workerLoop() {
+        while true {
+            work.wait()
+            guard let job = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
+                if stopping.load(ordering: .sequentiallyConsistent) { return }
+                continue
+            }
+            active.add(1, ordering: .sequentiallyConsistent)
+            process(job)
+            active.subtract(1, ordering: .sequentiallyConsistent)
+            slotFreed.signal()
+        }
+    }
+
+    /// Runs the work if it has not run yet, then makes one delivery attempt and records it.
+    func process(_ claimed: ClaimedJob) {
+        var job = claimed
+        do {
+            if job.result == nil && job.error == nil {
+                let started = DispatchTime.now().uptimeNanoseconds
+                var result: JSONValue?
+                var failure: String?
+                do {
+                    let request = try RequestParser.parse(job.input, mode: .async)
+                    result = engine.run(request.spec)
+                } catch {
+                    failure = "stored input no longer valid: \(error.message)"
+                }
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+                try store.saveResult(id: job.id, result: result, error: failure, durationMs: ms, now: Clock.nowMillis())
+                job.result = result
+                job.error = failure
+                job.durationMs = ms
+            }
+            try deliver(job)
+        } catch {
+            // The store failed; the lease will expire and the job will be tried again.
+            logger.error("job failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
+        }
+    }
+
+    private func deliver(_ job: ClaimedJob) throws {
+        let attempt = job.attempts + 1
+        let startedAt = Clock.nowMillis()
+        let started = DispatchTime.now().uptimeNanoseconds
+        let result: AttemptResult
+        do {
+            // Checked again at every attempt: DNS may have changed since the job was accepted.
+            let target = try policy.vet(job.callbackURL)
+            let now = Date()
+            let body = CallbackPayload.body(
+                id: job.id, op: job.op, result: job.result, error: job.error, durationMs: job.durationMs, at: now)
+            let timestamp = Int(now.timeIntervalSince1970)
+            result = client.post(
+                target: target, body: body,
+                headers: [
+                    ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
+                    ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
+                ])
+        } catch {
+            result = AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)")
+        }
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+        var decision = retry.decide(attempt: attempt, result: result, random: Double.random(in: 0...1))
+        if result.error?.hasPrefix("callback URL refused") == true, case .retry = decision {
+            // A refused URL will not become acceptable by waiting.
+            decision = .giveUp(reason: result.error ?? "callback URL refused")
+        }
+        let outcome: AttemptOutcome
+        var next: UnixMillis?
+        switch decision {
+        case .delivered: outcome = .delivered
+        case .retry(let seconds):
+            let at = Clock.nowMillis() + UnixMillis(seconds * 1000)
+            next = at
+            outcome = .retry(at: at)
+        case .giveUp(let reason): outcome = .giveUp(reason: reason)
+        }
+        try store.recordAttempt(
+            id: job.id,
+            attempt: AttemptRecord(
+                n: attempt, at: startedAt, durationMs: ms, httpStatus: result.httpStatus, error: result.error, nextAttemptAt: next),
+            outcome: outcome)
+        logger.info(
+            "callback attempt",
+            metadata: [
+                "request_id": "\(job.id)", "attempt": "\(attempt)", "status": "\(result.httpStatus.map(String.init) ?? "-")",
+                "outcome": "\(outcome)",
+            ])
+    }
+}

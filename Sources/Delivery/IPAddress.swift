@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An IPv4 or IPv6 address as bytes (4 or 16), with the range checks the callback policy needs.
+public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 4 || bytes.count == 16 else { return nil }
+        self.bytes = bytes
+    }
+
+    /// Strict textual forms only: dotted-quad IPv4 with four decimal parts and no leading zeros, or
+    /// IPv6 as inet_pton reads it. Shorthand like `127.1` or `0x7f000001` is not an address here.
+    public init?(_ text: String) {
+        if text.contains(":") {
+            var a = in6_addr()
+            guard inet_pton(AF_INET6, text, &a) == 1 else { return nil }
+            bytes = withUnsafeBytes(of: &a) { Array($0) }
+        } else {
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 4 else { return nil }
+            var out: [UInt8] = []
+            for p in parts {
+                guard !p.isEmpty, p.count <= 3, p.allSatisfy(\.isASCII), p.allSatisfy(\.isNumber),
+                    p == "0" || !p.hasPrefix("0"), let v = UInt8(p)
+                else { return nil }
+                out.append(v)
+            }
+            bytes = out
+        }
+    }
+
+    public var isIPv4: Bool { bytes.count == 4 }
+
+    public var description: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        var copy = bytes
+        _ = copy.withUnsafeMutableBytes { raw in
+            inet_ntop(isIPv4 ? AF_INET : AF_INET6, raw.baseAddress, &buffer, socklen_t(buffer.count))
+        }
+        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Whether the first `prefix` bits equal those of `network`.
+    public func isIn(_ network: CIDR) -> Bool {
+        guard network.address.bytes.count == bytes.count else { return false }
+        var bits = network.prefix
+        for i in 0..<bytes.count where bits > 0 {
+            let take = min(8, bits)
+            let mask: UInt8 = take == 8 ? 0xff : ~(0xff >> UInt8(take))
+            if bytes[i] & mask != network.address.bytes[i] & mask { return false }
+            bits -= take
+        }
+        return true
+    }
+}
+
+/// An address range like `10.0.0.0/8` or `fc00::/7`.
+public struct CIDR: Sendable, Equatable, CustomStringConvertible {
+    public var address: IPAddress
+    public var prefix: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let address = IPAddress(String(parts[0])) else { return nil }
+        let maxPrefix = address.bytes.count * 8
+        let prefix = parts.count == 2 ? Int(parts[1]) : maxPrefix
+        guard let prefix, (0...maxPrefix).contains(prefix) else { return nil }
+        self.address = address
+        self.prefix = prefix
+    }
+
+    public var description: String { "\(address)/\(prefix)" }
+}

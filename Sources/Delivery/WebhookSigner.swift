@@ -1,0 +1,57 @@
+import Digest
+import Foundation
+
+/// Signs callbacks the Standard Webhooks way: `webhook-signature: v1,<base64 HMAC-SHA256 of
+/// "{id}.{timestamp}.{body}">`, one signature per active secret (space-separated) during rotation.
+public struct WebhookSigner: Sendable {
+    public struct InvalidSecret: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private let keys: [[UInt8]]
+
+    /// `secrets` are `whsec_<base64>` strings, current first.
+    public init(secrets: [String]) throws(InvalidSecret) {
+        var keys: [[UInt8]] = []
+        for secret in secrets {
+            guard let key = Self.key(from: secret) else {
+                throw InvalidSecret(description: "webhook secret must be whsec_ followed by base64 of at least 24 bytes")
+            }
+            keys.append(key)
+        }
+        guard !keys.isEmpty else { throw InvalidSecret(description: "no webhook secret") }
+        self.keys = keys
+    }
+
+    /// A new random secret in `whsec_` form (32 bytes).
+    public static func generateSecret() -> String {
+        "whsec_" + Data(Digest.randomBytes(32)).base64EncodedString()
+    }
+
+    static func key(from secret: String) -> [UInt8]? {
+        guard secret.hasPrefix("whsec_"), let data = Data(base64Encoded: String(secret.dropFirst(6))), data.count >= 24 else {
+            return nil
+        }
+        return Array(data)
+    }
+
+    /// The `webhook-signature` header value.
+    public func signature(id: String, timestamp: Int, body: [UInt8]) -> String {
+        let message = Array("\(id).\(timestamp).".utf8) + body
+        return keys.map { "v1," + Data(Digest.hmacSHA256(key: $0, message: message)).base64EncodedString() }
+            .joined(separator: " ")
+    }
+
+    /// Receiver side: whether any `v1` signature in `header` matches, and the timestamp is within
+    /// `tolerance` seconds of `now` (replay protection). Compares in constant time.
+    public func verify(id: String, timestamp: Int, body: [UInt8], header: String, now: Int, tolerance: Int = 300) -> Bool {
+        guard abs(now - timestamp) <= tolerance else { return false }
+        let message = Array("\(id).\(timestamp).".utf8) + body
+        let expected = keys.map { Digest.hmacSHA256(key: $0, message: message) }
+        for part in header.split(separator: " ") {
+            guard part.hasPrefix("v1,"), let given = Data(base64Encoded: String(part.dropFirst(3))) else { continue }
+            if expected.contains(where: { Digest.constantTimeEqual($0, Array(given)) }) { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A wake-up signal from workfcgi to deliveryd over a unix datagram socket. Ringing never blocks and
+/// never fails the caller: a lost ring only delays a job until deliveryd's next poll.
+public final class Doorbell: Sendable {
+    private let path: String
+    private let fd: Int32
+
+    public init(path: String) {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Sends one byte to the listener, if there is one.
+    public func ring() {
+        guard fd >= 0 else { return }
+        _ = withUnixAddress(path) { address, length in
+            var byte: UInt8 = 1
+            return sendto(fd, &byte, 1, Int32(MSG_DONTWAIT), address, length)
+        }
+    }
+}
+
+/// deliveryd's side: a bound datagram socket it can wait on with a timeout.
+public final class DoorbellListener: @unchecked Sendable {
+    private let fd: Int32
+    private let path: String
+
+    public struct BindError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(path: String) throws {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw BindError(description: "socket: \(String(cString: strerror(errno)))") }
+        // A socket file left by a killed daemon would make bind fail; nobody else owns this path.
+        unlink(path)
+        let rc = withUnixAddress(path) { address, length in bind(fd, address, length) }
+        guard rc == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw BindError(description: "bind \(path): \(reason)")
+        }
+        // workfcgi may run as another user; the socket carries no data, only a wake-up.
+        chmod(path, 0o666)
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// Waits until rung or `timeout` seconds pass; returns whether it was rung. Drains queued rings, so a
+    /// burst of 1,000 enqueues wakes the daemon once, not 1,000 times.
+    @discardableResult
+    public func wait(timeout: Double) -> Bool {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&pfd, 1, Int32(max(0, timeout * 1000)))
+        guard ready > 0 else { return false }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) > 0 {}
+        return true
+    }
+}
+
+/// Calls `body` with a `sockaddr_un` for `path` (truncated paths are refused by returning -1).
+func withUnixAddress<T: BinaryInteger>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    guard bytes.count < capacity else { return -1 }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}

@@ -1,0 +1,93 @@
+/// An HTTP request as nginx hands it over FastCGI.
+public struct HTTPRequest: Sendable {
+    public var method: String
+    /// The decoded path without the query (nginx's DOCUMENT_URI).
+    public var path: String
+    public var query: [String: String]
+    /// Header names lower-cased, e.g. "content-type", "idempotency-key".
+    public var headers: [String: String]
+    public var remoteAddress: String
+    public var body: [UInt8]
+    /// The body was longer than the server's limit; `body` holds only a prefix.
+    public var bodyTooLarge: Bool
+
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        remoteAddress: String = "", body: [UInt8] = [], bodyTooLarge: Bool = false
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.remoteAddress = remoteAddress
+        self.body = body
+        self.bodyTooLarge = bodyTooLarge
+    }
+
+    /// Parses `a=1&b=two%20words` (later duplicates win).
+    public static func parseQuery(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = percentDecode(String(parts[0]))
+            out[name] = parts.count > 1 ? percentDecode(String(parts[1])) : ""
+        }
+        return out
+    }
+
+    static func percentDecode(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let b = iterator.next() {
+            if b == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if b == UInt8(ascii: "%"), let h = iterator.next(), let l = iterator.next(),
+                let v = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16)
+            {
+                bytes.append(v)
+            } else {
+                bytes.append(b)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// What a handler answers.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 202: "Accepted"
+        case 400: "Bad Request"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 409: "Conflict"
+        case 413: "Payload Too Large"
+        case 415: "Unsupported Media Type"
+        case 422: "Unprocessable Content"
+        case 429: "Too Many Requests"
+        case 500: "Internal Server Error"
+        case 503: "Service Unavailable"
+        default: "Status"
+        }
+    }
+
+    /// The CGI-style header block followed by the body.
+    var wireBytes: [UInt8] {
+        var head = "Status: \(status) \(Self.reason(status))\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += "\r\n"
+        return Array(head.utf8) + body
+    }
+}

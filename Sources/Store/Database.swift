@@ -1,0 +1,148 @@
+import CSQLite
+
+/// A value bound to or read from SQLite.
+public enum SQLValue: Sendable, Equatable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+}
+
+/// A SQLite failure with the library's own message.
+public struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public var message: String
+    public var description: String { "SQLite error \(code): \(message)" }
+    /// SQLITE_BUSY or SQLITE_LOCKED: another writer held the lock past the busy timeout.
+    public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+}
+
+/// One SQLite connection. Not thread-safe by design: each thread that touches the database owns its own
+/// (SQLite's rule for WAL concurrency), so this class is `@unchecked Sendable` only to be handed to that thread.
+public final class Database: @unchecked Sendable {
+    private var handle: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+
+    public init(path: String, synchronous: String = "FULL") throws {
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close(handle)
+            handle = nil
+            throw SQLiteError(code: rc, message: "\(path): \(message)")
+        }
+        sqlite3_extended_result_codes(handle, 1)
+        // Writers from two processes meet here; wait for the lock rather than fail at once.
+        sqlite3_busy_timeout(handle, 5000)
+        try execute("PRAGMA journal_mode=WAL")
+        try execute("PRAGMA synchronous=\(synchronous)")
+        try execute("PRAGMA foreign_keys=ON")
+    }
+
+    deinit {
+        for (_, s) in statements { sqlite3_finalize(s) }
+        sqlite3_close_v2(handle)
+    }
+
+    private func error(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
+    }
+
+    /// Runs one or more statements that return no rows we need.
+    public func execute(_ sql: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &message)
+        if rc != SQLITE_OK {
+            let text = message.map { String(cString: $0) } ?? "error"
+            sqlite3_free(message)
+            throw SQLiteError(code: rc, message: text)
+        }
+    }
+
+    /// Runs `sql` with `bindings` and returns every row. Statements are prepared once and cached.
+    @discardableResult
+    public func query(_ sql: String, _ bindings: [SQLValue] = []) throws -> [Row] {
+        let stmt = try prepared(sql)
+        defer {
+            sqlite3_reset(stmt)
+            sqlite3_clear_bindings(stmt)
+        }
+        for (i, value) in bindings.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(stmt, index)
+            case .int(let v): rc = sqlite3_bind_int64(stmt, index, v)
+            case .double(let v): rc = sqlite3_bind_double(stmt, index, v)
+            case .text(let v): rc = workfcgi_sqlite3_bind_text(stmt, index, v, -1)
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+        var rows: [Row] = []
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            var values: [SQLValue] = []
+            let n = sqlite3_column_count(stmt)
+            values.reserveCapacity(Int(n))
+            for c in 0..<n {
+                switch sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: values.append(.int(sqlite3_column_int64(stmt, c)))
+                case SQLITE_FLOAT: values.append(.double(sqlite3_column_double(stmt, c)))
+                case SQLITE_NULL: values.append(.null)
+                default:
+                    if let text = sqlite3_column_text(stmt, c) {
+                        values.append(.text(String(cString: text)))
+                    } else {
+                        values.append(.null)
+                    }
+                }
+            }
+            rows.append(Row(values: values))
+        }
+        return rows
+    }
+
+    /// Runs `body` in a write transaction (BEGIN IMMEDIATE: take the write lock up front, so a busy
+    /// database is waited for at the start instead of failing half-way).
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let value = try body()
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let s = statements[sql] { return s }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc) }
+        statements[sql] = stmt
+        return stmt
+    }
+}
+
+/// One result row; columns by position, as selected.
+public struct Row: Sendable {
+    public var values: [SQLValue]
+
+    public func int(_ i: Int) -> Int64? { if case .int(let v) = values[i] { return v }; return nil }
+    public func double(_ i: Int) -> Double? {
+        switch values[i] {
+        case .double(let v): return v
+        case .int(let v): return Double(v)
+        default: return nil
+        }
+    }
+    public func text(_ i: Int) -> String? { if case .text(let v) = values[i] { return v }; return nil }
+}

@@ -1,0 +1,100 @@
+import Foundation
+
+/// One thread owns the write connection. Request threads hand it their write and block; it takes
+/// everything queued, runs it in one transaction, commits once, then wakes every waiter. Each caller still
+/// returns only after its own row is committed, but the cost of a commit (an fsync with durability=full) is
+/// shared by everyone who arrived while the previous commit was running.
+final class GroupCommitWriter: @unchecked Sendable {
+    /// A queued write. `write` stores its own value; `error` is set when it or the commit failed.
+    private final class Ticket: @unchecked Sendable {
+        let write: (Database) throws -> Void
+        let done = DispatchSemaphore(value: 0)
+        var error: (any Error)?
+        init(write: @escaping (Database) throws -> Void) { self.write = write }
+    }
+
+    private final class Box<T>: @unchecked Sendable {
+        var value: T?
+    }
+
+    private let db: Database
+    private let condition = NSCondition()
+    private var queue: [Ticket] = []
+    private var stopping = false
+    private let maxBatch: Int
+    private var thread: Thread?
+
+    init(db: Database, maxBatch: Int = 512) {
+        self.db = db
+        self.maxBatch = maxBatch
+        let thread = Thread { [unowned self] in self.run() }
+        thread.name = "group-commit"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Runs `write` in the next batch and returns its value once that batch is committed.
+    @discardableResult
+    func submit<T: Sendable>(_ write: @escaping @Sendable (Database) throws -> T) throws -> T {
+        let box = Box<T>()
+        let ticket = Ticket(write: { db in box.value = try write(db) })
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            throw SQLiteError(code: 21, message: "store is closed")
+        }
+        queue.append(ticket)
+        condition.signal()
+        condition.unlock()
+        ticket.done.wait()
+        // The writer filled `box` and `error` before signalling `done`, which orders the accesses.
+        if let error = ticket.error { throw error }
+        guard let value = box.value else { throw SQLiteError(code: 1, message: "write produced no value") }
+        return value
+    }
+
+    /// Finishes what is queued, then stops the thread.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty && stopping {
+                condition.unlock()
+                return
+            }
+            let batch = Array(queue.prefix(maxBatch))
+            queue.removeFirst(batch.count)
+            condition.unlock()
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [Ticket]) {
+        do {
+            try db.transaction {
+                for (i, ticket) in batch.enumerated() {
+                    // A savepoint per write: one failing write (say, a constraint) fails alone.
+                    try db.execute("SAVEPOINT w\(i)")
+                    do {
+                        try ticket.write(db)
+                        try db.execute("RELEASE w\(i)")
+                    } catch {
+                        ticket.error = error
+                        try db.execute("ROLLBACK TO w\(i); RELEASE w\(i)")
+                    }
+                }
+            }
+        } catch {
+            // The commit itself failed: nothing in the batch is durable, so nobody may report success.
+            for ticket in batch { ticket.error = error }
+        }
+        for ticket in batch { ticket.done.signal() }
+    }
+}

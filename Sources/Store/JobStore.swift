@@ -1,0 +1,26 @@
+import WorkEngine
+
+/// The queue and record of requests. SQLite implements it today; the operations are the ones a
+/// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
+public protocol JobStore: Sendable {
+    /// Inserts an /async job and returns once it is committed, unless the backlog is full.
+    func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome
+    /// Records a finished /sync request.
+    func recordSync(_ record: SyncRecord) throws
+    /// Leases up to `limit` due jobs until `now + leaseMillis`. Jobs whose lease ran out are due again.
+    func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob]
+    /// Stores the work's outcome; the job moves on to `delivering`.
+    func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws
+    /// Records one delivery attempt and what follows from it, in one transaction.
+    func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws
+    /// Gives a leased job back at once (deliveryd shutting down).
+    func release(id: String) throws
+    func request(id: String) throws -> RequestRecord?
+    func requests(_ query: RequestQuery) throws -> [RequestRecord]
+    /// pending + processing: jobs whose work has not run yet.
+    func backlog() throws -> Int
+    func heartbeat(pid: Int, activeWorkers: Int, now: UnixMillis) throws
+    func daemonStatus() throws -> DaemonStatus?
+    /// A value kept across restarts (e.g. a generated webhook secret); `setIfAbsent` returns the stored one.
+    func setting(_ key: String, setIfAbsent value: String) throws -> String
+}

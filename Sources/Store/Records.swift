@@ -1,0 +1,149 @@
+import WorkEngine
+
+/// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
+public typealias UnixMillis = Int64
+
+/// A job's lifecycle. `delivering` means the result is ready and the callback is being attempted.
+public enum JobStatus: String, Sendable, CaseIterable {
+    case pending, processing, delivering, completed, failed
+}
+
+/// An /async job to insert.
+public struct NewJob: Sendable {
+    public var id: String
+    public var op: String
+    public var input: JSONValue
+    public var callbackURL: String
+    public var idempotencyKey: String?
+    public var createdAt: UnixMillis
+
+    public init(id: String, op: String, input: JSONValue, callbackURL: String, idempotencyKey: String?, createdAt: UnixMillis) {
+        self.id = id
+        self.op = op
+        self.input = input
+        self.callbackURL = callbackURL
+        self.idempotencyKey = idempotencyKey
+        self.createdAt = createdAt
+    }
+}
+
+/// A /sync request, recorded once it has finished.
+public struct SyncRecord: Sendable {
+    public var id: String
+    public var op: String
+    public var input: JSONValue
+    public var result: JSONValue
+    public var createdAt: UnixMillis
+    public var startedAt: UnixMillis
+    public var completedAt: UnixMillis
+    public var durationMs: Double
+
+    public init(
+        id: String, op: String, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
+        completedAt: UnixMillis, durationMs: Double
+    ) {
+        self.id = id
+        self.op = op
+        self.input = input
+        self.result = result
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+        self.durationMs = durationMs
+    }
+}
+
+/// What `enqueue` did.
+public enum EnqueueOutcome: Sendable, Equatable {
+    /// Committed: the job will run and be delivered.
+    case accepted(id: String)
+    /// A job with the same idempotency key was accepted earlier; no new job.
+    case duplicate(id: String)
+    /// pending + processing is at the configured bound; nothing was written.
+    case backlogFull(depth: Int)
+}
+
+/// A job deliveryd has leased.
+public struct ClaimedJob: Sendable {
+    public var id: String
+    public var op: String
+    public var input: JSONValue
+    public var callbackURL: String
+    /// Set when the work already ran in an earlier lease: only delivery remains.
+    public var result: JSONValue?
+    public var error: String?
+    public var durationMs: Double?
+    public var attempts: Int
+    public var createdAt: UnixMillis
+    public var leaseUntil: UnixMillis
+}
+
+/// One delivery attempt, as recorded.
+public struct AttemptRecord: Sendable, Equatable {
+    public var n: Int
+    public var at: UnixMillis
+    public var durationMs: Double
+    public var httpStatus: Int?
+    public var error: String?
+    public var nextAttemptAt: UnixMillis?
+
+    public init(n: Int, at: UnixMillis, durationMs: Double, httpStatus: Int?, error: String?, nextAttemptAt: UnixMillis?) {
+        self.n = n
+        self.at = at
+        self.durationMs = durationMs
+        self.httpStatus = httpStatus
+        self.error = error
+        self.nextAttemptAt = nextAttemptAt
+    }
+}
+
+/// What an attempt decided for the job.
+public enum AttemptOutcome: Sendable, Equatable {
+    case delivered
+    case retry(at: UnixMillis)
+    case giveUp(reason: String)
+}
+
+/// A stored request, sync or async, with its delivery trace.
+public struct RequestRecord: Sendable {
+    public var id: String
+    public var mode: String
+    public var op: String
+    public var status: JobStatus
+    public var input: JSONValue
+    public var result: JSONValue?
+    public var error: String?
+    public var callbackURL: String?
+    public var deliveryError: String?
+    public var attempts: Int
+    public var nextAttemptAt: UnixMillis?
+    public var createdAt: UnixMillis
+    public var startedAt: UnixMillis?
+    public var completedAt: UnixMillis?
+    public var deliveredAt: UnixMillis?
+    public var durationMs: Double?
+    public var trace: [AttemptRecord]
+}
+
+/// Filters for listing requests, newest first.
+public struct RequestQuery: Sendable {
+    public var mode: String?
+    public var status: JobStatus?
+    /// Only ids before this one (the previous page's last id).
+    public var before: String?
+    public var limit: Int
+
+    public init(mode: String? = nil, status: JobStatus? = nil, before: String? = nil, limit: Int = 50) {
+        self.mode = mode
+        self.status = status
+        self.before = before
+        self.limit = limit
+    }
+}
+
+/// deliveryd's last heartbeat.
+public struct DaemonStatus: Sendable {
+    public var pid: Int
+    public var activeWorkers: Int
+    public var heartbeatAt: UnixMillis
+}

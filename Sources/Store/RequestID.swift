@@ -1,0 +1,33 @@
+import Foundation
+
+/// UUIDv7 ids: 48 bits of Unix milliseconds, then random bits. Time-ordered, so inserts append to the
+/// primary-key b-tree and `id < cursor` pages by time.
+public enum RequestID {
+    public static func make(now: UnixMillis = Clock.nowMillis()) -> String {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var generator = SystemRandomNumberGenerator()
+        for i in 6..<16 { bytes[i] = UInt8.random(in: 0...255, using: &generator) }
+        let ms = UInt64(max(0, now))
+        for i in 0..<6 { bytes[i] = UInt8((ms >> (8 * (5 - UInt64(i)))) & 0xff) }
+        bytes[6] = 0x70 | (bytes[6] & 0x0f)  // version 7
+        bytes[8] = 0x80 | (bytes[8] & 0x3f)  // RFC 4122 variant
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        let c = Array(hex)
+        return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-"
+            + String(c[20..<32])
+    }
+
+    /// Whether `text` has the shape of an id we issue (guards path parameters before they reach SQL).
+    public static func isValid(_ text: String) -> Bool {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.map(\.count) == [8, 4, 4, 4, 12] else { return false }
+        return text.allSatisfy { $0 == "-" || $0.isHexDigit && ($0.isNumber || $0.isLowercase) }
+    }
+}
+
+/// Wall-clock time in the store's unit.
+public enum Clock {
+    public static func nowMillis() -> UnixMillis {
+        UnixMillis((Date().timeIntervalSince1970 * 1000).rounded())
+    }
+}

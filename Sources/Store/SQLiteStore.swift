@@ -1,0 +1,252 @@
+import Synchronization
+import WorkEngine
+
+/// `JobStore` on one SQLite file in WAL mode. /async and /sync writes go through a group-commit writer;
+/// everything else borrows a connection from a small pool (SQLite connections are per-thread).
+public final class SQLiteStore: JobStore {
+    private let path: String
+    private let synchronous: String
+    private let pool = Mutex<[Database]>([])
+    private let writer: GroupCommitWriter
+
+    /// Opens (creating and migrating if needed) the database at `path`.
+    /// `synchronous` is SQLite's setting: FULL survives power loss, NORMAL survives a process crash.
+    public init(path: String, synchronous: String = "FULL") throws {
+        self.path = path
+        self.synchronous = synchronous
+        let writeConnection = try Database(path: path, synchronous: synchronous)
+        try Schema.migrate(writeConnection)
+        writer = GroupCommitWriter(db: writeConnection)
+    }
+
+    deinit { writer.stop() }
+
+    /// Stops the group-commit thread after it has committed what is queued.
+    public func close() { writer.stop() }
+
+    @discardableResult
+    private func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
+        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous)
+        defer { pool.withLock { $0.append(db) } }
+        return try body(db)
+    }
+
+    // MARK: writes through the group commit
+
+    public func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
+        try writer.submit { db in
+            if let key = job.idempotencyKey {
+                let existing = try db.query("SELECT id, created_at FROM requests WHERE idempotency_key = ?", [.text(key)])
+                if let row = existing.first, let id = row.text(0) {
+                    let dayMs: Int64 = 24 * 3600 * 1000
+                    if (row.int(1) ?? 0) > job.createdAt - dayMs { return EnqueueOutcome.duplicate(id: id) }
+                    // Older than a day: the key may be used again.
+                    try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = ?", [.text(id)])
+                }
+            }
+            let depth = Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+            guard depth < backlogLimit else { return EnqueueOutcome.backlogFull(depth: depth) }
+            try db.query(
+                """
+                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at)
+                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(job.id), .text(job.op), .text(job.input.text), .text(job.callbackURL),
+                    job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt),
+                ])
+            return EnqueueOutcome.accepted(id: job.id)
+        }
+    }
+
+    public func recordSync(_ record: SyncRecord) throws {
+        try writer.submit { db in
+            try db.query(
+                """
+                INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms)
+                VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(record.id), .text(record.op), .text(record.input.text), .text(record.result.text),
+                    .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
+                ])
+            return true
+        }
+    }
+
+    // MARK: the queue
+
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+        try withConnection { db in
+            try db.transaction {
+                try db.query(
+                    """
+                    UPDATE requests SET lease_until = ?1 + ?2,
+                        status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
+                        started_at = COALESCE(started_at, ?1)
+                    WHERE id IN (
+                        SELECT id FROM requests
+                        WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
+                        ORDER BY next_attempt_at LIMIT ?3)
+                    RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until
+                    """,
+                    [.int(now), .int(leaseMillis), .int(Int64(limit))]
+                ).compactMap { row -> ClaimedJob? in
+                    guard let id = row.text(0), let op = row.text(1), let inputText = row.text(2), let url = row.text(3) else {
+                        return nil
+                    }
+                    return ClaimedJob(
+                        id: id, op: op, input: (try? JSONValue.parse(Array(inputText.utf8))) ?? .null, callbackURL: url,
+                        result: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(5),
+                        durationMs: row.double(6), attempts: Int(row.int(7) ?? 0), createdAt: row.int(8) ?? 0,
+                        leaseUntil: row.int(9) ?? 0)
+                }
+            }
+        }
+    }
+
+    public func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
+        try withConnection { db in
+            try db.query(
+                """
+                UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?
+                WHERE id = ? AND status = 'processing'
+                """,
+                [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
+        }
+    }
+
+    public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        try withConnection { db in
+            try db.transaction {
+                try db.query(
+                    """
+                    INSERT OR IGNORE INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
+                        attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
+                        attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
+                    ])
+                switch outcome {
+                case .delivered:
+                    // A job whose work failed still reports that failure by callback; it ends `failed`.
+                    try db.query(
+                        """
+                        UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                            attempts = ?, delivered_at = ?, next_attempt_at = NULL, lease_until = 0
+                        WHERE id = ?
+                        """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
+                case .retry(let at):
+                    try db.query(
+                        "UPDATE requests SET attempts = ?, next_attempt_at = ?, lease_until = 0 WHERE id = ?",
+                        [.int(Int64(attempt.n)), .int(at), .text(id)])
+                case .giveUp(let reason):
+                    try db.query(
+                        """
+                        UPDATE requests SET status = 'failed', attempts = ?, delivery_error = ?, next_attempt_at = NULL,
+                            lease_until = 0
+                        WHERE id = ?
+                        """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
+                }
+            }
+        }
+    }
+
+    public func release(id: String) throws {
+        try withConnection { db in
+            try db.query("UPDATE requests SET lease_until = 0 WHERE id = ?", [.text(id)])
+        }
+    }
+
+    // MARK: reads
+
+    private static let columns = """
+        id, mode, op, status, input, result, error, callback_url, delivery_error, attempts, next_attempt_at,
+        created_at, started_at, completed_at, delivered_at, duration_ms
+        """
+
+    public func request(id: String) throws -> RequestRecord? {
+        try withConnection { db in
+            guard let row = try db.query("SELECT \(Self.columns) FROM requests WHERE id = ?", [.text(id)]).first,
+                var record = Self.record(row)
+            else { return nil }
+            record.trace = try db.query(
+                "SELECT n, at, duration_ms, http_status, error, next_attempt_at FROM attempts WHERE request_id = ? ORDER BY n",
+                [.text(id)]
+            ).map { row in
+                AttemptRecord(
+                    n: Int(row.int(0) ?? 0), at: row.int(1) ?? 0, durationMs: row.double(2) ?? 0,
+                    httpStatus: row.int(3).map { Int($0) }, error: row.text(4), nextAttemptAt: row.int(5))
+            }
+            return record
+        }
+    }
+
+    public func requests(_ query: RequestQuery) throws -> [RequestRecord] {
+        var conditions: [String] = []
+        var bindings: [SQLValue] = []
+        if let mode = query.mode {
+            conditions.append("mode = ?")
+            bindings.append(.text(mode))
+        }
+        if let status = query.status {
+            conditions.append("status = ?")
+            bindings.append(.text(status.rawValue))
+        }
+        if let before = query.before {
+            conditions.append("id < ?")
+            bindings.append(.text(before))
+        }
+        bindings.append(.int(Int64(query.limit)))
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        return try withConnection { db in
+            try db.query("SELECT \(Self.columns) FROM requests \(whereClause) ORDER BY id DESC LIMIT ?", bindings)
+                .compactMap(Self.record)
+        }
+    }
+
+    private static func record(_ row: Row) -> RequestRecord? {
+        guard let id = row.text(0), let mode = row.text(1), let op = row.text(2),
+            let status = row.text(3).flatMap(JobStatus.init(rawValue:))
+        else { return nil }
+        return RequestRecord(
+            id: id, mode: mode, op: op, status: status,
+            input: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .null,
+            result: row.text(5).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(6), callbackURL: row.text(7),
+            deliveryError: row.text(8), attempts: Int(row.int(9) ?? 0), nextAttemptAt: row.int(10), createdAt: row.int(11) ?? 0,
+            startedAt: row.int(12), completedAt: row.int(13), deliveredAt: row.int(14), durationMs: row.double(15), trace: [])
+    }
+
+    public func backlog() throws -> Int {
+        try withConnection { db in
+            Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+        }
+    }
+
+    public func heartbeat(pid: Int, activeWorkers: Int, now: UnixMillis) throws {
+        try withConnection { db in
+            try db.query(
+                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at) VALUES (1, ?, ?, ?)",
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now)])
+        }
+    }
+
+    public func daemonStatus() throws -> DaemonStatus? {
+        try withConnection { db in
+            try db.query("SELECT pid, active_workers, heartbeat_at FROM daemon WHERE id = 1").first.map { row in
+                DaemonStatus(pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0)
+            }
+        }
+    }
+
+    public func setting(_ key: String, setIfAbsent value: String) throws -> String {
+        try withConnection { db in
+            try db.transaction {
+                try db.query("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)", [.text(key), .text(value)])
+                return try db.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?.text(0) ?? value
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/// One validated unit of work. Both /sync and deliveryd run these through the same `WorkEngine`.
+public enum JobSpec: Sendable, Equatable {
+    /// Iterated SHA-256: digest of digest, `iterations` times.
+    case hash(input: String, iterations: Int)
+    /// Text statistics plus a deterministic rewrite repeated `count` times.
+    case text(text: String, count: Int)
+    /// A report over `records` records, 10 ms of simulated I/O plus one SHA-256 step each.
+    case report(records: Int, name: String)
+    /// CPU-bound work from about 100 ms (complexity 1) to about 5 s (complexity 10).
+    case compute(kind: ComputeKind, complexity: Int)
+
+    public enum ComputeKind: String, Sendable, CaseIterable {
+        case hash, prime, matrix, transform
+    }
+
+    /// The operation's name as used in the `op` field.
+    public var op: String {
+        switch self {
+        case .hash: "hash"
+        case .text: "text"
+        case .report: "report"
+        case .compute: "compute"
+        }
+    }
+}
+
+/// Documented bounds of every field. Kept in one place so validation, README and tests agree.
+public enum Limits {
+    public static let hashInputBytes = 0...65_536
+    public static let hashIterations = 1...5_000_000
+    public static let hashIterationsDefault = 50_000
+    public static let textCharacters = 0...10_000
+    public static let textCount = 1...20
+    public static let textCountDefault = 1
+    public static let reportRecords = 1...1_000
+    /// /sync refuses reports this large or larger: they belong on /async.
+    public static let reportRecordsSyncMax = 49
+    public static let reportName = 1...100
+    public static let reportNameDefault = "report"
+    public static let complexity = 1...10
+    public static let complexityDefault = 1
+    public static let callbackURLBytes = 1...2_048
+}

@@ -1,0 +1,72 @@
+import Config
+import Delivery
+import Doorbell
+import Foundation
+import Logging
+import Store
+import WorkEngine
+
+// deliveryd: claims async jobs from SQLite, runs them, and delivers their signed callbacks with retries.
+// `deliveryd --show-secret` prints the webhook secret in use (generated and stored on first start when
+// WORKFCGI_WEBHOOK_SECRET is unset) and exits; the secret itself is never logged.
+
+let settings: Settings
+do {
+    settings = try Settings(environment: ProcessInfo.processInfo.environment)
+} catch {
+    FileHandle.standardError.write(Data("deliveryd: configuration error: \(error)\n".utf8))
+    exit(2)
+}
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
+    return handler
+}
+let logger = Logger(label: "deliveryd")
+
+do {
+    try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
+    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability == .full ? "FULL" : "NORMAL")
+    let storedSecret = try store.setting("webhook_secret", setIfAbsent: WebhookSigner.generateSecret())
+    if CommandLine.arguments.contains("--show-secret") {
+        print(settings.webhookSecret ?? storedSecret)
+        exit(0)
+    }
+    if settings.webhookSecret == nil {
+        logger.notice("WORKFCGI_WEBHOOK_SECRET is unset: signing with the secret stored in the database (deliveryd --show-secret prints it)")
+    }
+    let deliverer = Deliverer(
+        store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
+        policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: storedSecret),
+        retry: RetryPolicy(settings: settings),
+        options: .init(workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds),
+        logger: logger)
+    CallbackClient.globalInit()
+    let doorbell = try DoorbellListener(path: settings.doorbellSocket)
+
+    var sources: [any DispatchSourceSignal] = []
+    for sig in [SIGTERM, SIGINT] {
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            logger.info("stopping: finishing jobs in hand", metadata: ["signal": "\(sig)"])
+            deliverer.stop()
+        }
+        source.resume()
+        sources.append(source)
+    }
+    signal(SIGPIPE, SIG_IGN)
+    logger.info(
+        "running",
+        metadata: [
+            "workers": "\(settings.workers)", "db": "\(settings.databasePath)", "doorbell": "\(settings.doorbellSocket)",
+            "retry_schedule": "\(settings.retrySchedule)",
+        ])
+    deliverer.run(doorbell: doorbell)
+    store.close()
+    logger.info("stopped")
+    exit(0)
+} catch {
+    logger.critical("cannot start", metadata: ["error": "\(error)"])
+    exit(1)
+}
