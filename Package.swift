@@ -47,8 +47,8 @@ let package = Package(
             dependencies: ["WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config"],
             swiftSettings: swiftSettings),
         .target(
-            name: "Receiver",
-            dependencies: ["Digest", .product(name: "FlyingFox", package: "FlyingFox")],
+            name: "Harness",
+            dependencies: ["CCurl", .product(name: "FlyingFox", package: "FlyingFox")],
             swiftSettings: swiftSettings),
 
         // Thin executables: read config, wire, run.
@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "loadgen",
             dependencies: [
-                "CCurl", "Receiver",
+                "Harness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -75,6 +75,6 @@ let package = Package(
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
-        .testTarget(name: "IntegrationTests", dependencies: ["Receiver", "CCurl"], swiftSettings: swiftSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]
 )

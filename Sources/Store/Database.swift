@@ -1,5 +1,9 @@
 import CSQLite
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A value bound to or read from SQLite.
 public enum SQLValue: Sendable, Equatable {
     case null
@@ -35,7 +39,18 @@ public final class Database: @unchecked Sendable {
         sqlite3_extended_result_codes(handle, 1)
         // Writers from two processes meet here; wait for the lock rather than fail at once.
         sqlite3_busy_timeout(handle, 5000)
-        try execute("PRAGMA journal_mode=WAL")
+        // Switching a new file to WAL takes an exclusive lock and does not wait on the busy handler, so
+        // workfcgi and deliveryd starting together on a fresh file retry here for a while.
+        var tries = 0
+        while true {
+            do {
+                try execute("PRAGMA journal_mode=WAL")
+                break
+            } catch let error as SQLiteError where error.isBusy && tries < 100 {
+                tries += 1
+                usleep(50_000)
+            }
+        }
         try execute("PRAGMA synchronous=\(synchronous)")
         try execute("PRAGMA foreign_keys=ON")
     }
