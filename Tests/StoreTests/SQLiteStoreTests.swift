@@ -1,0 +1,160 @@
+import Foundation
+import Testing
+import WorkEngine
+
+@testable import Store
+
+@Suite final class SQLiteStoreTests {
+    let directory: String
+    let store: SQLiteStore
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "storetests-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        store = try SQLiteStore(path: directory + "/t.db")
+    }
+
+    deinit {
+        store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func job(_ now: UnixMillis, key: String? = nil) -> NewJob {
+        NewJob(
+            id: RequestID.make(now: now), op: "hash", input: ["input_data": "x", "callback_url": "http://h.example/"],
+            callbackURL: "http://h.example/", idempotencyKey: key, createdAt: now)
+    }
+
+    @Test func enqueueClaimDeliver() throws {
+        let now = Clock.nowMillis()
+        let j = job(now)
+        #expect(try store.enqueue(j, backlogLimit: 10) == .accepted(id: j.id))
+        #expect(try store.backlog() == 1)
+
+        let claimed = try store.claim(limit: 5, leaseMillis: 30_000, now: now)
+        #expect(claimed.map(\.id) == [j.id])
+        #expect(claimed.first?.result == nil)
+        // Leased: nobody else gets it.
+        #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1).isEmpty)
+        #expect(try store.request(id: j.id)?.status == .processing)
+
+        try store.saveResult(id: j.id, result: ["hash": "ab"], error: nil, durationMs: 3, now: now + 5)
+        #expect(try store.backlog() == 0)
+        try store.recordAttempt(
+            id: j.id, attempt: AttemptRecord(n: 1, at: now + 6, durationMs: 2, httpStatus: 500, error: "HTTP 500", nextAttemptAt: now + 1000),
+            outcome: .retry(at: now + 1000))
+        #expect(try store.request(id: j.id)?.status == .delivering)
+        #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 999).isEmpty, "not due before its retry time")
+        let again = try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1000)
+        #expect(again.first?.attempts == 1)
+        #expect(again.first?.result == ["hash": "ab"], "work is not redone after a failed delivery")
+        try store.recordAttempt(
+            id: j.id, attempt: AttemptRecord(n: 2, at: now + 1001, durationMs: 2, httpStatus: 200, error: nil, nextAttemptAt: nil),
+            outcome: .delivered)
+
+        let record = try #require(try store.request(id: j.id))
+        #expect(record.status == .completed)
+        #expect(record.trace.map(\.httpStatus) == [500, 200])
+        #expect(record.deliveredAt == now + 1001)
+    }
+
+    @Test func expiredLeaseMakesTheJobDueAgain() throws {
+        let now = Clock.nowMillis()
+        let j = job(now)
+        _ = try store.enqueue(j, backlogLimit: 10)
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now).count == 1)
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 999).isEmpty)
+        let retaken = try store.claim(limit: 1, leaseMillis: 1000, now: now + 1000)
+        #expect(retaken.map(\.id) == [j.id], "a dead daemon's job is picked up after its lease")
+        try store.release(id: j.id)
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 1001).count == 1, "released jobs are due at once")
+    }
+
+    @Test func giveUpEndsFailedWithReason() throws {
+        let now = Clock.nowMillis()
+        let j = job(now)
+        _ = try store.enqueue(j, backlogLimit: 10)
+        _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
+        try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: now)
+        try store.recordAttempt(
+            id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 410, error: "HTTP 410", nextAttemptAt: nil),
+            outcome: .giveUp(reason: "receiver answered 410 Gone"))
+        let record = try #require(try store.request(id: j.id))
+        #expect(record.status == .failed)
+        #expect(record.deliveryError == "receiver answered 410 Gone")
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 100_000).isEmpty)
+    }
+
+    @Test func backlogBoundRefusesWithoutWriting() throws {
+        let now = Clock.nowMillis()
+        for i in 0..<3 { _ = try store.enqueue(job(now + Int64(i)), backlogLimit: 3) }
+        #expect(try store.enqueue(job(now + 9), backlogLimit: 3) == .backlogFull(depth: 3))
+        #expect(try store.requests(RequestQuery(limit: 100)).count == 3)
+    }
+
+    @Test func idempotencyKeyReturnsTheFirstJobForADay() throws {
+        let now = Clock.nowMillis()
+        let first = job(now, key: "k1")
+        #expect(try store.enqueue(first, backlogLimit: 10) == .accepted(id: first.id))
+        #expect(try store.enqueue(job(now + 10, key: "k1"), backlogLimit: 10) == .duplicate(id: first.id))
+        let dayLater = job(now + 24 * 3600 * 1000 + 1, key: "k1")
+        #expect(try store.enqueue(dayLater, backlogLimit: 10) == .accepted(id: dayLater.id))
+    }
+
+    @Test func groupCommitUnderConcurrency() async throws {
+        let store = self.store
+        let base = Clock.nowMillis()
+        let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    var n = 0
+                    for i in 0..<50 {
+                        let j = NewJob(
+                            id: RequestID.make(now: base + Int64(t * 100 + i)), op: "text", input: ["text": "a"],
+                            callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: base)
+                        if case .accepted = try store.enqueue(j, backlogLimit: 1_000_000) { n += 1 }
+                    }
+                    return n
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(accepted == 400)
+        #expect(try store.backlog() == 400)
+    }
+
+    @Test func listingPagesNewestFirst() throws {
+        let now = Clock.nowMillis()
+        var ids: [String] = []
+        for i in 0..<5 {
+            let j = job(now + Int64(i) * 10)
+            ids.append(j.id)
+            _ = try store.enqueue(j, backlogLimit: 100)
+        }
+        try store.recordSync(
+            SyncRecord(id: RequestID.make(now: now + 100), op: "text", input: ["text": "a"], result: ["word_count": 1],
+                       createdAt: now + 100, startedAt: now + 100, completedAt: now + 101, durationMs: 1))
+        let page1 = try store.requests(RequestQuery(mode: "async", limit: 2))
+        #expect(page1.map(\.id) == [ids[4], ids[3]])
+        let page2 = try store.requests(RequestQuery(mode: "async", before: page1.last?.id, limit: 2))
+        #expect(page2.map(\.id) == [ids[2], ids[1]])
+        #expect(try store.requests(RequestQuery(mode: "sync")).count == 1)
+        #expect(try store.requests(RequestQuery(status: .completed)).count == 1)
+        #expect(try store.requests(RequestQuery(status: .pending)).count == 5)
+    }
+
+    @Test func settingsKeepTheFirstValue() throws {
+        #expect(try store.setting("s", setIfAbsent: "a") == "a")
+        #expect(try store.setting("s", setIfAbsent: "b") == "a")
+    }
+
+    @Test func requestIDsAreTimeOrderedUUIDv7() {
+        let a = RequestID.make(now: 1_000_000)
+        let b = RequestID.make(now: 1_000_001)
+        #expect(a < b)
+        #expect(RequestID.isValid(a))
+        #expect(Array(a)[14] == "7")
+        #expect(!RequestID.isValid("../../etc"))
+        #expect(!RequestID.isValid("01A21618-28C3-7FB4-A704-19A00CF1C59D"))
+    }
+}
