@@ -79,15 +79,16 @@ public final class HTTPClient: @unchecked Sendable {
         _ = workfcgi_curl_setopt_pointer(handle, CURLOPT_HEADERDATA, pointer)
         if method == "HEAD" { _ = workfcgi_curl_setopt_long(handle, CURLOPT_NOBODY, 1) }
 
-        let payload = body ?? []
-        let code: CURLcode = payload.withUnsafeBufferPointer { buffer in
-            if body != nil {
-                _ = workfcgi_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, buffer.count)
-                _ = workfcgi_curl_setopt_pointer(
-                    handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress ?? UnsafePointer(bitPattern: 1)))
+        if let body {
+            // COPYPOSTFIELDS copies, so the buffer need not outlive this call; a zero byte stands in for
+            // an empty body because curl wants a valid pointer.
+            let bytes = body.isEmpty ? [UInt8(0)] : body
+            _ = workfcgi_curl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, body.count)
+            bytes.withUnsafeBufferPointer { buffer in
+                _ = workfcgi_curl_setopt_pointer(handle, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: buffer.baseAddress))
             }
-            return curl_easy_perform(handle)
         }
+        let code = curl_easy_perform(handle)
         withExtendedLifetime(sink) {}
         guard code == CURLE_OK else {
             throw TransportError(message: String(cString: curl_easy_strerror(code)))

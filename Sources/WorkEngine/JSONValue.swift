@@ -2,23 +2,13 @@ import Foundation
 
 /// A JSON document as a value: what requests are parsed into and results are built from.
 /// Numbers are kept as `Double`; integer fields check that the value is integral.
-public enum JSONValue: Sendable, Equatable, Codable {
+public enum JSONValue: Sendable, Equatable, Encodable {
     case null
     case bool(Bool)
     case number(Double)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
@@ -34,9 +24,9 @@ public enum JSONValue: Sendable, Equatable, Codable {
         }
     }
 
-    /// Parses UTF-8 JSON text. Throws `DecodingError` for anything that is not JSON.
-    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    /// Parses UTF-8 JSON text strictly (see `JSONParser`).
+    public static func parse(_ bytes: [UInt8]) throws(JSONParser.Failure) -> JSONValue {
+        try JSONParser.parse(bytes)
     }
 
     /// Compact JSON text with sorted keys, so equal values serialize identically.

@@ -30,7 +30,7 @@ public enum RequestParser {
         do {
             value = try JSONValue.parse(body)
         } catch {
-            throw ValidationError(.badJSON, "request body is not valid JSON")
+            throw ValidationError(.badJSON, "request body is not valid JSON: \(error)")
         }
         return try parse(value, mode: mode)
     }

@@ -1,0 +1,141 @@
+import Delivery
+import Foundation
+import Harness
+import Testing
+
+/// The whole stack, for real: nginx → workfcgi → SQLite → deliveryd → a callback receiver, all on loopback.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct EndToEndTests {
+    @Test func syncComputesInlineAndIsRecorded() throws {
+        let stack = try Stack()
+        try stack.start()
+        let client = HTTPClient()
+        let response = try client.postJSON(stack.baseURL + "/sync", #"{"input_data": "hello", "iterations": 2}"#)
+        #expect(response.status == 200)
+        let json = try #require(response.json)
+        #expect(json["status"] as? String == "completed")
+        #expect(json["op"] as? String == "hash")
+        #expect((json["result"] as? [String: Any])?["hash"] as? String == "9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50")
+        let id = try #require(json["request_id"] as? String)
+
+        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        #expect(record["mode"] as? String == "sync")
+        #expect(record["status"] as? String == "completed")
+        let listing = try #require(try client.get(stack.baseURL + "/requests?mode=sync").json)
+        #expect((listing["requests"] as? [[String: Any]])?.first?["request_id"] as? String == id)
+    }
+
+    @Test func asyncAcknowledgesThenDeliversASignedCallback() async throws {
+        let stack = try Stack()
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+
+        let response = try client.postJSON(
+            stack.baseURL + "/async", #"{"text": "Hello world", "count": 3, "callback_url": "http://127.0.0.1:\#(port)/ok/a"}"#)
+        #expect(response.status == 202)
+        let id = try #require(response.json?["request_id"] as? String)
+        #expect(response.json?["status"] as? String == "pending")
+        #expect(response.headers["location"] == "/requests/\(id)")
+
+        #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == id } })
+        let call = try #require(receiver.calls.first { $0.webhookID == id })
+        let body = try #require(try JSONSerialization.jsonObject(with: Data(call.body)) as? [String: Any])
+        #expect(body["request_id"] as? String == id)
+        #expect(body["status"] as? String == "completed")
+        #expect((body["result"] as? [String: Any])?["processed_text"] as? String == "WORLD HELLO WORLD HELLO WORLD HELLO")
+        let signer = try WebhookSigner(secrets: [Stack.secret])
+        let timestamp = try #require(Int(call.timestamp))
+        #expect(signer.verify(id: id, timestamp: timestamp, body: call.body, header: call.signature, now: Int(Date().timeIntervalSince1970)))
+
+        // The trace shows the one successful attempt.
+        try stack.waitFor("completed record") {
+            (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed"
+        }
+        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let delivery = try #require(record["delivery"] as? [String: Any])
+        #expect(delivery["status"] as? String == "delivered")
+        let attempts = try #require(delivery["attempts"] as? [[String: Any]])
+        #expect(attempts.count == 1)
+        #expect(attempts.first?["http_status"] as? Int == 200)
+        await receiver.stop()
+    }
+
+    @Test func retriesUntilTheReceiverRecovers() async throws {
+        let stack = try Stack()
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        let response = try client.postJSON(
+            stack.baseURL + "/async", #"{"input_data": "r", "iterations": 10, "callback_url": "http://127.0.0.1:\#(port)/fail/2/x"}"#)
+        let id = try #require(response.json?["request_id"] as? String)
+
+        #expect(await receiver.wait(timeout: 20) { calls in calls.contains { $0.webhookID == id && $0.answered == 200 } })
+        let calls = receiver.calls.filter { $0.webhookID == id }
+        #expect(calls.map(\.answered) == [500, 500, 200])
+        #expect(Set(calls.map(\.webhookID)).count == 1, "every attempt carries the same webhook-id")
+
+        try stack.waitFor("trace") {
+            ((try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["delivery"] as? [String: Any])?["status"] as? String == "delivered"
+        }
+        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let attempts = try #require((record["delivery"] as? [String: Any])?["attempts"] as? [[String: Any]])
+        #expect(attempts.map { $0["http_status"] as? Int } == [500, 500, 200])
+        #expect(attempts[0]["next_attempt_at"] is String, "a failed attempt records when the next one is due")
+        await receiver.stop()
+    }
+
+    @Test func goneStopsRetryingAndEndingFailed() async throws {
+        let stack = try Stack()
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        let id = try #require(
+            try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/status/410"}"#)
+                .json?["request_id"] as? String)
+        try stack.waitFor("failed") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "failed" }
+        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let delivery = try #require(record["delivery"] as? [String: Any])
+        #expect((delivery["error"] as? String)?.contains("410") == true)
+        #expect((delivery["attempts"] as? [Any])?.count == 1)
+        #expect(receiver.calls.count == 1)
+        await receiver.stop()
+    }
+
+    @Test func killedDaemonsJobIsTakenAgainAfterItsLease() async throws {
+        let stack = try Stack()
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        // 200 records = 2 s of simulated I/O: long enough to kill deliveryd in the middle of it.
+        let id = try #require(
+            try client.postJSON(stack.baseURL + "/async", #"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+                .json?["request_id"] as? String)
+        try stack.waitFor("processing") {
+            (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "processing"
+        }
+        stack.crash(.deliveryd)
+        try stack.launch(.deliveryd)
+        #expect(await receiver.wait(timeout: 30) { $0.contains { $0.webhookID == id } })
+        #expect(receiver.calls.filter { $0.webhookID == id }.count == 1)
+        await receiver.stop()
+    }
+
+    @Test func lostDoorbellOnlyDelaysUntilThePoll() async throws {
+        // workfcgi accepts while deliveryd is down (the ring goes nowhere); deliveryd finds the job on start.
+        let stack = try Stack()
+        try stack.start([.workfcgi, .nginx])
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        let id = try #require(
+            try client.postJSON(stack.baseURL + "/async", #"{"text": "late", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+                .json?["request_id"] as? String)
+        try stack.start([.deliveryd])
+        #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == id } })
+        await receiver.stop()
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import Harness
+import Synchronization
+import Testing
+
+/// Start-up and shutdown: SIGTERM drains in-flight work and exits 0; bad configuration stops at start.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct LifecycleTests {
+    @Test func sigtermDrainsInFlightSyncAndExitsZero() throws {
+        let stack = try Stack()
+        try stack.start()
+        let result = Mutex<Int?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            let r = try? HTTPClient().postJSON(stack.baseURL + "/sync", #"{"payload": {"operation": "hash", "complexity": 6}}"#)
+            result.withLock { $0 = r?.status }
+            done.signal()
+        }.start()
+        try stack.waitFor("sync in flight") {
+            ((try? HTTPClient().get(stack.baseURL + "/healthz"))?.json?["sync_in_flight"] as? Int) == 1
+        }
+        let t0 = Date()
+        let status = stack.stop(.workfcgi, timeout: 20)
+        #expect(status == 0, "workfcgi must exit 0 on SIGTERM")
+        #expect(Date().timeIntervalSince(t0) < 15)
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(result.withLock { $0 } == 200, "the in-flight request completes")
+        #expect(stack.stop(.deliveryd) == 0, "deliveryd must exit 0 on SIGTERM")
+    }
+
+    @Test func invalidConfigurationStopsAtStartNamingTheVariable() throws {
+        for (name, value) in [("WORKFCGI_SYNC_CONCURRENCY", "zero"), ("WORKFCGI_RETRY_SCHEDULE", "soon")] {
+            for binary in ["workfcgi", "deliveryd"] {
+                let process = Process()
+                process.executableURL = Stack.binDirectory.appendingPathComponent(binary)
+                process.environment = ["PATH": "/usr/bin:/bin", name: value]
+                let pipe = Pipe()
+                process.standardError = pipe
+                process.standardOutput = FileHandle.nullDevice
+                try process.run()
+                process.waitUntilExit()
+                let message = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                #expect(process.terminationStatus == 2)
+                #expect(message.contains(name), "\(binary): \(message)")
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Harness
+import Synchronization
+import Testing
+
+/// Storm behaviour: nginx's 429, the backlog's 503, sync saturation, and /sync kept apart from the rest.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct OverloadTests {
+    @Test func nginxAnswers429WithRetryAfterAndJSON() throws {
+        let stack = try Stack(rate: "5r/s", burst: 5)
+        try stack.start()
+        usleep(1_500_000)  // let the bucket refill after start-up's health checks
+        let client = HTTPClient()
+        var statuses: [Int] = []
+        var limited: HTTPClient.Response?
+        for _ in 0..<30 {
+            let r = try client.get(stack.baseURL + "/healthz")
+            statuses.append(r.status)
+            if r.status == 429 { limited = r }
+        }
+        #expect(statuses.filter { $0 == 200 }.count >= 5)
+        let r = try #require(limited, "no 429 in \(statuses)")
+        #expect(r.headers["retry-after"] == "1")
+        #expect(r.headers["content-type"]?.hasPrefix("application/json") == true)
+        #expect((r.json?["error"] as? [String: Any])?["code"] as? String == "rate_limited")
+        // Another client address has its own bucket.
+        let other = HTTPClient(sourceAddress: "127.0.0.2")
+        #expect(try other.get("http://127.0.0.1:\(stack.port)/healthz").status == 200)
+    }
+
+    @Test func fullBacklogAnswers503() throws {
+        let stack = try Stack(settings: ["WORKFCGI_BACKLOG_LIMIT": "3"])
+        try stack.start([.workfcgi, .nginx])  // no deliveryd: nothing drains the queue
+        let client = HTTPClient()
+        let body = #"{"text": "x", "callback_url": "http://127.0.0.1:9/none"}"#
+        for _ in 0..<3 { #expect(try client.postJSON(stack.baseURL + "/async", body).status == 202) }
+        let refused = try client.postJSON(stack.baseURL + "/async", body)
+        #expect(refused.status == 503)
+        #expect(refused.headers["retry-after"] == "5")
+        #expect((refused.json?["error"] as? [String: Any])?["code"] as? String == "backlog_full")
+        let health = try #require(try client.get(stack.baseURL + "/healthz").json)
+        #expect(health["queue_depth"] as? Int == 3)
+    }
+
+    @Test func saturatedSyncAnswers503AndDoesNotDelayTheAPI() throws {
+        let stack = try Stack(settings: ["WORKFCGI_SYNC_CONCURRENCY": "1", "WORKFCGI_SYNC_WAIT": "300ms"])
+        try stack.start()
+        let statuses = Mutex<[Int]>([])
+        let group = DispatchGroup()
+        for _ in 0..<6 {
+            group.enter()
+            Thread {
+                let client = HTTPClient()
+                // Complexity 4: about 0.4 s each, one at a time.
+                if let r = try? client.postJSON(stack.baseURL + "/sync", #"{"payload": {"operation": "hash", "complexity": 4}}"#) {
+                    statuses.withLock { $0.append(r.status) }
+                    if r.status == 503 {
+                        #expect(r.headers["retry-after"] == "1")
+                        #expect((r.json?["error"] as? [String: Any])?["code"] as? String == "sync_saturated")
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        usleep(200_000)
+        // While sync is saturated, the API pool still answers at once.
+        let t0 = Date()
+        let health = try HTTPClient().get(stack.baseURL + "/healthz")
+        #expect(health.status == 200)
+        #expect(Date().timeIntervalSince(t0) < 1.0)
+        #expect((health.json?["sync_in_flight"] as? Int) == 1)
+        group.wait()
+        let all = statuses.withLock { $0 }
+        #expect(all.count == 6)
+        #expect(all.contains(200) && all.contains(503), "\(all)")
+    }
+}
