@@ -133,10 +133,14 @@ public final class FastCGIServer: Sendable {
         }
         if let contentType = param("CONTENT_TYPE"), !contentType.isEmpty { headers["content-type"] = contentType }
 
-        let declared = Int(param("CONTENT_LENGTH") ?? "") ?? 0
+        let declared = max(0, Int(param("CONTENT_LENGTH") ?? "") ?? 0)
         var body: [UInt8] = []
-        var tooLarge = declared > maxBodyBytes
-        if declared > 0 && !tooLarge {
+        let tooLarge = declared > maxBodyBytes
+        if tooLarge {
+            // Drain it: on a kept-alive connection, unread input would be taken for the next request.
+            var scratch = [CChar](repeating: 0, count: 65_536)
+            while FCGX_GetStr(&scratch, Int32(scratch.count), request.in) > 0 {}
+        } else if declared > 0 {
             body = [UInt8](repeating: 0, count: declared)
             var got = 0
             while got < declared {
@@ -150,7 +154,6 @@ public final class FastCGIServer: Sendable {
             }
             body.removeLast(declared - got)
         }
-        if declared < 0 { tooLarge = false }
 
         let uri = param("DOCUMENT_URI") ?? param("SCRIPT_NAME") ?? "/"
         return HTTPRequest(

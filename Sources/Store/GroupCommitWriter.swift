@@ -27,7 +27,8 @@ final class GroupCommitWriter: @unchecked Sendable {
     init(db: Database, maxBatch: Int = 512) {
         self.db = db
         self.maxBatch = maxBatch
-        let thread = Thread { [unowned self] in self.run() }
+        // The thread keeps the writer alive until `stop()` lets it finish.
+        let thread = Thread { [self] in self.run() }
         thread.name = "group-commit"
         self.thread = thread
         thread.start()
