@@ -41,6 +41,8 @@ public final class API: Sendable {
             return method(request, "GET") { listRequests(request) }
         case let s where s.count == 2 && s[0] == "requests":
             return method(request, "GET") { getRequest(id: s[1]) }
+        case let s where s.count == 3 && s[0] == "requests" && s[2] == "redeliver":
+            return method(request, "POST") { redeliver(id: s[1]) }
         case ["healthz"]:
             return method(request, "GET") { health() }
         default:
@@ -216,6 +218,33 @@ public final class API: Sendable {
         }
     }
 
+    // MARK: POST /requests/{id}/redeliver (operators; nginx admits loopback only)
+
+    private func redeliver(id: String) -> HTTPResponse {
+        guard RequestID.isValid(id) else {
+            return JSONResponse.error(404, code: "not_found", message: "no async request with id \(id)")
+        }
+        do {
+            switch try store.redeliver(id: id, now: Clock.nowMillis()) {
+            case .requeued:
+                doorbell.ring()
+                return JSONResponse.ok(
+                    202,
+                    [
+                        "request_id": .string(id), "status": "delivering",
+                        "message": "the callback will be sent again with a fresh attempt series and the same webhook-id",
+                    ], headers: [("Location", "/requests/\(id)")])
+            case .notFound:
+                return JSONResponse.error(404, code: "not_found", message: "no async request with id \(id)")
+            case .notFinished(let status):
+                return JSONResponse.error(
+                    409, code: "not_finished", message: "request is \(status.rawValue); only completed or failed requests can be redelivered")
+            }
+        } catch {
+            return storeUnavailable()
+        }
+    }
+
     private func storeUnavailable() -> HTTPResponse {
         JSONResponse.error(503, code: "store_unavailable", message: "the database is not available", headers: [("Retry-After", "1")])
     }
@@ -238,6 +267,7 @@ public final class API: Sendable {
             body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
             body["deliveryd"] = [
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
+                "circuits": alive ? daemon?.circuits ?? [] : [],
             ]
             body["db_connected"] = true
             body["status"] = alive ? "ok" : "degraded"

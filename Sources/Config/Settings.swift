@@ -20,6 +20,9 @@ public struct Settings: Sendable, Equatable {
     public var allowPrivateCallbacks: Bool
     public var callbackPorts: [ClosedRange<Int>]
     public var leaseSeconds: Double
+    public var hostConcurrency: Int
+    public var breakerThreshold: Int
+    public var breakerCooldownSeconds: Double
     public var pollIntervalSeconds: Double
     public var durability: Durability
     public var webhookSecret: String?
@@ -57,6 +60,9 @@ public struct Settings: Sendable, Equatable {
         ("ALLOW_PRIVATE_CALLBACKS", "false"),
         ("CALLBACK_PORTS", "80,443,8000-9999"),
         ("LEASE", "60s"),
+        ("HOST_CONCURRENCY", "4"),
+        ("BREAKER_THRESHOLD", "5"),
+        ("BREAKER_COOLDOWN", "30s"),
         ("POLL_INTERVAL", "1s"),
         ("DURABILITY", "full"),
         ("WEBHOOK_SECRET", ""),
@@ -90,6 +96,9 @@ public struct Settings: Sendable, Equatable {
         allowPrivateCallbacks = try env.bool("ALLOW_PRIVATE_CALLBACKS", default: false)
         callbackPorts = try env.portList("CALLBACK_PORTS", default: [80...80, 443...443, 8000...9999])
         leaseSeconds = try env.duration("LEASE", default: 60, 1...86_400)
+        hostConcurrency = try env.int("HOST_CONCURRENCY", default: 4, 1...1000)
+        breakerThreshold = try env.int("BREAKER_THRESHOLD", default: 5, 1...1000)
+        breakerCooldownSeconds = try env.duration("BREAKER_COOLDOWN", default: 30, 0.1...86_400)
         pollIntervalSeconds = try env.duration("POLL_INTERVAL", default: 1, 0.01...60)
         let durabilityText = try env.string("DURABILITY", default: "full")
         guard let durability = Durability(rawValue: durabilityText) else {

@@ -14,10 +14,12 @@ public final class Deliverer: Sendable {
         public var workers: Int
         public var leaseSeconds: Double
         public var pollSeconds: Double
-        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double) {
+        public var hosts: HostGate.Options
+        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options) {
             self.workers = workers
             self.leaseSeconds = leaseSeconds
             self.pollSeconds = pollSeconds
+            self.hosts = hosts
         }
     }
 
@@ -37,6 +39,7 @@ public final class Deliverer: Sendable {
     private let queue = Mutex<[ClaimedJob]>([])
     private let work = DispatchSemaphore(value: 0)
     private let workersDone = DispatchGroup()
+    private let gate: Mutex<HostGate>
 
     public init(
         store: any JobStore, engine: WorkEngine, client: CallbackClient, policy: CallbackURLPolicy, signer: WebhookSigner,
@@ -50,6 +53,18 @@ public final class Deliverer: Sendable {
         self.retry = retry
         self.options = options
         self.logger = logger
+        gate = Mutex(HostGate(options: options.hosts))
+    }
+
+    /// The open and half-open circuit breakers, as JSON for the heartbeat (and so /healthz).
+    func circuits(now: UnixMillis) -> JSONValue {
+        .array(
+            gate.withLock { $0.circuits(now: now) }.map { c in
+                [
+                    "host": .string(c.host), "state": .string(c.state), "consecutive_failures": .number(Double(c.failures)),
+                    "retry_at": .string(Timestamp.iso8601(millis: c.until)),
+                ]
+            })
     }
 
     /// Jobs being worked on right now.
@@ -76,7 +91,7 @@ public final class Deliverer: Sendable {
         while !stopping.load(ordering: .sequentiallyConsistent) {
             let now = Clock.nowMillis()
             if now - lastHeartbeat >= 1000 {
-                try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, now: now)
+                try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), now: now)
                 lastHeartbeat = now
             }
             let free = options.workers - active.load(ordering: .sequentiallyConsistent) - queue.withLock { $0.count }
@@ -102,7 +117,7 @@ public final class Deliverer: Sendable {
         // Wake every worker so it sees `stopping` once its queue is empty.
         for _ in 0..<options.workers { work.signal() }
         workersDone.wait()
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, now: Clock.nowMillis())
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], now: Clock.nowMillis())
     }
 
     private func workerLoop() {
@@ -150,10 +165,23 @@ public final class Deliverer: Sendable {
         let attempt = job.attempts + 1
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
-        let result: AttemptResult
+        var result: AttemptResult
+        let target: CallbackTarget?
         do {
             // Checked again at every attempt: DNS may have changed since the job was accepted.
-            let target = try policy.vet(job.callbackURL)
+            target = try policy.vet(job.callbackURL)
+            result = AttemptResult(httpStatus: nil, error: nil)
+        } catch {
+            target = nil
+            result = AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)")
+        }
+        if let target {
+            let host = "\(target.host):\(target.port)"
+            if case .later(let until, let reason) = gate.withLock({ $0.admit(host, now: startedAt) }) {
+                try store.postpone(id: job.id, until: until)
+                logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "host": "\(host)", "reason": "\(reason)"])
+                return
+            }
             let now = Date()
             let body = CallbackPayload.body(
                 id: job.id, op: job.op, result: job.result, error: job.error, durationMs: job.durationMs, at: now)
@@ -164,11 +192,12 @@ public final class Deliverer: Sendable {
                     ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
                     ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
                 ])
-        } catch {
-            result = AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)")
+            let healthy = result.httpStatus.map { !(500...599).contains($0) && $0 != 429 } ?? false
+            gate.withLock { $0.finish(host, healthy: healthy, now: Clock.nowMillis()) }
         }
         let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-        var decision = retry.decide(attempt: attempt, result: result, random: Double.random(in: 0...1))
+        // A redelivery starts a fresh series: the schedule counts from its first attempt.
+        var decision = retry.decide(attempt: attempt - job.attemptBase, result: result, random: Double.random(in: 0...1))
         if result.error?.hasPrefix("callback URL refused") == true, case .retry = decision {
             // A refused URL will not become acceptable by waiting.
             decision = .giveUp(reason: result.error ?? "callback URL refused")

@@ -31,3 +31,11 @@ extension WebhookSigner {
         }
     }
 }
+
+extension HostGate.Options {
+    public init(settings: Settings) {
+        self.init(
+            concurrency: settings.hostConcurrency, threshold: settings.breakerThreshold,
+            cooldownMillis: Int64(settings.breakerCooldownSeconds * 1000))
+    }
+}

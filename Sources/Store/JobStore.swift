@@ -15,11 +15,16 @@ public protocol JobStore: Sendable {
     func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws
     /// Gives a leased job back at once (deliveryd shutting down).
     func release(id: String) throws
+    /// Gives a leased job back to be looked at again at `until`, without counting an attempt (a host's
+    /// concurrency limit or open circuit breaker).
+    func postpone(id: String, until: UnixMillis) throws
+    /// Queues a finished async job's callback again with a fresh attempt series and the same webhook-id.
+    func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome
     func request(id: String) throws -> RequestRecord?
     func requests(_ query: RequestQuery) throws -> [RequestRecord]
     /// pending + processing: jobs whose work has not run yet.
     func backlog() throws -> Int
-    func heartbeat(pid: Int, activeWorkers: Int, now: UnixMillis) throws
+    func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
     /// A value kept across restarts (e.g. a generated webhook secret); `setIfAbsent` returns the stored one.
     func setting(_ key: String, setIfAbsent value: String) throws -> String

@@ -74,6 +74,8 @@ public struct ClaimedJob: Sendable {
     public var error: String?
     public var durationMs: Double?
     public var attempts: Int
+    /// Attempts made before the current series (a redelivery starts a new one).
+    public var attemptBase: Int
     public var createdAt: UnixMillis
     public var leaseUntil: UnixMillis
 }
@@ -146,4 +148,14 @@ public struct DaemonStatus: Sendable {
     public var pid: Int
     public var activeWorkers: Int
     public var heartbeatAt: UnixMillis
+    /// Open or half-open circuit breakers, as deliveryd last reported them.
+    public var circuits: JSONValue
+}
+
+/// What `redeliver` did.
+public enum RedeliverOutcome: Sendable, Equatable {
+    case requeued
+    case notFound
+    /// Still pending, processing or delivering: nothing to redeliver yet.
+    case notFinished(JobStatus)
 }

@@ -88,7 +88,8 @@ public final class SQLiteStore: JobStore {
                         SELECT id FROM requests
                         WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY next_attempt_at LIMIT ?3)
-                    RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until
+                    RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
+                        attempt_base
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
                 ).compactMap { row -> ClaimedJob? in
@@ -98,8 +99,8 @@ public final class SQLiteStore: JobStore {
                     return ClaimedJob(
                         id: id, op: op, input: (try? JSONValue.parse(Array(inputText.utf8))) ?? .null, callbackURL: url,
                         result: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(5),
-                        durationMs: row.double(6), attempts: Int(row.int(7) ?? 0), createdAt: row.int(8) ?? 0,
-                        leaseUntil: row.int(9) ?? 0)
+                        durationMs: row.double(6), attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
+                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0)
                 }
             }
         }
@@ -157,6 +158,30 @@ public final class SQLiteStore: JobStore {
     public func release(id: String) throws {
         try withConnection { db in
             try db.query("UPDATE requests SET lease_until = 0 WHERE id = ?", [.text(id)])
+        }
+    }
+
+    public func postpone(id: String, until: UnixMillis) throws {
+        try withConnection { db in
+            try db.query("UPDATE requests SET next_attempt_at = ?, lease_until = 0 WHERE id = ?", [.int(until), .text(id)])
+        }
+    }
+
+    public func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome {
+        try withConnection { db in
+            try db.transaction {
+                guard let row = try db.query("SELECT status FROM requests WHERE id = ? AND mode = 'async'", [.text(id)]).first,
+                    let status = row.text(0).flatMap(JobStatus.init(rawValue:))
+                else { return .notFound }
+                guard status == .completed || status == .failed else { return .notFinished(status) }
+                try db.query(
+                    """
+                    UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = ?, lease_until = 0,
+                        delivery_error = NULL, delivered_at = NULL
+                    WHERE id = ?
+                    """, [.int(now), .text(id)])
+                return .requeued
+            }
         }
     }
 
@@ -225,18 +250,20 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, now: UnixMillis) throws {
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws {
         try withConnection { db in
             try db.query(
-                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at) VALUES (1, ?, ?, ?)",
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now)])
+                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits) VALUES (1, ?, ?, ?, ?)",
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(circuits.text)])
         }
     }
 
     public func daemonStatus() throws -> DaemonStatus? {
         try withConnection { db in
-            try db.query("SELECT pid, active_workers, heartbeat_at FROM daemon WHERE id = 1").first.map { row in
-                DaemonStatus(pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0)
+            try db.query("SELECT pid, active_workers, heartbeat_at, circuits FROM daemon WHERE id = 1").first.map { row in
+                DaemonStatus(
+                    pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
+                    circuits: row.text(3).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [])
             }
         }
     }

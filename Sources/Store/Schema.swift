@@ -44,7 +44,12 @@ enum Schema {
             heartbeat_at INTEGER NOT NULL
         ) STRICT;
         CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+        """,
+        // 2: redelivery starts a fresh attempt series; deliveryd publishes its circuit breakers.
         """
+        ALTER TABLE requests ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE daemon ADD COLUMN circuits TEXT NOT NULL DEFAULT '[]';
+        """,
     ]
 
     /// Brings `db` to the newest schema. Safe to run from several processes at once: the version is read

@@ -39,7 +39,9 @@ do {
         store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
         policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: storedSecret),
         retry: RetryPolicy(settings: settings),
-        options: .init(workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds),
+        options: .init(
+            workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds,
+            hosts: HostGate.Options(settings: settings)),
         logger: logger)
     CallbackClient.globalInit()
     let doorbell = try DoorbellListener(path: settings.doorbellSocket)

@@ -36,8 +36,10 @@ final class Stack: @unchecked Sendable {
         conf = conf.replacingOccurrences(of: "rate=100r/s", with: "rate=\(rate)")
         conf = conf.replacingOccurrences(of: "burst=200", with: "burst=\(burst)")
         try conf.write(to: directory.appendingPathComponent("nginx/site.conf"), atomically: true, encoding: .utf8)
-        try FileManager.default.copyItem(
-            at: Self.packageRoot.appendingPathComponent("nginx/fastcgi_params"), to: directory.appendingPathComponent("nginx/fastcgi_params"))
+        for file in ["fastcgi_params", "operators.conf"] {
+            try FileManager.default.copyItem(
+                at: Self.packageRoot.appendingPathComponent("nginx/\(file)"), to: directory.appendingPathComponent("nginx/\(file)"))
+        }
 
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": NSTemporaryDirectory()]
         env["WORKFCGI_RUN_DIR"] = directory.appendingPathComponent("run").path

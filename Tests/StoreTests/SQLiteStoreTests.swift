@@ -143,6 +143,34 @@ import WorkEngine
         #expect(try store.requests(RequestQuery(status: .pending)).count == 5)
     }
 
+    @Test func redeliverStartsAFreshSeries() throws {
+        let now = Clock.nowMillis()
+        let j = job(now)
+        _ = try store.enqueue(j, backlogLimit: 10)
+        #expect(try store.redeliver(id: j.id, now: now) == .notFinished(.pending))
+        _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
+        try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: now)
+        try store.recordAttempt(
+            id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+            outcome: .delivered)
+        #expect(try store.redeliver(id: j.id, now: now + 10) == .requeued)
+        let again = try #require(try store.claim(limit: 1, leaseMillis: 1000, now: now + 10).first)
+        #expect(again.attempts == 1 && again.attemptBase == 1)
+        #expect(again.result == ["ok": true])
+        #expect(try store.request(id: j.id)?.deliveredAt == nil)
+        #expect(try store.redeliver(id: RequestID.make(), now: now) == .notFound)
+    }
+
+    @Test func postponeDefersWithoutAnAttempt() throws {
+        let now = Clock.nowMillis()
+        let j = job(now)
+        _ = try store.enqueue(j, backlogLimit: 10)
+        _ = try store.claim(limit: 1, leaseMillis: 60_000, now: now)
+        try store.postpone(id: j.id, until: now + 500)
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 499).isEmpty)
+        #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 500).first?.attempts == 0)
+    }
+
     @Test func settingsKeepTheFirstValue() throws {
         #expect(try store.setting("s", setIfAbsent: "a") == "a")
         #expect(try store.setting("s", setIfAbsent: "b") == "a")

@@ -1,0 +1,110 @@
+import Foundation
+import Harness
+import Testing
+
+/// Operator endpoints, redelivery, circuit breakers, and the SSRF policy with private addresses refused.
+@Suite(.serialized, .timeLimit(.minutes(2))) struct OperatorTests {
+    @Test func operatorEndpointsAreLoopbackOnlyButJobsStayFollowable() throws {
+        let stack = try Stack()
+        try stack.start()
+        let local = HTTPClient()
+        let other = HTTPClient(sourceAddress: "127.0.0.2")  // not in nginx/operators.conf
+        let id = try #require(try local.postJSON(stack.baseURL + "/sync", #"{"text": "x"}"#).json?["request_id"] as? String)
+        #expect(try local.get(stack.baseURL + "/requests").status == 200)
+        let listing = try other.get(stack.baseURL + "/requests")
+        #expect(listing.status == 403)
+        #expect((listing.json?["error"] as? [String: Any])?["code"] as? String == "forbidden")
+        #expect(try other.request("POST", stack.baseURL + "/requests/\(id)/redeliver").status == 403)
+        #expect(try other.get(stack.baseURL + "/requests/\(id)").status == 200, "a client can follow its own job")
+    }
+
+    @Test func redeliverSendsTheSameWebhookAgain() async throws {
+        let stack = try Stack()
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        let id = try #require(
+            try client.postJSON(stack.baseURL + "/async", #"{"text": "again", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+                .json?["request_id"] as? String)
+        try stack.waitFor("completed") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed" }
+
+        let redeliver = try client.request("POST", stack.baseURL + "/requests/\(id)/redeliver")
+        #expect(redeliver.status == 202, "\(redeliver.text)")
+        #expect(await receiver.wait(timeout: 20) { $0.filter { $0.webhookID == id }.count == 2 })
+        let bodies = receiver.calls.filter { $0.webhookID == id }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any])?["result"] as? [String: Any]
+        }
+        #expect(bodies.count == 2 && bodies[0]["input_hash"] as? String == bodies[1]["input_hash"] as? String)
+        try stack.waitFor("completed again") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed" }
+        let attempts = try #require(((try client.get(stack.baseURL + "/requests/\(id)").json)?["delivery"] as? [String: Any])?["attempts"] as? [[String: Any]])
+        #expect(attempts.map { $0["n"] as? Int } == [1, 2])
+
+        let pending = try #require(
+            try client.postJSON(stack.baseURL + "/async", #"{"records": 300, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+                .json?["request_id"] as? String)
+        let early = try client.request("POST", stack.baseURL + "/requests/\(pending)/redeliver")
+        #expect(early.status == 409)
+        #expect(try client.request("POST", stack.baseURL + "/requests/01a21618-28c3-7fb4-a704-19a00cf1c59d/redeliver").status == 404)
+        await receiver.stop()
+    }
+
+    @Test func aFailingReceiverOpensItsCircuitWithoutStallingOthers() async throws {
+        let stack = try Stack(settings: [
+            "WORKFCGI_BREAKER_THRESHOLD": "2", "WORKFCGI_BREAKER_COOLDOWN": "30s", "WORKFCGI_RETRY_SCHEDULE": "100ms,100ms,100ms,100ms,100ms",
+        ])
+        try stack.start()
+        let failing = try CallbackReceiver()
+        let failingPort = try await failing.start()
+        let healthy = try CallbackReceiver()
+        let healthyPort = try await healthy.start()
+        let client = HTTPClient()
+        for i in 0..<6 {
+            _ = try client.postJSON(stack.baseURL + "/async", #"{"text": "f\#(i)", "callback_url": "http://127.0.0.1:\#(failingPort)/status/500"}"#)
+        }
+        try stack.waitFor("circuit open in /healthz") {
+            let circuits = ((try? client.get(stack.baseURL + "/healthz"))?.json?["deliveryd"] as? [String: Any])?["circuits"] as? [[String: Any]]
+            return circuits?.contains { $0["host"] as? String == "127.0.0.1:\(failingPort)" && $0["state"] as? String == "open" } == true
+        }
+        var ids: [String] = []
+        for i in 0..<6 {
+            let r = try client.postJSON(stack.baseURL + "/async", #"{"text": "h\#(i)", "callback_url": "http://127.0.0.1:\#(healthyPort)/ok"}"#)
+            ids.append(try #require(r.json?["request_id"] as? String))
+        }
+        let expected = Set(ids)
+        #expect(await healthy.wait(timeout: 10) { calls in Set(calls.map(\.webhookID)).isSuperset(of: expected) })
+        // While open, the dead host gets no more attempts: threshold failures plus those already in flight.
+        let attemptsAtFailingHost = failing.calls.count
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(failing.calls.count == attemptsAtFailingHost)
+        #expect(attemptsAtFailingHost <= 2 + 4, "\(attemptsAtFailingHost) attempts reached the failing host")
+        await failing.stop()
+        await healthy.stop()
+    }
+
+    /// A name that /etc/hosts maps to loopback, other than the always-refused `localhost`.
+    static let loopbackName: String? = {
+        guard let hosts = try? String(contentsOfFile: "/etc/hosts", encoding: .utf8) else { return nil }
+        for line in hosts.split(separator: "\n") where line.hasPrefix("127.") {
+            let names = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().map(String.init)
+            if let name = names.first(where: { !$0.hasPrefix("localhost") && !$0.hasPrefix("#") && $0.contains { $0.isLetter } }) { return name }
+        }
+        return nil
+    }()
+
+    @Test(.enabled(if: loopbackName != nil, "/etc/hosts maps no extra name to loopback"))
+    func namesResolvingToLoopbackAreRefused() throws {
+        let stack = try Stack(settings: ["WORKFCGI_ALLOW_PRIVATE_CALLBACKS": "false", "WORKFCGI_CALLBACK_PORTS": "80,443,8000-9999"])
+        try stack.start([.workfcgi, .nginx])
+        let client = HTTPClient()
+        let name = try #require(Self.loopbackName)
+        for url in ["http://\(name):9100/cb", "http://127.0.0.1:9100/cb", "http://localhost:9100/cb", "http://[::1]:9100/"] {
+            let r = try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "\#(url)"}"#)
+            #expect(r.status == 422, "\(url): \(r.text)")
+            #expect((r.json?["error"] as? [String: Any])?["code"] as? String == "invalid_callback_url")
+        }
+        let message = ((try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://\#(name):9100/"}"#)
+            .json?["error"] as? [String: Any])?["message"] as? String) ?? ""
+        #expect(message.contains("127."), "refused for its address: \(message)")
+    }
+}
