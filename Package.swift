@@ -70,6 +70,9 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .executableTarget(name: "workbench", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
+        // libFuzzer targets (scripts/fuzz); a plain build makes corpus replayers of them.
+        .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-callback-url", dependencies: ["Delivery"], swiftSettings: swiftSettings),
 
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),

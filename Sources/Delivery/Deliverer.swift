@@ -94,7 +94,8 @@ public final class Deliverer: Sendable {
                 try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), now: now)
                 lastHeartbeat = now
             }
-            let free = options.workers - active.load(ordering: .sequentiallyConsistent) - queue.withLock { $0.count }
+            // Read under the queue's lock, where workers move a job from queued to active, so no job is counted twice or not at all.
+            let free = queue.withLock { options.workers - active.load(ordering: .sequentiallyConsistent) - $0.count }
             guard free > 0 else {
                 _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
                 continue
@@ -123,11 +124,15 @@ public final class Deliverer: Sendable {
     private func workerLoop() {
         while true {
             work.wait()
-            guard let job = queue.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else {
+            let next = queue.withLock { q -> ClaimedJob? in
+                guard !q.isEmpty else { return nil }
+                active.add(1, ordering: .sequentiallyConsistent)
+                return q.removeFirst()
+            }
+            guard let job = next else {
                 if stopping.load(ordering: .sequentiallyConsistent) { return }
                 continue
             }
-            active.add(1, ordering: .sequentiallyConsistent)
             process(job)
             active.subtract(1, ordering: .sequentiallyConsistent)
             slotFreed.signal()

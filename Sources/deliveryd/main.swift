@@ -27,13 +27,18 @@ let logger = Logger(label: "deliveryd")
 do {
     try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
     let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability == .full ? "FULL" : "NORMAL")
-    let storedSecret = try store.setting("webhook_secret", setIfAbsent: WebhookSigner.generateSecret())
+    let candidate = WebhookSigner.generateSecret()
+    let storedSecret = try store.setting("webhook_secret", setIfAbsent: candidate)
     if CommandLine.arguments.contains("--show-secret") {
         print(settings.webhookSecret ?? storedSecret)
         exit(0)
     }
     if settings.webhookSecret == nil {
         logger.notice("WORKFCGI_WEBHOOK_SECRET is unset: signing with the secret stored in the database (deliveryd --show-secret prints it)")
+        // Shown once, to a person at a terminal; never to a log file or the journal.
+        if storedSecret == candidate && isatty(STDERR_FILENO) == 1 {
+            FileHandle.standardError.write(Data("deliveryd: generated webhook secret \(storedSecret)\n".utf8))
+        }
     }
     let deliverer = Deliverer(
         store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
