@@ -29,7 +29,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
 
         // Pure libraries.
-        .target(name: "Config", swiftSettings: swiftSettings),
+        .target(name: "Config", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .target(name: "Digest", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
         // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops.
         .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
@@ -71,8 +71,9 @@ let package = Package(
 
         .executableTarget(name: "workbench", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
         // libFuzzer targets (scripts/fuzz); a plain build makes corpus replayers of them.
-        .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
-        .executableTarget(name: "fuzz-callback-url", dependencies: ["Delivery"], swiftSettings: swiftSettings),
+        .target(name: "FuzzDriver", swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine", "FuzzDriver"], swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-callback-url", dependencies: ["Delivery", "FuzzDriver"], swiftSettings: swiftSettings),
 
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),

@@ -10,23 +10,13 @@ import WorkEngine
 // `deliveryd --show-secret` prints the webhook secret in use (generated and stored on first start when
 // WORKFCGI_WEBHOOK_SECRET is unset) and exits; the secret itself is never logged.
 
-let settings: Settings
-do {
-    settings = try Settings(environment: ProcessInfo.processInfo.environment)
-} catch {
-    FileHandle.standardError.write(Data("deliveryd: configuration error: \(error)\n".utf8))
-    exit(2)
-}
-LoggingSystem.bootstrap { label in
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-    return handler
-}
+let settings = Startup.settings(program: "deliveryd")
+Startup.bootstrapLogging(settings)
 let logger = Logger(label: "deliveryd")
 
 do {
     try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
-    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability == .full ? "FULL" : "NORMAL")
+    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
     let candidate = WebhookSigner.generateSecret()
     let storedSecret = try store.setting("webhook_secret", setIfAbsent: candidate)
     if CommandLine.arguments.contains("--show-secret") {
@@ -51,16 +41,9 @@ do {
     CallbackClient.globalInit()
     let doorbell = try DoorbellListener(path: settings.doorbellSocket)
 
-    var sources: [any DispatchSourceSignal] = []
-    for sig in [SIGTERM, SIGINT] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler {
-            logger.info("stopping: finishing jobs in hand", metadata: ["signal": "\(sig)"])
-            deliverer.stop()
-        }
-        source.resume()
-        sources.append(source)
+    let signals = Startup.onStopSignal { sig in
+        logger.info("stopping: finishing jobs in hand", metadata: ["signal": "\(sig)"])
+        deliverer.stop()
     }
     signal(SIGPIPE, SIG_IGN)
     logger.info(
@@ -71,6 +54,7 @@ do {
         ])
     deliverer.run(doorbell: doorbell)
     store.close()
+    withExtendedLifetime(signals) {}
     logger.info("stopped")
     exit(0)
 } catch {

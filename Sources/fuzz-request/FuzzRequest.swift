@@ -1,4 +1,4 @@
-import Foundation
+import FuzzDriver
 import WorkEngine
 
 // libFuzzer target for the request parser and validator: any bytes, either mode, must give a
@@ -14,29 +14,6 @@ func check(_ bytes: [UInt8]) {
     }
 }
 
-#if FUZZING
-/// libFuzzer's entry when the program has its own main (SwiftPM executables always do).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
-#endif
-
 @main struct Fuzz {
-    static func main() throws {
-        #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        _ = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-            check(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
-            return 0
-        }
-        #else
-        // Replay: run saved inputs (the regression corpus) through the same check.
-        for path in CommandLine.arguments.dropFirst() {
-            check(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-        }
-        #endif
-    }
+    static func main() throws { try FuzzDriver.run(check) }
 }

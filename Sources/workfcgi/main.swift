@@ -11,23 +11,13 @@ import WorkEngine
 // workfcgi: the FastCGI responder. Two sockets, two thread pools: /sync gets its own so a storm of slow
 // sync calls can only fill its own threads, never those that serve /async and /healthz.
 
-let settings: Settings
-do {
-    settings = try Settings(environment: ProcessInfo.processInfo.environment)
-} catch {
-    FileHandle.standardError.write(Data("workfcgi: configuration error: \(error)\n".utf8))
-    exit(2)
-}
-LoggingSystem.bootstrap { label in
-    var handler = StreamLogHandler.standardError(label: label)
-    handler.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
-    return handler
-}
+let settings = Startup.settings(program: "workfcgi")
+Startup.bootstrapLogging(settings)
 let logger = Logger(label: "workfcgi")
 
 do {
     try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
-    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability == .full ? "FULL" : "NORMAL")
+    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
     let policy = try CallbackURLPolicy(settings: settings)
     let api = API(store: store, engine: WorkEngine(), policy: policy, doorbell: Doorbell(path: settings.doorbellSocket), settings: settings)
 
@@ -37,17 +27,10 @@ do {
         try FastCGIServer(socketPath: settings.apiSocket, threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, handler: api.handle),
     ]
 
-    // After FCGX_Init, which installs libfcgi's flag-only SIGTERM handler: take the signals over.
-    var sources: [any DispatchSourceSignal] = []
-    for sig in [SIGTERM, SIGINT] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        source.setEventHandler {
-            logger.info("stopping: finishing in-flight requests", metadata: ["signal": "\(sig)"])
-            for server in servers { server.stop() }
-        }
-        source.resume()
-        sources.append(source)
+    // After FCGX_Init, which installs libfcgi's flag-only SIGTERM handler.
+    let signals = Startup.onStopSignal { sig in
+        logger.info("stopping: finishing in-flight requests", metadata: ["signal": "\(sig)"])
+        for server in servers { server.stop() }
     }
 
     for server in servers { server.start() }
@@ -59,6 +42,7 @@ do {
         ])
     for server in servers { server.wait() }
     store.close()
+    withExtendedLifetime(signals) {}
     logger.info("stopped")
     exit(0)
 } catch {

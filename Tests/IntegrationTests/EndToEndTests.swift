@@ -17,7 +17,7 @@ import Testing
         #expect((json["result"] as? [String: Any])?["hash"] as? String == "9595c9df90075148eb06860365df33584b75bff782a510c6cd4883a419833d50")
         let id = try #require(json["request_id"] as? String)
 
-        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let record = try stack.record(id)
         #expect(record["mode"] as? String == "sync")
         #expect(record["status"] as? String == "completed")
         let listing = try #require(try client.get(stack.baseURL + "/requests?mode=sync").json)
@@ -49,10 +49,8 @@ import Testing
         #expect(signer.verify(id: id, timestamp: timestamp, body: call.body, header: call.signature, now: Int(Date().timeIntervalSince1970)))
 
         // The trace shows the one successful attempt.
-        try stack.waitFor("completed record") {
-            (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed"
-        }
-        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        try stack.waitForStatus(id, "completed")
+        let record = try stack.record(id)
         let delivery = try #require(record["delivery"] as? [String: Any])
         #expect(delivery["status"] as? String == "delivered")
         let attempts = try #require(delivery["attempts"] as? [[String: Any]])
@@ -79,7 +77,7 @@ import Testing
         try stack.waitFor("trace") {
             ((try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["delivery"] as? [String: Any])?["status"] as? String == "delivered"
         }
-        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let record = try stack.record(id)
         let attempts = try #require((record["delivery"] as? [String: Any])?["attempts"] as? [[String: Any]])
         #expect(attempts.map { $0["http_status"] as? Int } == [500, 500, 200])
         #expect(attempts[0]["next_attempt_at"] is String, "a failed attempt records when the next one is due")
@@ -91,12 +89,9 @@ import Testing
         try stack.start()
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
-        let client = HTTPClient()
-        let id = try #require(
-            try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/status/410"}"#)
-                .json?["request_id"] as? String)
-        try stack.waitFor("failed") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "failed" }
-        let record = try #require(try client.get(stack.baseURL + "/requests/\(id)").json)
+        let id = try stack.submit(#"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/status/410"}"#)
+        try stack.waitForStatus(id, "failed")
+        let record = try stack.record(id)
         let delivery = try #require(record["delivery"] as? [String: Any])
         #expect((delivery["error"] as? String)?.contains("410") == true)
         #expect((delivery["attempts"] as? [Any])?.count == 1)
@@ -109,14 +104,9 @@ import Testing
         try stack.start()
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
-        let client = HTTPClient()
         // 200 records = 2 s of simulated I/O: long enough to kill deliveryd in the middle of it.
-        let id = try #require(
-            try client.postJSON(stack.baseURL + "/async", #"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
-                .json?["request_id"] as? String)
-        try stack.waitFor("processing") {
-            (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "processing"
-        }
+        let id = try stack.submit(#"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        try stack.waitForStatus(id, "processing")
         stack.crash(.deliveryd)
         try stack.launch(.deliveryd)
         #expect(await receiver.wait(timeout: 30) { $0.contains { $0.webhookID == id } })
@@ -130,10 +120,7 @@ import Testing
         try stack.start([.workfcgi, .nginx])
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
-        let client = HTTPClient()
-        let id = try #require(
-            try client.postJSON(stack.baseURL + "/async", #"{"text": "late", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
-                .json?["request_id"] as? String)
+        let id = try stack.submit(#"{"text": "late", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.start([.deliveryd])
         #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == id } })
         await receiver.stop()

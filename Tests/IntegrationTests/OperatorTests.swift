@@ -24,10 +24,8 @@ import Testing
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
         let client = HTTPClient()
-        let id = try #require(
-            try client.postJSON(stack.baseURL + "/async", #"{"text": "again", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
-                .json?["request_id"] as? String)
-        try stack.waitFor("completed") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed" }
+        let id = try stack.submit(#"{"text": "again", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        try stack.waitForStatus(id, "completed")
 
         let redeliver = try client.request("POST", stack.baseURL + "/requests/\(id)/redeliver")
         #expect(redeliver.status == 202, "\(redeliver.text)")
@@ -36,13 +34,11 @@ import Testing
             (try? JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any])?["result"] as? [String: Any]
         }
         #expect(bodies.count == 2 && bodies[0]["input_hash"] as? String == bodies[1]["input_hash"] as? String)
-        try stack.waitFor("completed again") { (try? client.get(stack.baseURL + "/requests/\(id)"))?.json?["status"] as? String == "completed" }
+        try stack.waitForStatus(id, "completed")
         let attempts = try #require(((try client.get(stack.baseURL + "/requests/\(id)").json)?["delivery"] as? [String: Any])?["attempts"] as? [[String: Any]])
         #expect(attempts.map { $0["n"] as? Int } == [1, 2])
 
-        let pending = try #require(
-            try client.postJSON(stack.baseURL + "/async", #"{"records": 300, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
-                .json?["request_id"] as? String)
+        let pending = try stack.submit(#"{"records": 300, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         let early = try client.request("POST", stack.baseURL + "/requests/\(pending)/redeliver")
         #expect(early.status == 409)
         #expect(try client.request("POST", stack.baseURL + "/requests/01a21618-28c3-7fb4-a704-19a00cf1c59d/redeliver").status == 404)

@@ -133,6 +133,24 @@ final class Stack: @unchecked Sendable {
 
     struct Timeout: Error, CustomStringConvertible { var description: String }
 
+    /// POSTs an /async job and returns its request id; throws unless the answer is 202.
+    func submit(_ body: String) throws -> String {
+        let response = try HTTPClient().postJSON(baseURL + "/async", body)
+        guard response.status == 202, let id = response.json?["request_id"] as? String else {
+            throw Timeout(description: "not accepted (\(response.status)): \(response.text)")
+        }
+        return id
+    }
+
+    /// GET /requests/{id} as JSON.
+    func record(_ id: String) throws -> [String: Any] {
+        try HTTPClient().get(baseURL + "/requests/\(id)").json ?? [:]
+    }
+
+    func waitForStatus(_ id: String, _ status: String, timeout: Double = 20) throws {
+        try waitFor("\(id) to be \(status)", timeout: timeout) { (try? record(id))?["status"] as? String == status }
+    }
+
     func waitFor(_ what: String, timeout: Double = 20, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !condition() {
