@@ -128,9 +128,10 @@ public final class API: Sendable {
                 field: "Idempotency-Key")
         }
         let now = Clock.nowMillis()
+        // Keys are scoped to the client address, so two clients cannot collide on (or probe) each other's keys.
         let job = NewJob(
-            id: RequestID.make(now: now), op: parsed.spec.op, input: parsed.input, callbackURL: url, idempotencyKey: key,
-            createdAt: now)
+            id: RequestID.make(now: now), op: parsed.spec.op, input: parsed.input, callbackURL: url,
+            idempotencyKey: key.map { "\(request.remoteAddress) \($0)" }, createdAt: now)
         let outcome: EnqueueOutcome
         do {
             outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit)
@@ -145,6 +146,10 @@ public final class API: Sendable {
             return accepted(id: id, replayed: false)
         case .duplicate(let id):
             return accepted(id: id, replayed: true)
+        case .keyReused:
+            return JSONResponse.error(
+                422, code: "idempotency_key_reused",
+                message: "this Idempotency-Key was used in the last 24 hours for a different request body", field: "Idempotency-Key")
         case .backlogFull(let depth):
             return JSONResponse.error(
                 503, code: "backlog_full", message: "\(depth) jobs are waiting (limit \(settings.backlogLimit)); retry later",

@@ -57,8 +57,10 @@ public struct SyncRecord: Sendable {
 public enum EnqueueOutcome: Sendable, Equatable {
     /// Committed: the job will run and be delivered.
     case accepted(id: String)
-    /// A job with the same idempotency key was accepted earlier; no new job.
+    /// A job with the same idempotency key and the same body was accepted earlier; no new job.
     case duplicate(id: String)
+    /// The idempotency key was used within the last day for a different body; nothing was written.
+    case keyReused(id: String)
     /// pending + processing is at the configured bound; nothing was written.
     case backlogFull(depth: Int)
 }

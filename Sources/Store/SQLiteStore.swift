@@ -36,10 +36,12 @@ public final class SQLiteStore: JobStore {
     public func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
         try writer.submit { db in
             if let key = job.idempotencyKey {
-                let existing = try db.query("SELECT id, created_at FROM requests WHERE idempotency_key = ?", [.text(key)])
+                let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
                 if let row = existing.first, let id = row.text(0) {
                     let dayMs: Int64 = 24 * 3600 * 1000
-                    if (row.int(1) ?? 0) > job.createdAt - dayMs { return EnqueueOutcome.duplicate(id: id) }
+                    if (row.int(1) ?? 0) > job.createdAt - dayMs {
+                        return row.text(2) == job.input.text ? EnqueueOutcome.duplicate(id: id) : .keyReused(id: id)
+                    }
                     // Older than a day: the key may be used again.
                     try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = ?", [.text(id)])
                 }

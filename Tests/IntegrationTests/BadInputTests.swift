@@ -83,5 +83,14 @@ import Testing
         #expect(second.headers["idempotent-replayed"] == "true")
         let third = try client.postJSON(stack.baseURL + "/async", body, headers: ["Idempotency-Key": "order-43"])
         #expect(third.json?["request_id"] as? String != first.json?["request_id"] as? String)
+        let reused = try client.postJSON(
+            stack.baseURL + "/async", #"{"text": "twice", "callback_url": "http://127.0.0.1:9/x"}"#, headers: ["Idempotency-Key": "order-42"])
+        #expect(reused.status == 422)
+        #expect((reused.json?["error"] as? [String: Any])?["code"] as? String == "idempotency_key_reused")
+        // Another client's identical key is its own.
+        let other = try HTTPClient(sourceAddress: "127.0.0.2").postJSON(
+            "http://127.0.0.1:\(stack.port)/async", body, headers: ["Idempotency-Key": "order-42"])
+        #expect(other.status == 202)
+        #expect(other.json?["request_id"] as? String != first.json?["request_id"] as? String)
     }
 }

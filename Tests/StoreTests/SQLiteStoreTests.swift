@@ -97,6 +97,9 @@ import WorkEngine
         let first = job(now, key: "k1")
         #expect(try store.enqueue(first, backlogLimit: 10) == .accepted(id: first.id))
         #expect(try store.enqueue(job(now + 10, key: "k1"), backlogLimit: 10) == .duplicate(id: first.id))
+        var different = job(now + 20, key: "k1")
+        different.input = ["text": "another body"]
+        #expect(try store.enqueue(different, backlogLimit: 10) == .keyReused(id: first.id))
         let dayLater = job(now + 24 * 3600 * 1000 + 1, key: "k1")
         #expect(try store.enqueue(dayLater, backlogLimit: 10) == .accepted(id: dayLater.id))
     }
