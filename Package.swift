@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shims: one module map and one header each.
@@ -44,7 +45,10 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "API",
-            dependencies: ["WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config"],
+            dependencies: [
+                "WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "Harness",

@@ -19,6 +19,7 @@ public final class API: Sendable {
     /// The sync semaphore: at most `syncConcurrency` computations at once.
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
+    private let metrics = Metrics()
 
     public init(store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings) {
         self.store = store
@@ -30,23 +31,36 @@ public final class API: Sendable {
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let (route, response) = routed(request)
+        metrics.responded(route: route, status: response.status)
+        return response
+    }
+
+    /// The response, and the route's name for metrics.
+    private func routed(_ request: HTTPRequest) -> (String, HTTPResponse) {
         let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         switch segments {
         case ["sync"]:
-            return method(request, "POST") { postWork(request, mode: .sync) }
+            return ("sync", method(request, "POST") { postWork(request, mode: .sync) })
         case ["async"]:
-            return method(request, "POST") { postWork(request, mode: .async) }
+            return ("async", method(request, "POST") { postWork(request, mode: .async) })
         case ["requests"]:
-            return method(request, "GET") { listRequests(request) }
+            return ("requests", method(request, "GET") { listRequests(request) })
         case let s where s.count == 2 && s[0] == "requests":
-            return method(request, "GET") { getRequest(id: s[1]) }
+            return ("request", method(request, "GET") { getRequest(id: s[1]) })
         case let s where s.count == 3 && s[0] == "requests" && s[2] == "redeliver":
-            return method(request, "POST") { redeliver(id: s[1]) }
+            return ("redeliver", method(request, "POST") { redeliver(id: s[1]) })
         case ["healthz"]:
-            return method(request, "GET") { health() }
+            return ("healthz", method(request, "GET") { health() })
+        case ["metrics"]:
+            return ("metrics", method(request, "GET") {
+                HTTPResponse(
+                    status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                    body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
+            })
         default:
-            return JSONResponse.error(404, code: "not_found", message: "no such endpoint: \(request.path)")
+            return ("other", JSONResponse.error(404, code: "not_found", message: "no such endpoint: \(request.path)"))
         }
     }
 
@@ -94,9 +108,11 @@ public final class API: Sendable {
         let started = Clock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
         let result = engine.run(parsed.spec)
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - clock) / 1e6
+        let ranNanoseconds = DispatchTime.now().uptimeNanoseconds - clock
+        let ms = Double(ranNanoseconds) / 1e6
         syncInFlight.subtract(1, ordering: .relaxed)
         syncSlots.signal()
+        metrics.synced(waitNanoseconds: Int64(started - created) * 1_000_000, runNanoseconds: Int64(ranNanoseconds))
 
         let id = RequestID.make(now: created)
         // The answer does not wait on the record: the work is done, and a full disk should not turn it into a 5xx.

@@ -24,6 +24,8 @@ public protocol JobStore: Sendable {
     func requests(_ query: RequestQuery) throws -> [RequestRecord]
     /// pending + processing: jobs whose work has not run yet.
     func backlog() throws -> Int
+    /// How many requests are in each status, per mode ("sync" or "async").
+    func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)]
     func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
     /// A value kept across restarts (e.g. a generated webhook secret); `setIfAbsent` returns the stored one.

@@ -252,6 +252,15 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    public func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)] {
+        try withConnection { db in
+            try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in
+                guard let mode = row.text(0), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
+                return (mode, status, Int(row.int(2) ?? 0))
+            }
+        }
+    }
+
     public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws {
         try withConnection { db in
             try db.query(

@@ -16,6 +16,15 @@ import Testing
         #expect((listing.json?["error"] as? [String: Any])?["code"] as? String == "forbidden")
         #expect(try other.request("POST", stack.baseURL + "/requests/\(id)/redeliver").status == 403)
         #expect(try other.get(stack.baseURL + "/requests/\(id)").status == 200, "a client can follow its own job")
+        #expect(try other.get(stack.baseURL + "/metrics").status == 403)
+
+        let metrics = try local.get(stack.baseURL + "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain") == true)
+        #expect(metrics.text.contains(#"workfcgi_http_responses_total{route="sync",status="200"} 1"#), "\(metrics.text)")
+        #expect(metrics.text.contains(#"workfcgi_requests{mode="sync",status="completed"} 1"#))
+        #expect(metrics.text.contains("workfcgi_sync_duration_seconds_count 1"))
+        #expect(metrics.text.contains("workfcgi_database_up 1"))
     }
 
     @Test func redeliverSendsTheSameWebhookAgain() async throws {
