@@ -20,6 +20,7 @@ public struct ReceivedCallback: Sendable {
 /// - `/fail/N/...`: 500 for the first N attempts of each webhook-id, then 200.
 /// - `/status/S/...`: always S (e.g. 410, 503); `/status/S/after/SECONDS/...` adds a Retry-After.
 /// - `/slow/MS/...`: waits MS milliseconds, then 200.
+/// - `/redirect/...`: 302 to `/ok/redirected` (a sender must not follow it).
 public final class CallbackReceiver: Sendable {
     private let server: HTTPServer
     private let task = Mutex<Task<Void, any Error>?>(nil)
@@ -83,6 +84,9 @@ public final class CallbackReceiver: Sendable {
         case "status":
             status = parts.count > 1 ? Int(parts[1]) ?? 500 : 500
             if parts.count > 3, parts[2] == "after" { headers[HTTPHeader("Retry-After")] = parts[3] }
+        case "redirect":
+            status = 302
+            headers[HTTPHeader("Location")] = "/ok/redirected"
         case "slow":
             let ms = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
             try await Task.sleep(for: .milliseconds(ms))
