@@ -61,13 +61,15 @@ import Testing
                 group.leave()
             }.start()
         }
-        usleep(200_000)
         // While sync is saturated, the API pool still answers at once.
+        let probe = HTTPClient()
+        try stack.waitFor("a sync computation in flight", timeout: 10) {
+            ((try? probe.get(stack.baseURL + "/healthz"))?.json?["sync_in_flight"] as? Int) == 1
+        }
         let t0 = Date()
-        let health = try HTTPClient().get(stack.baseURL + "/healthz")
+        let health = try probe.get(stack.baseURL + "/healthz")
         #expect(health.status == 200)
         #expect(Date().timeIntervalSince(t0) < 1.0)
-        #expect((health.json?["sync_in_flight"] as? Int) == 1)
         group.wait()
         let all = statuses.withLock { $0 }
         #expect(all.count == 6)
