@@ -93,12 +93,15 @@ public final class API: Sendable {
         } catch {
             return JSONResponse.validation(error)
         }
-        return mode == .sync ? runSync(parsed) : enqueueAsync(parsed, request: request)
+        return mode == .sync ? runSync(parsed, receivedAt: request.receivedAt) : enqueueAsync(parsed, request: request)
     }
 
-    private func runSync(_ parsed: ParsedRequest) -> HTTPResponse {
+    private func runSync(_ parsed: ParsedRequest, receivedAt: Double?) -> HTTPResponse {
         let created = Clock.nowMillis()
-        guard syncSlots.wait(timeout: .now() + .milliseconds(settings.syncWaitMilliseconds)) == .success else {
+        // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
+        let queuedMs = receivedAt.map { max(0, Int(created) - Int($0 * 1000)) } ?? 0
+        let budgetMs = max(0, settings.syncWaitMilliseconds - queuedMs)
+        guard syncSlots.wait(timeout: .now() + .milliseconds(budgetMs)) == .success else {
             return JSONResponse.error(
                 503, code: "sync_saturated",
                 message: "all \(settings.syncConcurrency) sync slots are busy; retry later or use POST /async",

@@ -163,6 +163,7 @@ public final class FastCGIServer: Sendable {
             headers: headers,
             remoteAddress: param("REMOTE_ADDR") ?? "",
             body: body,
-            bodyTooLarge: tooLarge)
+            bodyTooLarge: tooLarge,
+            receivedAt: param("REQUEST_START").flatMap(Double.init))
     }
 }

@@ -10,10 +10,13 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// The body was longer than the server's limit; `body` holds only a prefix.
     public var bodyTooLarge: Bool
+    /// When nginx received the request (its `$msec`, passed as REQUEST_START), in Unix seconds; lets the
+    /// handler count time spent queued before a FastCGI thread took the request.
+    public var receivedAt: Double?
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        remoteAddress: String = "", body: [UInt8] = [], bodyTooLarge: Bool = false
+        remoteAddress: String = "", body: [UInt8] = [], bodyTooLarge: Bool = false, receivedAt: Double? = nil
     ) {
         self.method = method
         self.path = path
@@ -22,6 +25,7 @@ public struct HTTPRequest: Sendable {
         self.remoteAddress = remoteAddress
         self.body = body
         self.bodyTooLarge = bodyTooLarge
+        self.receivedAt = receivedAt
     }
 
     /// Parses `a=1&b=two%20words` (later duplicates win).
