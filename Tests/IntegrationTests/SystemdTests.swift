@@ -71,6 +71,7 @@ import Glibc
         defer {
             _ = try? Self.run(systemctl, ["stop", "workfcgi", "deliveryd"])
             for path in ["/etc/systemd/system/workfcgi.service", "/etc/systemd/system/deliveryd.service", "/etc/workfcgi/workfcgi.env",
+                         "/etc/systemd/system/workfcgi.service.d", "/etc/systemd/system/deliveryd.service.d",
                          "/usr/local/bin/workfcgi", "/usr/local/bin/deliveryd"] {
                 try? FileManager.default.removeItem(atPath: path)
             }
