@@ -20,6 +20,8 @@ public struct Settings: Sendable, Equatable {
     public var allowPrivateCallbacks: Bool
     public var callbackPorts: [ClosedRange<Int>]
     public var leaseSeconds: Double
+    /// How long finished requests are kept; nil keeps them forever.
+    public var retentionSeconds: Double?
     public var hostConcurrency: Int
     public var breakerThreshold: Int
     public var breakerCooldownSeconds: Double
@@ -63,6 +65,7 @@ public struct Settings: Sendable, Equatable {
         ("ALLOW_PRIVATE_CALLBACKS", "false"),
         ("CALLBACK_PORTS", "80,443,8000-9999"),
         ("LEASE", "60s"),
+        ("RETENTION", "7d"),
         ("HOST_CONCURRENCY", "4"),
         ("BREAKER_THRESHOLD", "5"),
         ("BREAKER_COOLDOWN", "30s"),
@@ -99,6 +102,8 @@ public struct Settings: Sendable, Equatable {
         allowPrivateCallbacks = try env.bool("ALLOW_PRIVATE_CALLBACKS", default: false)
         callbackPorts = try env.portList("CALLBACK_PORTS", default: [80...80, 443...443, 8000...9999])
         leaseSeconds = try env.duration("LEASE", default: 60, 1...86_400)
+        retentionSeconds = try env.string("RETENTION", default: "7d") == "forever"
+            ? nil : try env.duration("RETENTION", default: 7 * 86_400, 60...(3650 * 86_400))
         hostConcurrency = try env.int("HOST_CONCURRENCY", default: 4, 1...1000)
         breakerThreshold = try env.int("BREAKER_THRESHOLD", default: 5, 1...1000)
         breakerCooldownSeconds = try env.duration("BREAKER_COOLDOWN", default: 30, 0.1...86_400)

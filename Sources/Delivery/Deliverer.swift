@@ -15,11 +15,14 @@ public final class Deliverer: Sendable {
         public var leaseSeconds: Double
         public var pollSeconds: Double
         public var hosts: HostGate.Options
-        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options) {
+        /// Finished requests older than this are deleted; nil keeps them.
+        public var retentionSeconds: Double?
+        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options, retentionSeconds: Double?) {
             self.workers = workers
             self.leaseSeconds = leaseSeconds
             self.pollSeconds = pollSeconds
             self.hosts = hosts
+            self.retentionSeconds = retentionSeconds
         }
     }
 
@@ -88,11 +91,18 @@ public final class Deliverer: Sendable {
             thread.start()
         }
         var lastHeartbeat: UnixMillis = 0
+        var lastPrune: UnixMillis = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
             let now = Clock.nowMillis()
             if now - lastHeartbeat >= 1000 {
                 try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), now: now)
                 lastHeartbeat = now
+            }
+            if let retention = options.retentionSeconds, now - lastPrune >= 60_000 {
+                // In small batches, so the write lock is never held for long.
+                let cutoff = now - UnixMillis(retention * 1000)
+                while let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
+                lastPrune = now
             }
             // Read under the queue's lock, where workers move a job from queued to active, so no job is counted twice or not at all.
             let free = queue.withLock { options.workers - active.load(ordering: .sequentiallyConsistent) - $0.count }

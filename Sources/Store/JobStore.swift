@@ -26,6 +26,8 @@ public protocol JobStore: Sendable {
     func backlog() throws -> Int
     /// How many requests are in each status, per mode ("sync" or "async").
     func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)]
+    /// Deletes up to `limit` completed or failed requests (and their attempts) finished before `before`.
+    func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
     func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
     /// A value kept across restarts (e.g. a generated webhook secret); `setIfAbsent` returns the stored one.

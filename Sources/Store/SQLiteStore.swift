@@ -252,6 +252,21 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int {
+        try withConnection { db in
+            try db.transaction {
+                // Finished means: completed or failed, and no longer being delivered (a redelivery resets it).
+                try db.query(
+                    """
+                    DELETE FROM requests WHERE id IN (
+                        SELECT id FROM requests WHERE status IN ('completed', 'failed')
+                        AND COALESCE(delivered_at, completed_at, created_at) < ? LIMIT ?)
+                    """, [.int(before), .int(Int64(limit))])
+                return db.changes
+            }
+        }
+    }
+
     public func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)] {
         try withConnection { db in
             try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in

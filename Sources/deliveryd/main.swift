@@ -36,7 +36,7 @@ do {
         retry: RetryPolicy(settings: settings),
         options: .init(
             workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds,
-            hosts: HostGate.Options(settings: settings)),
+            hosts: HostGate.Options(settings: settings), retentionSeconds: settings.retentionSeconds),
         logger: logger)
     CallbackClient.globalInit()
     let doorbell = try DoorbellListener(path: settings.doorbellSocket)

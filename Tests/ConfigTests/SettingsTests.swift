@@ -19,6 +19,9 @@ import Testing
         #expect(s.callbackPortAllowed(443) && s.callbackPortAllowed(8080) && !s.callbackPortAllowed(22))
         #expect(s.durability == .full)
         #expect(s.webhookSecret == nil)
+        #expect(s.retentionSeconds == Double(7 * 86_400))
+        #expect(try Settings(environment: ["WORKFCGI_RETENTION": "forever"]).retentionSeconds == nil)
+        #expect(try Settings(environment: ["WORKFCGI_RETENTION": "30d"]).retentionSeconds == Double(30 * 86_400))
     }
 
     @Test func readsEveryKind() throws {
@@ -54,6 +57,7 @@ import Testing
         ("WORKFCGI_DURABILITY", "paranoid"),
         ("WORKFCGI_LOG_LEVEL", "loud"),
         ("WORKFCGI_LEASE", "5s"),
+        ("WORKFCGI_RETENTION", "10s"),
         ("WORKFCGI_BACKLOG_LIMT", "10"),
     ])
     func refusesNamingTheVariable(name: String, value: String) {

@@ -174,6 +174,25 @@ import WorkEngine
         #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 500).first?.attempts == 0)
     }
 
+    @Test func pruneDeletesOnlyFinishedRequestsPastTheCutoff() throws {
+        let now = Clock.nowMillis()
+        let old = job(now - 10_000)
+        let fresh = job(now)
+        let waiting = job(now - 20_000)
+        for j in [old, fresh, waiting] { _ = try store.enqueue(j, backlogLimit: 10) }
+        for j in [old, fresh] {
+            _ = try store.claim(limit: 3, leaseMillis: 1000, now: now)
+            try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: j.createdAt)
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 1, at: j.createdAt, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered)
+        }
+        #expect(try store.prune(finishedBefore: now - 5_000, limit: 100) == 1)
+        #expect(try store.request(id: old.id) == nil)
+        #expect(try store.request(id: fresh.id) != nil)
+        #expect(try store.request(id: waiting.id) != nil, "unfinished jobs are never pruned, however old")
+    }
+
     @Test func settingsKeepTheFirstValue() throws {
         #expect(try store.setting("s", setIfAbsent: "a") == "a")
         #expect(try store.setting("s", setIfAbsent: "b") == "a")
