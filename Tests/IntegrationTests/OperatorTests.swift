@@ -44,8 +44,7 @@ import Testing
         }
         #expect(bodies.count == 2 && bodies[0]["input_hash"] as? String == bodies[1]["input_hash"] as? String)
         try stack.waitForStatus(id, "completed")
-        let attempts = try #require(((try client.get(stack.baseURL + "/requests/\(id)").json)?["delivery"] as? [String: Any])?["attempts"] as? [[String: Any]])
-        #expect(attempts.map { $0["n"] as? Int } == [1, 2])
+        #expect((try stack.delivery(id)["attempts"] as? [[String: Any]])?.map { $0["n"] as? Int } == [1, 2])
 
         let pending = try stack.submit(#"{"records": 300, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         let early = try client.request("POST", stack.baseURL + "/requests/\(pending)/redeliver")

@@ -147,6 +147,16 @@ final class Stack: @unchecked Sendable {
         try HTTPClient().get(baseURL + "/requests/\(id)").json ?? [:]
     }
 
+    /// The delivery part of GET /requests/{id}: status, error and the attempts.
+    func delivery(_ id: String) throws -> [String: Any] {
+        try record(id)["delivery"] as? [String: Any] ?? [:]
+    }
+
+    /// The HTTP status of each recorded delivery attempt, in order (nil where no response came).
+    func attemptStatuses(_ id: String) throws -> [Int?] {
+        (try delivery(id)["attempts"] as? [[String: Any]] ?? []).map { $0["http_status"] as? Int }
+    }
+
     func waitForStatus(_ id: String, _ status: String, timeout: Double = 20) throws {
         try waitFor("\(id) to be \(status)", timeout: timeout) { (try? record(id))?["status"] as? String == status }
     }
