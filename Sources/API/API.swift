@@ -118,7 +118,8 @@ public final class API: Sendable {
         metrics.synced(waitNanoseconds: Int64(started - created) * 1_000_000, runNanoseconds: Int64(ranNanoseconds))
 
         let id = RequestID.make(now: created)
-        // The answer does not wait on the record: the work is done, and a full disk should not turn it into a 5xx.
+        // Recorded before answering, so GET /requests/{id} finds it at once; but the work is done, so a failed
+        // record (say, a full disk) does not turn the answer into a 5xx.
         try? store.recordSync(
             SyncRecord(
                 id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
@@ -285,9 +286,9 @@ public final class API: Sendable {
         do {
             body["queue_depth"] = .number(Double(try store.backlog()))
             let daemon = try store.daemonStatus()
-            let age = daemon.map { Clock.nowMillis() - $0.heartbeatAt }
-            // deliveryd writes a heartbeat every second; older than 10 s means it is not running.
-            let alive = age.map { $0 < 10_000 } ?? false
+            let now = Clock.nowMillis()
+            let age = daemon.map { now - $0.heartbeatAt }
+            let alive = daemon?.isAlive(now: now) ?? false
             body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
             body["deliveryd"] = [
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,

@@ -48,7 +48,7 @@ final class Metrics: Sendable {
                 gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode), ("status", status.rawValue)], Double(count))
             }
             let daemon = try store.daemonStatus()
-            let alive = daemon.map { Clock.nowMillis() - $0.heartbeatAt < 10_000 } ?? false
+            let alive = daemon?.isAlive(now: Clock.nowMillis()) ?? false
             gauge("deliveryd_up", "1 while deliveryd's heartbeat is fresh.", alive ? 1 : 0)
             gauge("deliveryd_active_workers", "Jobs deliveryd is working on.", Double(alive ? daemon?.activeWorkers ?? 0 : 0))
             var open = 0

@@ -152,6 +152,11 @@ public struct DaemonStatus: Sendable {
     public var heartbeatAt: UnixMillis
     /// Open or half-open circuit breakers, as deliveryd last reported them.
     public var circuits: JSONValue
+
+    /// deliveryd writes a heartbeat every second; one older than this means it is not running.
+    public static let staleAfterMillis: Int64 = 10_000
+
+    public func isAlive(now: UnixMillis) -> Bool { now - heartbeatAt < Self.staleAfterMillis }
 }
 
 /// What `redeliver` did.

@@ -46,7 +46,7 @@ public final class SQLiteStore: JobStore {
                     try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = ?", [.text(id)])
                 }
             }
-            let depth = Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+            let depth = try Self.backlog(db)
             guard depth < backlogLimit else { return EnqueueOutcome.backlogFull(depth: depth) }
             try db.query(
                 """
@@ -246,9 +246,14 @@ public final class SQLiteStore: JobStore {
             startedAt: row.int(12), completedAt: row.int(13), deliveredAt: row.int(14), durationMs: row.double(15), trace: [])
     }
 
+    /// pending + processing, on a given connection (the enqueue check runs inside the group commit).
+    private static func backlog(_ db: Database) throws -> Int {
+        Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+    }
+
     public func backlog() throws -> Int {
         try withConnection { db in
-            Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+            try Self.backlog(db)
         }
     }
 
