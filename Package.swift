@@ -76,12 +76,13 @@ let package = Package(
         .executableTarget(name: "workbench", dependencies: ["WorkEngine"], swiftSettings: swiftSettings),
         // libFuzzer targets (scripts/fuzz); a plain build makes corpus replayers of them.
         .target(name: "FuzzDriver", swiftSettings: swiftSettings),
-        .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine", "FuzzDriver"], swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine", "FastCGI", "FuzzDriver"], swiftSettings: swiftSettings),
         .executableTarget(name: "fuzz-callback-url", dependencies: ["Delivery", "FuzzDriver"], swiftSettings: swiftSettings),
 
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]

@@ -93,14 +93,14 @@ public final class API: Sendable {
         } catch {
             return JSONResponse.validation(error)
         }
-        return mode == .sync ? runSync(parsed, receivedAt: request.receivedAt) : enqueueAsync(parsed, request: request)
+        return mode == .sync ? runSync(parsed, request: request) : enqueueAsync(parsed, request: request)
     }
 
-    private func runSync(_ parsed: ParsedRequest, receivedAt: Double?) -> HTTPResponse {
+    private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) -> HTTPResponse {
         let created = Clock.nowMillis()
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
-        let queuedMs = receivedAt.map { max(0, Int(created) - Int($0 * 1000)) } ?? 0
-        let budgetMs = max(0, settings.syncWaitMilliseconds - queuedMs)
+        let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
+        let budgetMs = Int(max(0, Int64(settings.syncWaitMilliseconds) - queuedMs))
         guard syncSlots.wait(timeout: .now() + .milliseconds(budgetMs)) == .success else {
             return JSONResponse.error(
                 503, code: "sync_saturated",

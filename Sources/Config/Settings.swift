@@ -28,6 +28,11 @@ public struct Settings: Sendable, Equatable {
     public var pollIntervalSeconds: Double
     public var durability: Durability
     public var webhookSecret: String?
+    /// Where deliveryd keeps the generated secret (0600) when WORKFCGI_WEBHOOK_SECRET is unset.
+    public var webhookSecretFile: String
+    /// The user nginx's workers run as: the FastCGI sockets get its group, and only it (besides this
+    /// process's own user and root) may talk FastCGI to workfcgi.
+    public var nginxUser: String
     /// The secret being rotated out; callbacks carry a signature for each while both are set.
     public var webhookSecretPrevious: String?
     /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
@@ -72,6 +77,8 @@ public struct Settings: Sendable, Equatable {
         ("POLL_INTERVAL", "1s"),
         ("DURABILITY", "full"),
         ("WEBHOOK_SECRET", ""),
+        ("WEBHOOK_SECRET_FILE", "$DB_PATH's folder/webhook-secret"),
+        ("NGINX_USER", "www-data"),
         ("WEBHOOK_SECRET_PREVIOUS", ""),
         ("CALLBACK_ALLOW_CIDRS", ""),
         ("LOG_LEVEL", "info"),
@@ -115,6 +122,9 @@ public struct Settings: Sendable, Equatable {
         self.durability = durability
         let secret = try env.string("WEBHOOK_SECRET", default: "")
         webhookSecret = secret.isEmpty ? nil : secret
+        let databaseFolder = databasePath.contains("/") ? String(databasePath[..<databasePath.lastIndex(of: "/")!]) : "."
+        webhookSecretFile = try env.string("WEBHOOK_SECRET_FILE", default: (databaseFolder.isEmpty ? "/" : databaseFolder) + "/webhook-secret")
+        nginxUser = try env.string("NGINX_USER", default: "www-data")
         let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
         webhookSecretPrevious = previous.isEmpty ? nil : previous
         callbackAllowCIDRs = try env.string("CALLBACK_ALLOW_CIDRS", default: "").split(separator: ",").map {

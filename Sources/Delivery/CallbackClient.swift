@@ -2,8 +2,10 @@ import CCurl
 import Foundation
 
 /// POSTs a callback with libcurl. Each call uses its own easy handle, so workers can call it concurrently.
-/// Redirects are never followed, proxies from the environment are ignored, and the connection is pinned
-/// to the address the URL policy checked (CURLOPT_RESOLVE), so DNS cannot change between check and connect.
+/// Redirects are never followed, proxies from the environment are ignored, and every connection is pinned
+/// to the address the URL policy checked (CURLOPT_CONNECT_TO with an empty host and port, which matches
+/// any spelling of any host), so curl never resolves a name itself: DNS cannot change between check and
+/// connect, whatever the URL looks like.
 public struct CallbackClient: Sendable {
     public var timeoutSeconds: Double
     public var userAgent: String
@@ -22,6 +24,8 @@ public struct CallbackClient: Sendable {
     private final class Sink {
         var body: [UInt8] = []
         var retryAfter: Double?
+        /// The receiver sent more than `limit` bytes of body; reading stopped there.
+        var truncated = false
         let limit = 4096
     }
 
@@ -34,12 +38,9 @@ public struct CallbackClient: Sendable {
             list = curl_slist_append(list, "\(name): \(value)")
         }
         defer { curl_slist_free_all(list) }
-        var resolve: UnsafeMutablePointer<curl_slist>?
-        if let address = target.address, IPAddress(target.host) == nil {
-            let formatted = address.isIPv4 ? "\(address)" : "[\(address)]"
-            resolve = curl_slist_append(nil, "\(target.host):\(target.port):\(formatted)")
-        }
-        defer { curl_slist_free_all(resolve) }
+        guard let address = target.address else { return AttemptResult(httpStatus: nil, error: "callback target has no checked address") }
+        let pin = curl_slist_append(nil, "::\(address.isIPv4 ? "\(address)" : "[\(address)]"):\(target.port)")
+        defer { curl_slist_free_all(pin) }
 
         let sink = Sink()
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
@@ -51,6 +52,12 @@ public struct CallbackClient: Sendable {
             let room = max(0, sink.limit - sink.body.count)
             data.withMemoryRebound(to: UInt8.self, capacity: n) {
                 sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: min(n, room)))
+            }
+            // Past the kept prefix, stop reading: a receiver streaming an endless body must not hold the
+            // attempt until the timeout. The status line has been read by now and decides the attempt.
+            guard n <= room else {
+                sink.truncated = true
+                return 0
             }
             return n
         }
@@ -73,7 +80,7 @@ public struct CallbackClient: Sendable {
         let protocols = target.scheme == "https" ? CURLPROTO_HTTPS : CURLPROTO_HTTP
         var ok = true
         func set(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
-        set(workfcgi_curl_setopt_string(handle, CURLOPT_URL, target.url))
+        set(workfcgi_curl_setopt_string(handle, CURLOPT_URL, target.requestURL))
         set(workfcgi_curl_setopt_long(handle, CURLOPT_PROTOCOLS, Int(protocols)))
         set(workfcgi_curl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0))
         set(workfcgi_curl_setopt_string(handle, CURLOPT_PROXY, ""))
@@ -83,7 +90,7 @@ public struct CallbackClient: Sendable {
         set(workfcgi_curl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 5000)))
         set(workfcgi_curl_setopt_string(handle, CURLOPT_USERAGENT, userAgent))
         set(workfcgi_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
-        if resolve != nil { set(workfcgi_curl_setopt_slist(handle, CURLOPT_RESOLVE, resolve)) }
+        set(workfcgi_curl_setopt_slist(handle, CURLOPT_CONNECT_TO, pin))
         set(workfcgi_curl_setopt_write(handle, writeBody))
         set(workfcgi_curl_setopt_pointer(handle, CURLOPT_WRITEDATA, sinkPointer))
         set(workfcgi_curl_setopt_header(handle, readHeader))
@@ -99,7 +106,7 @@ public struct CallbackClient: Sendable {
             return curl_easy_perform(handle)
         }
         withExtendedLifetime(sink) {}
-        guard code == CURLE_OK else {
+        guard code == CURLE_OK || (code == CURLE_WRITE_ERROR && sink.truncated) else {
             return AttemptResult(httpStatus: nil, error: String(cString: curl_easy_strerror(code)))
         }
         var status = 0

@@ -2,7 +2,11 @@ import Foundation
 
 /// A callback URL taken apart, plus the one address the request must connect to.
 public struct CallbackTarget: Sendable, Equatable {
+    /// The URL as the client gave it.
     public var url: String
+    /// The URL curl is given: scheme, the checked host spelled canonically (lower case, no trailing dot),
+    /// explicit port, then the path and query as given (no fragment).
+    public var requestURL: String
     public var scheme: String
     public var host: String
     public var port: Int
@@ -43,8 +47,11 @@ public struct CallbackURLPolicy: Sendable {
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
         "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
         "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10",
-        "ff00::/8",
+        // IPv6: unspecified, loopback and IPv4-compatible (::/96 holds ::, ::1 and ::a.b.c.d), IPv4-mapped,
+        // NAT64 (both prefixes), discard, Teredo, documentation, 6to4 (it embeds an IPv4 address), unique
+        // local, link-local, the deprecated site-local, multicast.
+        "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32",
+        "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
     ].compactMap(CIDR.init)
 
     /// Whether a connection to `address` is allowed.
@@ -94,6 +101,8 @@ public struct CallbackURLPolicy: Sendable {
         let delimiters: Set<Character> = ["/", "?", "#"]
         let authorityEnd = rest.firstIndex(where: { delimiters.contains($0) }) ?? rest.endIndex
         let authority = rest[..<authorityEnd]
+        var pathAndQuery = rest[authorityEnd...].prefix { $0 != "#" }
+        if pathAndQuery.isEmpty || pathAndQuery.first == "?" { pathAndQuery = "/" + pathAndQuery }
         if authority.contains("@") { throw CallbackURLRefusal("URL must not contain user information") }
         if authority.contains("\\") { throw CallbackURLRefusal("URL host must not contain a backslash") }
 
@@ -150,7 +159,17 @@ public struct CallbackURLPolicy: Sendable {
                 throw CallbackURLRefusal("host \(name) is not a valid host name")
             }
         }
-        return CallbackTarget(url: url, scheme: scheme, host: name, port: port, address: address)
+        let hostPart = authority.hasPrefix("[") ? "[\(name)]" : name
+        let target = CallbackTarget(
+            url: url, requestURL: "\(scheme)://\(hostPart):\(port)\(pathAndQuery)", scheme: scheme, host: name, port: port,
+            address: address)
+        // curl must read the same host and port from both spellings, or the check was made on another target.
+        for spelling in [url, target.requestURL] {
+            guard let parsed = CurlURL(spelling), parsed.names(name), parsed.port == port, parsed.scheme == scheme else {
+                throw CallbackURLRefusal("URL is ambiguous: libcurl reads another host or port from it")
+            }
+        }
+        return target
     }
 
     /// getaddrinfo, both families.

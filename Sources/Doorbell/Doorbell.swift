@@ -46,8 +46,8 @@ public final class DoorbellListener: @unchecked Sendable {
             close(fd)
             throw BindError(description: "bind \(path): \(reason)")
         }
-        // workfcgi may run as another user; the socket carries no data, only a wake-up.
-        chmod(path, 0o666)
+        // Only workfcgi rings, and it runs as this same user: nobody else may wake (or flood) the daemon.
+        chmod(path, 0o600)
     }
 
     deinit {

@@ -21,6 +21,20 @@ public final class FastCGIServer: Sendable {
         public var description: String
     }
 
+    /// Who may talk FastCGI to this server. FastCGI params are believed (REMOTE_ADDR scopes idempotency keys,
+    /// nginx enforces the operator allow-list and the rate limit), so only nginx may be a peer: the socket
+    /// file is 0660 with nginx's group, and every connection's peer uid (SO_PEERCRED) is checked as well.
+    public struct Access: Sendable {
+        /// The socket file's group (nginx's); nil keeps this process's group.
+        public var group: gid_t?
+        /// Peer uids admitted; nil admits whoever can open the socket file.
+        public var peers: Set<uid_t>?
+        public init(group: gid_t?, peers: Set<uid_t>?) {
+            self.group = group
+            self.peers = peers
+        }
+    }
+
     /// One pool thread's FastCGI request and whether it is waiting for the next request.
     private final class Slot: @unchecked Sendable {
         var request = FCGX_Request()
@@ -31,6 +45,7 @@ public final class FastCGIServer: Sendable {
     private let listenFD: Int32
     private let maxBodyBytes: Int
     private let handler: Handler
+    private let access: Access
     private let slots: [Slot]
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchGroup()
@@ -41,15 +56,20 @@ public final class FastCGIServer: Sendable {
     }
 
     /// Opens the unix socket at `socketPath` (replacing a stale one) with the given accept backlog.
-    public init(socketPath: String, threads: Int, backlog: Int = 256, maxBodyBytes: Int, handler: @escaping Handler) throws {
+    public init(
+        socketPath: String, threads: Int, backlog: Int = 256, maxBodyBytes: Int, access: Access, handler: @escaping Handler
+    ) throws {
         self.socketPath = socketPath
         self.maxBodyBytes = maxBodyBytes
         self.handler = handler
+        self.access = access
         unlink(socketPath)
         let fd = FCGX_OpenSocket(socketPath, Int32(backlog))
         guard fd >= 0 else { throw Error(description: "cannot listen on \(socketPath): \(String(cString: strerror(errno)))") }
-        // nginx's workers may run as another user than this process.
-        chmod(socketPath, 0o666)
+        // Created under umask 077; opened to nginx's group only. A chown that fails (not root, not a member of
+        // that group) leaves the process's own group, which suits nginx running as this same user.
+        if let group = access.group { _ = chown(socketPath, uid_t.max, group) }
+        chmod(socketPath, 0o660)
         listenFD = fd
         slots = (0..<threads).map { _ in Slot() }
     }
@@ -103,8 +123,14 @@ public final class FastCGIServer: Sendable {
                 FCGX_Free(&slot.request, 1)
                 continue
             }
-            let request = read(slot.request)
-            let response = handler(request)
+            let response: HTTPResponse
+            if let peers = access.peers, let uid = Self.peerUID(slot.request.ipcFd), !peers.contains(uid) {
+                response = HTTPResponse(
+                    status: 403, headers: [("Content-Type", "application/json")],
+                    body: Array(#"{"error":{"code":"forbidden","message":"this FastCGI peer is not nginx"}}"#.utf8))
+            } else {
+                response = handler(read(slot.request))
+            }
             let bytes = response.wireBytes
             bytes.withUnsafeBufferPointer { buffer in
                 buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
@@ -117,31 +143,31 @@ public final class FastCGIServer: Sendable {
         FCGX_Free(&slot.request, 1)
     }
 
+    /// The uid of the process at the other end of a unix socket connection.
+    static func peerUID(_ fd: Int32) -> uid_t? {
+        var uid: uid_t = 0
+        return workfcgi_peer_uid(fd, &uid) == 0 ? uid : nil
+    }
+
     private func read(_ request: FCGX_Request) -> HTTPRequest {
-        func param(_ name: String) -> String? {
-            FCGX_GetParam(name, request.envp).map { String(cString: $0) }
-        }
-        var headers: [String: String] = [:]
+        var params: [(name: String, value: String)] = []
         var env = request.envp
         while let entry = env?.pointee {
             let text = String(cString: entry)
-            if text.hasPrefix("HTTP_"), let eq = text.firstIndex(of: "=") {
-                let name = text[text.index(text.startIndex, offsetBy: 5)..<eq].lowercased().replacingOccurrences(of: "_", with: "-")
-                headers[name] = String(text[text.index(after: eq)...])
+            if let eq = text.firstIndex(of: "=") {
+                params.append((String(text[..<eq]), String(text[text.index(after: eq)...])))
             }
             env = env?.advanced(by: 1)
         }
-        if let contentType = param("CONTENT_TYPE"), !contentType.isEmpty { headers["content-type"] = contentType }
-
-        let declared = max(0, Int(param("CONTENT_LENGTH") ?? "") ?? 0)
-        var body: [UInt8] = []
-        let tooLarge = declared > maxBodyBytes
-        if tooLarge {
+        var http = HTTPRequest(params: params)
+        let declared = http.declaredLength
+        if declared > maxBodyBytes {
+            http.bodyTooLarge = true
             // Drain it: on a kept-alive connection, unread input would be taken for the next request.
             var scratch = [CChar](repeating: 0, count: 65_536)
             while FCGX_GetStr(&scratch, Int32(scratch.count), request.in) > 0 {}
         } else if declared > 0 {
-            body = [UInt8](repeating: 0, count: declared)
+            var body = [UInt8](repeating: 0, count: declared)
             var got = 0
             while got < declared {
                 let n = body.withUnsafeMutableBufferPointer { buffer in
@@ -153,17 +179,8 @@ public final class FastCGIServer: Sendable {
                 got += Int(n)
             }
             body.removeLast(declared - got)
+            http.body = body
         }
-
-        let uri = param("DOCUMENT_URI") ?? param("SCRIPT_NAME") ?? "/"
-        return HTTPRequest(
-            method: param("REQUEST_METHOD") ?? "GET",
-            path: uri,
-            query: HTTPRequest.parseQuery(param("QUERY_STRING") ?? ""),
-            headers: headers,
-            remoteAddress: param("REMOTE_ADDR") ?? "",
-            body: body,
-            bodyTooLarge: tooLarge,
-            receivedAt: param("REQUEST_START").flatMap(Double.init))
+        return http
     }
 }

@@ -13,6 +13,8 @@ public struct HTTPRequest: Sendable {
     /// When nginx received the request (its `$msec`, passed as REQUEST_START), in Unix seconds; lets the
     /// handler count time spent queued before a FastCGI thread took the request.
     public var receivedAt: Double?
+    /// CONTENT_LENGTH as declared (0 when absent or malformed); the body may turn out shorter.
+    public var declaredLength = 0
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
@@ -26,6 +28,42 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.receivedAt = receivedAt
+    }
+
+    /// The request described by FastCGI params, body not yet read. Every param is untrusted (anyone who can
+    /// reach the socket chooses them): a value that is malformed or out of range is ignored, never trusted.
+    public init(params: [(name: String, value: String)]) {
+        var values: [String: String] = [:]
+        var headers: [String: String] = [:]
+        for (name, value) in params {
+            if name.hasPrefix("HTTP_") {
+                headers[name.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")] = value
+            } else {
+                values[name] = value
+            }
+        }
+        if let contentType = values["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
+        self.init(
+            method: values["REQUEST_METHOD"] ?? "GET",
+            path: values["DOCUMENT_URI"] ?? values["SCRIPT_NAME"] ?? "/",
+            query: Self.parseQuery(values["QUERY_STRING"] ?? ""),
+            headers: headers,
+            remoteAddress: values["REMOTE_ADDR"] ?? "",
+            receivedAt: values["REQUEST_START"].flatMap(Self.parseTimestamp))
+        declaredLength = values["CONTENT_LENGTH"].flatMap { Int($0) }.map { max(0, $0) } ?? 0
+    }
+
+    /// nginx's `$msec` ("1700000000.123"): accepted only as a finite time between 2001 and 2286, so that no
+    /// arithmetic on it can overflow; anything else (`inf`, `nan`, `1e300`, negative) is ignored.
+    public static func parseTimestamp(_ text: String) -> Double? {
+        guard text.utf8.count <= 32, let value = Double(text), value.isFinite, value >= 1e9, value < 1e10 else { return nil }
+        return value
+    }
+
+    /// How long the request waited between nginx's arrival and `nowMillis`, never negative; 0 when unknown.
+    public func queuedMilliseconds(nowMillis: Int64) -> Int64 {
+        guard let receivedAt else { return 0 }
+        return max(0, nowMillis - Int64(receivedAt * 1000))
     }
 
     /// Parses `a=1&b=two%20words` (later duplicates win).

@@ -36,6 +36,9 @@ public final class Database: @unchecked Sendable {
             handle = nil
             throw SQLiteError(code: rc, message: "\(path): \(message)")
         }
+        // The database holds every job's input, result and callback URL: owner only, whatever the umask
+        // was when a file was created (SQLite gives -wal and -shm the main file's mode).
+        for suffix in ["", "-wal", "-shm"] { chmod(path + suffix, 0o600) }
         sqlite3_extended_result_codes(handle, 1)
         // Writers from two processes meet here; wait for the lock rather than fail at once.
         sqlite3_busy_timeout(handle, 5000)

@@ -15,6 +15,9 @@ public protocol JobStore: Sendable {
     func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws
     /// Gives a leased job back at once (deliveryd shutting down).
     func release(id: String) throws
+    /// Makes every leased job claimable at once; for a deliveryd that holds the instance lock, so any lease
+    /// it finds was left by a predecessor that died. Returns how many were taken back.
+    func releaseLeases() throws -> Int
     /// Gives a leased job back to be looked at again at `until`, without counting an attempt (a host's
     /// concurrency limit or open circuit breaker).
     func postpone(id: String, until: UnixMillis) throws
@@ -30,6 +33,4 @@ public protocol JobStore: Sendable {
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
     func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
-    /// A value kept across restarts (e.g. a generated webhook secret); `setIfAbsent` returns the stored one.
-    func setting(_ key: String, setIfAbsent value: String) throws -> String
 }

@@ -163,6 +163,14 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    public func releaseLeases() throws -> Int {
+        try withConnection { db in
+            try db.query(
+                "UPDATE requests SET lease_until = 0 WHERE lease_until > 0 AND status IN ('processing', 'delivering') RETURNING id"
+            ).count
+        }
+    }
+
     public func postpone(id: String, until: UnixMillis) throws {
         try withConnection { db in
             try db.query("UPDATE requests SET next_attempt_at = ?, lease_until = 0 WHERE id = ?", [.int(until), .text(id)])
@@ -299,11 +307,13 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func setting(_ key: String, setIfAbsent value: String) throws -> String {
+    /// Reads and deletes a value kept in the settings table (how older versions kept the generated secret).
+    public func takeSetting(_ key: String) throws -> String? {
         try withConnection { db in
             try db.transaction {
-                try db.query("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)", [.text(key), .text(value)])
-                return try db.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?.text(0) ?? value
+                let value = try db.query("SELECT value FROM settings WHERE key = ?", [.text(key)]).first?.text(0)
+                try db.query("DELETE FROM settings WHERE key = ?", [.text(key)])
+                return value
             }
         }
     }

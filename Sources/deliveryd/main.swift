@@ -15,24 +15,32 @@ Startup.bootstrapLogging(settings)
 let logger = Logger(label: "deliveryd")
 
 do {
-    try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
+    try Startup.makeRunDirectory(settings.runDirectory, group: Startup.nginxIdentity(settings)?.gid)
     let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
-    let candidate = WebhookSigner.generateSecret()
-    let storedSecret = try store.setting("webhook_secret", setIfAbsent: candidate)
+    let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
     if CommandLine.arguments.contains("--show-secret") {
-        print(settings.webhookSecret ?? storedSecret)
+        print(secret)
         exit(0)
     }
-    if settings.webhookSecret == nil {
-        logger.notice("WORKFCGI_WEBHOOK_SECRET is unset: signing with the secret stored in the database (deliveryd --show-secret prints it)")
+    switch source {
+    case .environment, .credential: break
+    case .file, .migrated, .generated:
+        logger.notice(
+            "WORKFCGI_WEBHOOK_SECRET is unset: signing with the secret in the secret file (deliveryd --show-secret prints it)",
+            metadata: ["file": "\(settings.webhookSecretFile)", "source": "\(source)"])
         // Shown once, to a person at a terminal; never to a log file or the journal.
-        if storedSecret == candidate && isatty(STDERR_FILENO) == 1 {
-            FileHandle.standardError.write(Data("deliveryd: generated webhook secret \(storedSecret)\n".utf8))
+        if source == .generated && isatty(STDERR_FILENO) == 1 {
+            FileHandle.standardError.write(Data("deliveryd: generated webhook secret \(secret)\n".utf8))
         }
     }
+    // One deliveryd per database, so any lease found now belongs to a predecessor that died: take it back
+    // at once rather than waiting out WORKFCGI_LEASE.
+    Startup.holdInstanceLock(settings.databasePath + "-deliveryd.lock", program: "deliveryd")
+    let taken = try store.releaseLeases()
+    if taken > 0 { logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"]) }
     let deliverer = Deliverer(
         store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
-        policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: storedSecret),
+        policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: secret),
         retry: RetryPolicy(settings: settings),
         options: .init(
             workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds,

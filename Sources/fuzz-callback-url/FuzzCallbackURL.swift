@@ -2,7 +2,9 @@ import Delivery
 import FuzzDriver
 
 // libFuzzer target for the callback URL parser and policy: any string must be accepted or refused with
-// a reason, never crash; an accepted target's address must pass the policy's own range check.
+// a reason, never crash; an accepted target's address must pass the policy's own range check, and libcurl's
+// own URL parser (curl_url) must read the same scheme, host and port from the URL as given and from the URL
+// the client sends, so the address that was checked is the one curl talks to.
 // Fuzz: scripts/fuzz callback-url 300. Without -DFUZZING this builds a replayer: fuzz-callback-url FILE...
 
 let policy = CallbackURLPolicy(
@@ -19,6 +21,13 @@ func check(_ bytes: [UInt8]) {
     precondition(policy.permits(address), "accepted a blocked address \(address)")
     precondition(target.scheme == "http" || target.scheme == "https")
     precondition(!text.contains("@") || text.firstIndex(of: "@")! > (text.firstIndex(of: "/") ?? text.startIndex))
+    for spelling in [text, target.requestURL] {
+        guard let curl = CurlURL(spelling) else { preconditionFailure("curl cannot parse accepted \(spelling)") }
+        precondition(curl.names(target.host) && curl.port == target.port && curl.scheme == target.scheme, "curl reads \(curl) from \(spelling)")
+    }
+    // The URL sent is itself acceptable and means the same target.
+    let again = try? CallbackURLPolicy.parse(target.requestURL)
+    precondition(again?.host == target.host && again?.port == target.port, "requestURL changes the target")
 }
 
 @main struct Fuzz {

@@ -16,15 +16,21 @@ Startup.bootstrapLogging(settings)
 let logger = Logger(label: "workfcgi")
 
 do {
-    try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
+    let nginx = Startup.nginxIdentity(settings)
+    if nginx == nil {
+        logger.notice("no user \(settings.nginxUser) (WORKFCGI_NGINX_USER): only this user and root may use the FastCGI sockets")
+    }
+    try Startup.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
+    Startup.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
+    let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
     let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
     let policy = try CallbackURLPolicy(settings: settings)
     let api = API(store: store, engine: WorkEngine(), policy: policy, doorbell: Doorbell(path: settings.doorbellSocket), settings: settings)
 
     FastCGIServer.initialize()
     let servers = [
-        try FastCGIServer(socketPath: settings.syncSocket, threads: settings.syncThreads, maxBodyBytes: settings.maxBodyBytes, handler: api.handle),
-        try FastCGIServer(socketPath: settings.apiSocket, threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, handler: api.handle),
+        try FastCGIServer(socketPath: settings.syncSocket, threads: settings.syncThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
+        try FastCGIServer(socketPath: settings.apiSocket, threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
     ]
 
     // After FCGX_Init, which installs libfcgi's flag-only SIGTERM handler.

@@ -29,6 +29,16 @@ import Testing
     func accepts(url: String) throws {
         let target = try strict.vet(url)
         #expect(target.address != nil)
+        // What curl is given names the same target, spelled canonically.
+        let curl = try #require(CurlURL(target.requestURL))
+        #expect(curl.names(target.host) && curl.port == target.port)
+        #expect(!target.requestURL.contains("#") && !target.host.hasSuffix("."))
+    }
+
+    @Test func requestURLIsCanonical() throws {
+        #expect(try strict.vet("HTTPS://HOOKS.EXAMPLE.COM./x?y=1#frag").requestURL == "https://hooks.example.com:443/x?y=1")
+        #expect(try strict.vet("http://hooks.example.com:8080").requestURL == "http://hooks.example.com:8080/")
+        #expect(try strict.vet("http://hooks.example.com?q").requestURL == "http://hooks.example.com:80/?q")
     }
 
     @Test(arguments: [
@@ -47,6 +57,9 @@ import Testing
         "http://rebind.example.com/", "http://metadata.example.com/", "http://mapped.example.com/",
         "http://nxdomain.example.com/", "http://exa_mple.com/", "http://-bad.example.com/", "http://a..b.com/",
         "http://hooks.example.com\\@evil.example/",
+        // IPv6 forms that embed or route to IPv4 or site-local space.
+        "http://[::127.0.0.1]/", "http://[::a00:1]/", "http://[2002:7f00:1::1]/", "http://[2002:c0a8:101::]/",
+        "http://[64:ff9b:1::7f00:1]/", "http://[fec0::1]/", "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
     ])
     func refuses(url: String) {
         #expect(throws: CallbackURLRefusal.self, "\(url) was accepted") { try strict.vet(url) }

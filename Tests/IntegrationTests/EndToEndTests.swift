@@ -105,6 +105,23 @@ import Testing
         await receiver.stop()
     }
 
+    @Test func restartedDaemonTakesBackItsPredecessorsLeaseAtOnce() async throws {
+        // A 60 s lease: without the take-back the job would wait a minute after the crash.
+        let stack = try Stack(settings: ["WORKFCGI_LEASE": "60s"])
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let id = try stack.submit(#"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        try stack.waitForStatus(id, "processing")
+        stack.crash(.deliveryd)
+        let restarted = Date()
+        try stack.launch(.deliveryd)
+        #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == id } }, "\(stack.log(.deliveryd).suffix(800))")
+        #expect(Date().timeIntervalSince(restarted) < 15, "delivered long before the 60 s lease ran out")
+        #expect(stack.log(.deliveryd).contains("took back the leases"))
+        await receiver.stop()
+    }
+
     @Test func lostDoorbellOnlyDelaysUntilThePoll() async throws {
         // workfcgi accepts while deliveryd is down (the ring goes nowhere); deliveryd finds the job on start.
         let stack = try Stack()

@@ -44,4 +44,21 @@ import Testing
             }
         }
     }
+
+    @Test func aSecondInstanceRefusesAndLeavesTheFirstAlone() throws {
+        let stack = try Stack()
+        try stack.start()
+        let run = stack.runDirectory
+        let sockets = ["api.sock", "sync.sock", "deliveryd.sock"].map { run + "/" + $0 }
+        let inodes = try sockets.map { try FileManager.default.attributesOfItem(atPath: $0)[.systemFileNumber] as? Int }
+        for program in ["workfcgi", "deliveryd"] {
+            let second = try Stack.run(
+                "/usr/bin/env", stack.environment.map { "\($0.key)=\($0.value)" } + [Stack.binDirectory.appendingPathComponent(program).path])
+            #expect(second.status != 0, "\(program): \(second.output)")
+            #expect(second.output.contains("already running, pid "), "\(program): \(second.output)")
+        }
+        // The first instances' sockets are the very same files, and the stack still serves.
+        #expect(try sockets.map { try FileManager.default.attributesOfItem(atPath: $0)[.systemFileNumber] as? Int } == inodes)
+        #expect(try HTTPClient().get(stack.baseURL + "/healthz").status == 200)
+    }
 }

@@ -13,6 +13,8 @@ final class Stack: @unchecked Sendable {
     let directory: URL
     let port: Int
     let environment: [String: String]
+    /// A command that workfcgi and deliveryd are started through (e.g. into a private mount namespace).
+    let wrapper: [String]
     private var processes: [Service: Process] = [:]
 
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -25,7 +27,8 @@ final class Stack: @unchecked Sendable {
     var runDirectory: String { directory.appendingPathComponent("run").path }
 
     /// `settings` override the test defaults (short retries, loopback callbacks allowed).
-    init(settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200) throws {
+    init(settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = []) throws {
+        self.wrapper = wrapper
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("workfcgi-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("run"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("nginx"), withIntermediateDirectories: true)
@@ -95,7 +98,13 @@ final class Stack: @unchecked Sendable {
             process.executableURL = URL(fileURLWithPath: Self.nginxBinary)
             process.arguments = ["-p", directory.path, "-c", "nginx/site.conf", "-g", "daemon off;"]
         default:
-            process.executableURL = Self.binDirectory.appendingPathComponent(service.rawValue)
+            let binary = Self.binDirectory.appendingPathComponent(service.rawValue)
+            if let first = wrapper.first {
+                process.executableURL = URL(fileURLWithPath: first)
+                process.arguments = Array(wrapper.dropFirst()) + [binary.path]
+            } else {
+                process.executableURL = binary
+            }
         }
         try process.run()
         processes[service] = process
@@ -188,5 +197,29 @@ final class Stack: @unchecked Sendable {
         }
         guard bound == 0 else { throw Timeout(description: "no free port") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Runs a command to completion with posix_spawn + waitpid (Foundation's Process can miss the exit of a
+    /// child whose own children outlive it, as systemctl3's services do). Output goes to a file, not a
+    /// pipe, since those services inherit it.
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let log = NSTemporaryDirectory() + "run-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 }

@@ -15,30 +15,6 @@ import Glibc
         .first { FileManager.default.isExecutableFile(atPath: $0) }
     static let canRun = getuid() == 0 && systemctl3 != nil && !FileManager.default.fileExists(atPath: "/run/systemd/system")
 
-    /// Runs a command to completion with posix_spawn + waitpid (Foundation's Process can miss the exit of a
-    /// child whose own children outlive it, as systemctl3's services do). Output goes to a file, not a
-    /// pipe, since those services inherit it.
-    @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let log = NSTemporaryDirectory() + "run-\(UUID().uuidString).log"
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard rc == 0 else { throw Stack.Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-    }
-
     @Test func unitFilesVerify() throws {
         let analyze = "/usr/bin/systemd-analyze"
         try #require(FileManager.default.isExecutableFile(atPath: analyze), "systemd-analyze is part of Debian's systemd package")
@@ -53,7 +29,7 @@ import Glibc
             try unit.write(to: dir.appendingPathComponent("\(name).service"), atomically: true, encoding: .utf8)
         }
         try "WORKFCGI_RUN_DIR=/tmp\n".write(to: dir.appendingPathComponent("env"), atomically: true, encoding: .utf8)
-        let result = try Self.run(analyze, ["verify", dir.appendingPathComponent("workfcgi.service").path, dir.appendingPathComponent("deliveryd.service").path])
+        let result = try Stack.run(analyze, ["verify", dir.appendingPathComponent("workfcgi.service").path, dir.appendingPathComponent("deliveryd.service").path])
         #expect(result.status == 0, "\(result.output)")
         #expect(!result.output.contains("workfcgi.service:"), "\(result.output)")
     }
@@ -64,12 +40,12 @@ import Glibc
         let env = stack.directory.appendingPathComponent("workfcgi.env")
         try stack.environment.filter { $0.key.hasPrefix("WORKFCGI_") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "\n").write(to: env, atomically: true, encoding: .utf8)
-        let install = try Self.run(
+        let install = try Stack.run(
             Stack.packageRoot.appendingPathComponent("scripts/install-systemd").path,
             ["--bin-dir", Stack.binDirectory.path, "--run-dir", stack.runDirectory, "--env-file", env.path])
         try #require(install.status == 0, "\(install.output)")
         defer {
-            _ = try? Self.run(systemctl, ["stop", "workfcgi", "deliveryd"])
+            _ = try? Stack.run(systemctl, ["stop", "workfcgi", "deliveryd"])
             for path in ["/etc/systemd/system/workfcgi.service", "/etc/systemd/system/deliveryd.service", "/etc/workfcgi/workfcgi.env",
                          "/etc/systemd/system/workfcgi.service.d", "/etc/systemd/system/deliveryd.service.d",
                          "/usr/local/bin/workfcgi", "/usr/local/bin/deliveryd"] {
@@ -78,9 +54,9 @@ import Glibc
         }
 
         // systemctl3 does not follow Wants=, so name both; on a real systemd `start workfcgi` pulls deliveryd in.
-        let start = try Self.run(systemctl, ["start", "deliveryd", "workfcgi"])
+        let start = try Stack.run(systemctl, ["start", "deliveryd", "workfcgi"])
         #expect(start.status == 0, "\(start.output)")
-        #expect(try Self.run(systemctl, ["is-active", "workfcgi"]).output.hasPrefix("active"))
+        #expect(try Stack.run(systemctl, ["is-active", "workfcgi"]).output.hasPrefix("active"))
         try stack.waitFor("sockets from the systemd-started workfcgi") {
             FileManager.default.fileExists(atPath: stack.runDirectory + "/api.sock")
         }
@@ -98,10 +74,10 @@ import Glibc
         await receiver.stop()
 
         let t0 = Date()
-        let stop = try Self.run(systemctl, ["stop", "workfcgi", "deliveryd"])
+        let stop = try Stack.run(systemctl, ["stop", "workfcgi", "deliveryd"])
         #expect(stop.status == 0, "\(stop.output)")
         #expect(Date().timeIntervalSince(t0) < 20, "a clean stop, not a kill after the timeout")
-        let state = try Self.run(systemctl, ["is-active", "workfcgi", "deliveryd"]).output
+        let state = try Stack.run(systemctl, ["is-active", "workfcgi", "deliveryd"]).output
         #expect(!state.contains("\nactive") && !state.hasPrefix("active"), "\(state)")
         #expect(!FileManager.default.fileExists(atPath: stack.runDirectory + "/api.sock"), "workfcgi removes its sockets on a clean exit")
     }

@@ -193,9 +193,23 @@ import WorkEngine
         #expect(try store.request(id: waiting.id) != nil, "unfinished jobs are never pruned, however old")
     }
 
-    @Test func settingsKeepTheFirstValue() throws {
-        #expect(try store.setting("s", setIfAbsent: "a") == "a")
-        #expect(try store.setting("s", setIfAbsent: "b") == "a")
+    @Test func takeSettingReadsOnce() throws {
+        #expect(try store.takeSetting("s") == nil)
+    }
+
+    @Test func databaseFilesAreOwnerOnlyWhateverTheUmask() throws {
+        let dir = NSTemporaryDirectory() + "modes-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let old = umask(0o022)
+        defer { umask(old) }
+        let db = try SQLiteStore(path: dir + "/m.db")
+        _ = try db.enqueue(job(Clock.nowMillis()), backlogLimit: 10)
+        for file in ["m.db", "m.db-wal", "m.db-shm"] {
+            let mode = try FileManager.default.attributesOfItem(atPath: dir + "/" + file)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(file): \(String(mode ?? 0, radix: 8))")
+        }
+        db.close()
     }
 
     @Test func requestIDsAreTimeOrderedUUIDv7() {

@@ -1,0 +1,41 @@
+import FastCGI
+import Testing
+
+/// FastCGI params come from whoever reaches the socket: malformed values must be ignored, never trusted.
+@Suite struct HTTPRequestParamsTests {
+    @Test(arguments: ["inf", "-inf", "nan", "1e300", "-1700000000", "", "abc", "1e9999", "0x1p70", String(repeating: "9", count: 400)])
+    func hostileRequestStartIsIgnored(value: String) {
+        let request = HTTPRequest(params: [("REQUEST_METHOD", "POST"), ("REQUEST_START", value)])
+        #expect(request.receivedAt == nil)
+        #expect(request.queuedMilliseconds(nowMillis: 1_800_000_000_000) == 0)
+        #expect(request.queuedMilliseconds(nowMillis: .max) == 0)
+    }
+
+    @Test func nginxTimestampCountsQueueing() {
+        let request = HTTPRequest(params: [("REQUEST_START", "1800000000.250")])
+        #expect(request.receivedAt == 1_800_000_000.25)
+        #expect(request.queuedMilliseconds(nowMillis: 1_800_000_001_000) == 750)
+        // A clock that went backwards never gives a negative wait.
+        #expect(request.queuedMilliseconds(nowMillis: 1_700_000_000_000) == 0)
+    }
+
+    @Test func paramsMapToTheRequest() {
+        let request = HTTPRequest(params: [
+            ("REQUEST_METHOD", "POST"), ("DOCUMENT_URI", "/async"), ("QUERY_STRING", "a=1&b=two%20words"),
+            ("CONTENT_TYPE", "application/json"), ("CONTENT_LENGTH", "12"), ("REMOTE_ADDR", "127.0.0.9"),
+            ("HTTP_IDEMPOTENCY_KEY", "k1"),
+        ])
+        #expect(request.method == "POST")
+        #expect(request.path == "/async")
+        #expect(request.query == ["a": "1", "b": "two words"])
+        #expect(request.headers["content-type"] == "application/json")
+        #expect(request.headers["idempotency-key"] == "k1")
+        #expect(request.remoteAddress == "127.0.0.9")
+        #expect(request.declaredLength == 12)
+    }
+
+    @Test(arguments: ["-5", "abc", "99999999999999999999999", ""])
+    func malformedContentLengthIsZero(value: String) {
+        #expect(HTTPRequest(params: [("CONTENT_LENGTH", value)]).declaredLength == 0)
+    }
+}
