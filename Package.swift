@@ -47,7 +47,7 @@ let package = Package(
             name: "API",
             dependencies: [
                 "WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config",
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .target(

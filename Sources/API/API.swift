@@ -3,6 +3,7 @@ import Delivery
 import Doorbell
 import FastCGI
 import Foundation
+import Logging
 import Store
 import Synchronization
 import WorkEngine
@@ -20,8 +21,13 @@ public final class API: Sendable {
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
     private let metrics = Metrics()
+    private let logger: Logger
 
-    public init(store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings) {
+    public init(
+        store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
+        logger: Logger = Logger(label: "workfcgi")
+    ) {
+        self.logger = logger
         self.store = store
         self.engine = engine
         self.policy = policy
@@ -119,11 +125,16 @@ public final class API: Sendable {
 
         let id = RequestID.make(now: created)
         // Recorded before answering, so GET /requests/{id} finds it at once; but the work is done, so a failed
-        // record (say, a full disk) does not turn the answer into a 5xx.
-        try? store.recordSync(
-            SyncRecord(
-                id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
-                completedAt: Clock.nowMillis(), durationMs: ms))
+        // record (say, the size bound reached) does not turn the answer into a 5xx. It is logged and counted.
+        do {
+            try store.recordSync(
+                SyncRecord(
+                    id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
+                    completedAt: Clock.nowMillis(), durationMs: ms))
+        } catch {
+            metrics.syncRecordLost(full: error is StoreFull)
+            logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
+        }
         return JSONResponse.ok(
             200,
             [
@@ -155,7 +166,14 @@ public final class API: Sendable {
         let outcome: EnqueueOutcome
         do {
             outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit)
+        } catch is StoreFull {
+            metrics.storeFull()
+            logger.error("job refused: the database reached WORKFCGI_MAX_DB_SIZE", metadata: ["request_id": "\(job.id)"])
+            return JSONResponse.error(
+                503, code: "storage_full", message: "the job store is full; it was not accepted. Retry later",
+                headers: [("Retry-After", "30")])
         } catch {
+            logger.error("job not stored", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
             return JSONResponse.error(
                 503, code: "store_unavailable", message: "the job could not be stored; it was not accepted",
                 headers: [("Retry-After", "1")])

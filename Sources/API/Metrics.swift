@@ -36,6 +36,19 @@ final class Metrics: Sendable {
         syncDuration.recordNanoseconds(runNanoseconds)
     }
 
+    /// A /sync answer whose record could not be stored (the client got its result; GET /requests will 404).
+    func syncRecordLost(full: Bool) {
+        registry.makeCounter(
+            descriptor: Self.name("sync_records_lost", "total", "Sync results answered but not recorded, by reason."),
+            labels: [("reason", full ? "store_full" : "store_error")]
+        ).increment()
+    }
+
+    /// An /async job refused because the database reached its size bound.
+    func storeFull() {
+        registry.makeCounter(descriptor: Self.name("store_full_refusals", "total", "Async jobs refused with 503 storage_full.")).increment()
+    }
+
     private func gauge(_ metric: String, _ help: String, labels: [(String, String)] = [], _ value: Double) {
         registry.makeGauge(descriptor: Self.name(metric, "", help), labels: labels).set(to: value)
     }

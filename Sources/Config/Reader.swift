@@ -87,6 +87,28 @@ struct Reader {
         return out
     }
 
+    /// A size like `512m`, `2g`, `1048576` (k, m, g, t are powers of 1024; a trailing `b`/`ib` is allowed).
+    func bytes(_ name: String, default fallback: Int64, _ range: ClosedRange<Int64>) throws(ConfigError) -> Int64 {
+        let (full, value) = raw(name)
+        guard let value else { return fallback }
+        var text = value.lowercased()
+        for suffix in ["ib", "b"] where text.hasSuffix(suffix) {
+            text.removeLast(suffix.count)
+            break
+        }
+        let units: [Character: Int64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+        var factor: Int64 = 1
+        if let last = text.last, let unit = units[last] {
+            factor = unit
+            text.removeLast()
+        }
+        guard let n = Int64(text), n >= 0, n <= range.upperBound / factor, range.contains(n * factor) else {
+            throw ConfigError(
+                variable: full, message: "must be a size like 512m or 2g between \(range.lowerBound) and \(range.upperBound) bytes, got '\(value)'")
+        }
+        return n * factor
+    }
+
     /// "250ms", "2s", "1.5s", "5m", "2h", "1d" → seconds.
     static func parseDuration(_ text: String) -> Double? {
         let units: [(suffix: String, factor: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]

@@ -27,6 +27,8 @@ public struct Settings: Sendable, Equatable {
     public var breakerCooldownSeconds: Double
     public var pollIntervalSeconds: Double
     public var durability: Durability
+    /// The database may not grow past this; writes then fail and /async answers 503 storage_full.
+    public var maxDatabaseBytes: Int64
     public var webhookSecret: String?
     /// Where deliveryd keeps the generated secret (0600) when WORKFCGI_WEBHOOK_SECRET is unset.
     public var webhookSecretFile: String
@@ -76,6 +78,7 @@ public struct Settings: Sendable, Equatable {
         ("BREAKER_COOLDOWN", "30s"),
         ("POLL_INTERVAL", "1s"),
         ("DURABILITY", "full"),
+        ("MAX_DB_SIZE", "4g"),
         ("WEBHOOK_SECRET", ""),
         ("WEBHOOK_SECRET_FILE", "$DB_PATH's folder/webhook-secret"),
         ("NGINX_USER", "www-data"),
@@ -120,6 +123,7 @@ public struct Settings: Sendable, Equatable {
             throw ConfigError(variable: Self.prefix + "DURABILITY", message: "must be full or normal, got '\(durabilityText)'")
         }
         self.durability = durability
+        maxDatabaseBytes = try env.bytes("MAX_DB_SIZE", default: 4 << 30, (1 << 20)...(1 << 44))
         let secret = try env.string("WEBHOOK_SECRET", default: "")
         webhookSecret = secret.isEmpty ? nil : secret
         let databaseFolder = databasePath.contains("/") ? String(databasePath[..<databasePath.lastIndex(of: "/")!]) : "."

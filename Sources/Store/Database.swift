@@ -17,6 +17,8 @@ public struct SQLiteError: Error, Sendable, CustomStringConvertible {
     public var code: Int32
     public var message: String
     public var description: String { "SQLite error \(code): \(message)" }
+    /// SQLITE_FULL: the database reached its size bound (max_page_count) or the disk is full.
+    public var isFull: Bool { code & 0xff == SQLITE_FULL }
     /// SQLITE_BUSY or SQLITE_LOCKED: another writer held the lock past the busy timeout.
     public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
 }
@@ -27,7 +29,8 @@ public final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
-    public init(path: String, synchronous: String = "FULL") throws {
+    /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
+    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil) throws {
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
@@ -55,6 +58,10 @@ public final class Database: @unchecked Sendable {
             }
         }
         try execute("PRAGMA synchronous=\(synchronous)")
+        if let maxBytes {
+            let pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
+            try execute("PRAGMA max_page_count=\(max(1, maxBytes / max(512, pageSize)))")
+        }
         try execute("PRAGMA foreign_keys=ON")
     }
 

@@ -88,7 +88,13 @@ final class GroupCommitWriter: @unchecked Sendable {
                         try db.execute("RELEASE w\(i)")
                     } catch {
                         ticket.error = error
-                        try db.execute("ROLLBACK TO w\(i); RELEASE w\(i)")
+                        do {
+                            try db.execute("ROLLBACK TO w\(i); RELEASE w\(i)")
+                        } catch {
+                            // SQLite rolled the whole transaction back itself (it may on SQLITE_FULL or an
+                            // I/O error): the batch is lost, and the write's own error says why.
+                            throw ticket.error ?? error
+                        }
                     }
                 }
             }

@@ -34,3 +34,11 @@ public protocol JobStore: Sendable {
     func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
 }
+
+/// The database reached WORKFCGI_MAX_DB_SIZE (or the disk is full): nothing more can be written until
+/// retention frees space.
+public struct StoreFull: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { "store full: \(message)" }
+    public init(message: String) { self.message = message }
+}

@@ -6,15 +6,18 @@ import WorkEngine
 public final class SQLiteStore: JobStore {
     private let path: String
     private let synchronous: String
+    private let maxBytes: Int64?
     private let pool = Mutex<[Database]>([])
     private let writer: GroupCommitWriter
 
     /// Opens (creating and migrating if needed) the database at `path`.
     /// `synchronous` is SQLite's setting: FULL survives power loss, NORMAL survives a process crash.
-    public init(path: String, synchronous: String = "FULL") throws {
+    /// `maxBytes` bounds the file; a write past it throws `StoreFull`.
+    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil) throws {
         self.path = path
         self.synchronous = synchronous
-        let writeConnection = try Database(path: path, synchronous: synchronous)
+        self.maxBytes = maxBytes
+        let writeConnection = try Database(path: path, synchronous: synchronous, maxBytes: maxBytes)
         try Schema.migrate(writeConnection)
         writer = GroupCommitWriter(db: writeConnection)
     }
@@ -26,14 +29,27 @@ public final class SQLiteStore: JobStore {
 
     @discardableResult
     private func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
-        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous)
+        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous, maxBytes: maxBytes)
         defer { pool.withLock { $0.append(db) } }
         return try body(db)
     }
 
     // MARK: writes through the group commit
 
+    /// SQLite's "full" in the store's own vocabulary.
+    private func mapFull<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as SQLiteError where error.isFull {
+            throw StoreFull(message: error.message)
+        }
+    }
+
     public func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
+        try mapFull { try enqueueUnmapped(job, backlogLimit: backlogLimit) }
+    }
+
+    private func enqueueUnmapped(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
         try writer.submit { db in
             if let key = job.idempotencyKey {
                 let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
@@ -62,6 +78,10 @@ public final class SQLiteStore: JobStore {
     }
 
     public func recordSync(_ record: SyncRecord) throws {
+        try mapFull { try recordSyncUnmapped(record) }
+    }
+
+    private func recordSyncUnmapped(_ record: SyncRecord) throws {
         try writer.submit { db in
             try db.query(
                 """

@@ -29,15 +29,20 @@ public enum Limits {
     public static let hashInputBytes = 0...65_536
     public static let hashIterations = 1...5_000_000
     public static let hashIterationsDefault = 50_000
-    public static let textCharacters = 0...10_000
+    /// In UTF-8 bytes, like every string bound: a character count would let one "character" carry
+    /// hundreds of combining marks, and the text op repeats its input up to 20 times.
+    public static let textBytes = 0...10_000
     public static let textCount = 1...20
     public static let textCountDefault = 1
     public static let reportRecords = 1...1_000
     /// /sync refuses reports this large or larger: they belong on /async.
     public static let reportRecordsSyncMax = 49
-    public static let reportName = 1...100
+    public static let reportNameBytes = 1...100
     public static let reportNameDefault = "report"
     public static let complexity = 1...10
     public static let complexityDefault = 1
     public static let callbackURLBytes = 1...2_048
+    /// No op can produce a result larger than this, serialized (the text op's worst case, 20 repeats of
+    /// 10,000 bytes that each escape to 6, is 1.2 MB); a unit test holds every op to it.
+    public static let resultBytes = 2 << 20
 }

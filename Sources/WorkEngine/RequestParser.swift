@@ -54,7 +54,7 @@ public enum RequestParser {
             let iterations = try int(object, "iterations", Limits.hashIterations) ?? Limits.hashIterationsDefault
             spec = .hash(input: input, iterations: iterations)
         case "text":
-            let text = try string(object, "text", required: true, length: Limits.textCharacters)!
+            let text = try string(object, "text", required: true, length: Limits.textBytes, countBytes: true)!
             let count = try int(object, "count", Limits.textCount) ?? Limits.textCountDefault
             spec = .text(text: text, count: count)
         case "report":
@@ -62,7 +62,7 @@ public enum RequestParser {
                 throw ValidationError(.missingField, "records is required", field: "records")
             }
             let records = try int(object, "records", Limits.reportRecords)!
-            let name = try string(object, "report_name", required: false, length: Limits.reportName) ?? Limits.reportNameDefault
+            let name = try string(object, "report_name", required: false, length: Limits.reportNameBytes, countBytes: true) ?? Limits.reportNameDefault
             if mode == .sync && records > Limits.reportRecordsSyncMax {
                 throw ValidationError(
                     .useAsync,

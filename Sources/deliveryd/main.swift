@@ -16,7 +16,8 @@ let logger = Logger(label: "deliveryd")
 
 do {
     try Startup.makeRunDirectory(settings.runDirectory, group: Startup.nginxIdentity(settings)?.gid)
-    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
+    let store = try SQLiteStore(
+        path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
     let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
     if CommandLine.arguments.contains("--show-secret") {
         print(secret)

@@ -23,9 +23,11 @@ do {
     try Startup.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
     Startup.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
     let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
-    let store = try SQLiteStore(path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous)
+    let store = try SQLiteStore(
+        path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
     let policy = try CallbackURLPolicy(settings: settings)
-    let api = API(store: store, engine: WorkEngine(), policy: policy, doorbell: Doorbell(path: settings.doorbellSocket), settings: settings)
+    let api = API(store: store, engine: WorkEngine(), policy: policy, doorbell: Doorbell(path: settings.doorbellSocket), settings: settings,
+        logger: logger)
 
     FastCGIServer.initialize()
     let servers = [

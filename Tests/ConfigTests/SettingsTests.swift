@@ -19,6 +19,15 @@ import Testing
         #expect(s.callbackPortAllowed(443) && s.callbackPortAllowed(8080) && !s.callbackPortAllowed(22))
         #expect(s.durability == .full)
         #expect(s.webhookSecret == nil)
+        #expect(s.webhookSecretFile == "run/webhook-secret")
+        #expect(s.nginxUser == "www-data")
+        #expect(s.maxDatabaseBytes == 4 << 30)
+        #expect(try Settings(environment: ["WORKFCGI_DB_PATH": "/var/lib/w/db"]).webhookSecretFile == "/var/lib/w/webhook-secret")
+        #expect(try Settings(environment: ["WORKFCGI_MAX_DB_SIZE": "512m"]).maxDatabaseBytes == 512 << 20)
+        #expect(try Settings(environment: ["WORKFCGI_MAX_DB_SIZE": "2GiB"]).maxDatabaseBytes == 2 << 30)
+        for bad in ["12", "1x", "-5m", "99999999t", "m"] {
+            #expect(throws: ConfigError.self, "\(bad)") { try Settings(environment: ["WORKFCGI_MAX_DB_SIZE": bad]) }
+        }
         #expect(s.retentionSeconds == Double(7 * 86_400))
         #expect(try Settings(environment: ["WORKFCGI_RETENTION": "forever"]).retentionSeconds == nil)
         #expect(try Settings(environment: ["WORKFCGI_RETENTION": "30d"]).retentionSeconds == Double(30 * 86_400))

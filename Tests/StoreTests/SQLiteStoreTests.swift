@@ -193,6 +193,27 @@ import WorkEngine
         #expect(try store.request(id: waiting.id) != nil, "unfinished jobs are never pruned, however old")
     }
 
+    @Test func sizeBoundThrowsStoreFull() throws {
+        let dir = NSTemporaryDirectory() + "full-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let small = try SQLiteStore(path: dir + "/f.db", maxBytes: 1 << 20)
+        defer { small.close() }
+        let text = String(repeating: "x", count: 9_000)
+        var thrown: (any Error)?
+        for i in 0..<300 {
+            var j = job(Clock.nowMillis())
+            j.input = .object(["text": .string(text + "\(i)")])
+            do { _ = try small.enqueue(j, backlogLimit: 10_000) } catch {
+                thrown = error
+                break
+            }
+        }
+        #expect(thrown is StoreFull, "\(String(describing: thrown))")
+        // Reads still work, and so does a write once space is freed.
+        #expect(try small.backlog() > 50)
+    }
+
     @Test func takeSettingReadsOnce() throws {
         #expect(try store.takeSetting("s") == nil)
     }

@@ -27,6 +27,30 @@ import Testing
         #expect(result["iterations"] == 3)
     }
 
+    /// The worst inputs the byte bounds allow still give results under Limits.resultBytes: no request can
+    /// turn a small body into a huge response or a huge stored record.
+    static let worstTexts: [String: String] = [
+        "control characters (6 bytes each once escaped)": String(repeating: "\u{1}", count: 10_000),
+        "ΐ (upper-cases to three code points)": String(repeating: "\u{390}", count: 5_000),
+        "ß and spaces": String(repeating: "ß ", count: 3_333),
+        "one grapheme of 10,000 bytes": "e" + String(repeating: "\u{301}", count: 4_999),
+    ]
+
+    @Test(arguments: worstTexts.keys.sorted())
+    func worstCaseTextResultStaysBounded(kind: String) throws {
+        let text = try #require(Self.worstTexts[kind])
+        let body = JSONValue.object(["text": .string(text), "count": 20]).text
+        let parsed = try RequestParser.parse(body: Array(body.utf8), mode: .sync)
+        let result = engine.run(parsed.spec).text
+        #expect(result.utf8.count <= Limits.resultBytes, "\(result.utf8.count) bytes")
+    }
+
+    @Test func textBoundIsInBytes() {
+        // 3,000 characters of 4 bytes each: under 10,000 characters, over 10,000 bytes.
+        let body = JSONValue.object(["text": .string(String(repeating: "😀", count: 3_000))]).text
+        #expect(throws: ValidationError.self) { try RequestParser.parse(body: Array(body.utf8), mode: .sync) }
+    }
+
     @Test func textCountsGraphemesAndCollapsesWhitespace() {
         let result = engine.run(.text(text: "  café\t\nnaïve  ", count: 1))
         #expect(result["word_count"] == 2)
