@@ -34,11 +34,28 @@ import Glibc
         #expect(!result.output.contains("workfcgi.service:"), "\(result.output)")
     }
 
+    @Test func unitsAreSandboxed() throws {
+        let analyze = "/usr/bin/systemd-analyze"
+        try #require(FileManager.default.isExecutableFile(atPath: analyze))
+        for name in ["workfcgi", "deliveryd"] {
+            let unit = Stack.packageRoot.appendingPathComponent("systemd/\(name).service").path
+            let result = try Stack.run(analyze, ["security", "--offline=yes", "--no-pager", unit])
+            let line = try #require(result.output.split(separator: "\n").first { $0.contains("Overall exposure level") }, "\(result.output)")
+            let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+            #expect(score != nil && score! <= 2.0, "\(name): \(line)")
+        }
+    }
+
     @Test(.enabled(if: canRun, "needs root, systemctl3, and no running systemd")) func systemctlStartsAndStopsTheStack() async throws {
         let systemctl = try #require(Self.systemctl3)
         let stack = try Stack()
         let env = stack.directory.appendingPathComponent("workfcgi.env")
-        try stack.environment.filter { $0.key.hasPrefix("WORKFCGI_") }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        // The units' own folders; the test's settings otherwise.
+        var settings = stack.environment.filter { $0.key.hasPrefix("WORKFCGI_") }
+        settings["WORKFCGI_RUN_DIR"] = "/run/workfcgi"
+        settings["WORKFCGI_DB_PATH"] = "/var/lib/workfcgi/workfcgi.db"
+        let stateExisted = FileManager.default.fileExists(atPath: "/var/lib/workfcgi")
+        try settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "\n").write(to: env, atomically: true, encoding: .utf8)
         let install = try Stack.run(
             Stack.packageRoot.appendingPathComponent("scripts/install-systemd").path,
@@ -51,6 +68,7 @@ import Glibc
                          "/usr/local/bin/workfcgi", "/usr/local/bin/deliveryd"] {
                 try? FileManager.default.removeItem(atPath: path)
             }
+            if !stateExisted { try? FileManager.default.removeItem(atPath: "/var/lib/workfcgi") }
         }
 
         // systemctl3 does not follow Wants=, so name both; on a real systemd `start workfcgi` pulls deliveryd in.
@@ -58,8 +76,17 @@ import Glibc
         #expect(start.status == 0, "\(start.output)")
         #expect(try Stack.run(systemctl, ["is-active", "workfcgi"]).output.hasPrefix("active"))
         try stack.waitFor("sockets from the systemd-started workfcgi") {
-            FileManager.default.fileExists(atPath: stack.runDirectory + "/api.sock")
+            FileManager.default.fileExists(atPath: "/run/workfcgi/api.sock")
         }
+        // Run as the unit's user, with its folders and modes; nginx reaches the sockets through symlinks.
+        let run = try FileManager.default.attributesOfItem(atPath: "/run/workfcgi")
+        #expect(run[.ownerAccountName] as? String == "workfcgi")
+        #expect(run[.groupOwnerAccountName] as? String == "www-data")
+        #expect(run[.posixPermissions] as? Int == 0o710)
+        let socket = try FileManager.default.attributesOfItem(atPath: "/run/workfcgi/api.sock")
+        #expect(socket[.posixPermissions] as? Int == 0o660)
+        #expect(socket[.ownerAccountName] as? String == "workfcgi")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stack.runDirectory + "/api.sock") == "/run/workfcgi/api.sock")
         try stack.start([.nginx])
 
         let client = HTTPClient()
@@ -77,8 +104,11 @@ import Glibc
         let stop = try Stack.run(systemctl, ["stop", "workfcgi", "deliveryd"])
         #expect(stop.status == 0, "\(stop.output)")
         #expect(Date().timeIntervalSince(t0) < 20, "a clean stop, not a kill after the timeout")
-        let state = try Stack.run(systemctl, ["is-active", "workfcgi", "deliveryd"]).output
-        #expect(!state.contains("\nactive") && !state.hasPrefix("active"), "\(state)")
-        #expect(!FileManager.default.fileExists(atPath: stack.runDirectory + "/api.sock"), "workfcgi removes its sockets on a clean exit")
+        let active = try Stack.run(systemctl, ["is-active", "workfcgi", "deliveryd"]).output
+        #expect(!active.contains("\nactive") && !active.hasPrefix("active"), "\(active)")
+        #expect(!FileManager.default.fileExists(atPath: "/run/workfcgi/api.sock"), "workfcgi removes its sockets on a clean exit")
+        let state = try FileManager.default.attributesOfItem(atPath: "/var/lib/workfcgi")
+        #expect(state[.posixPermissions] as? Int == 0o700)
+        #expect(try FileManager.default.attributesOfItem(atPath: "/var/lib/workfcgi/workfcgi.db")[.ownerAccountName] as? String == "workfcgi")
     }
 }
