@@ -162,10 +162,10 @@ public final class API: Sendable {
         // Keys are scoped to the client address, so two clients cannot collide on (or probe) each other's keys.
         let job = NewJob(
             id: RequestID.make(now: now), op: parsed.spec.op, input: parsed.input, callbackURL: url,
-            idempotencyKey: key.map { "\(request.remoteAddress) \($0)" }, createdAt: now)
+            idempotencyKey: key.map { "\(request.remoteAddress) \($0)" }, createdAt: now, client: request.remoteAddress)
         let outcome: EnqueueOutcome
         do {
-            outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit)
+            outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit, clientLimit: settings.clientBacklogLimit)
         } catch is StoreFull {
             metrics.storeFull()
             logger.error("job refused: the database reached WORKFCGI_MAX_DB_SIZE", metadata: ["request_id": "\(job.id)"])
@@ -188,6 +188,11 @@ public final class API: Sendable {
             return JSONResponse.error(
                 422, code: "idempotency_key_reused",
                 message: "this Idempotency-Key was used in the last 24 hours for a different request body", field: "Idempotency-Key")
+        case .clientBacklogFull(let depth):
+            return JSONResponse.error(
+                503, code: "client_backlog_full",
+                message: "\(depth) of your jobs are not finished yet (limit \(settings.clientBacklogLimit) per client); retry later",
+                headers: [("Retry-After", "5")])
         case .backlogFull(let depth):
             return JSONResponse.error(
                 503, code: "backlog_full", message: "\(depth) jobs are waiting (limit \(settings.backlogLimit)); retry later",

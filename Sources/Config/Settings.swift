@@ -12,7 +12,11 @@ public struct Settings: Sendable, Equatable {
     public var apiThreads: Int
     public var maxBodyBytes: Int
     public var backlogLimit: Int
+    /// Unfinished jobs (delivering included) one client address may have before /async answers 503.
+    public var clientBacklogLimit: Int
     public var workers: Int
+    /// Callback attempts deliveryd has in flight at once.
+    public var deliveryConcurrency: Int
     /// Delays before the 2nd, 3rd, ... attempt; attempts = schedule.count + 1.
     public var retrySchedule: [Double]
     public var retryJitter: Double
@@ -65,7 +69,9 @@ public struct Settings: Sendable, Equatable {
         ("API_THREADS", "16"),
         ("MAX_BODY_BYTES", "1048576"),
         ("BACKLOG_LIMIT", "1000"),
+        ("CLIENT_BACKLOG_LIMIT", "500"),
         ("WORKERS", "4"),
+        ("DELIVERY_CONCURRENCY", "256"),
         ("RETRY_SCHEDULE", "1s,2s,4s,8s"),
         ("RETRY_JITTER", "0.25"),
         ("CALLBACK_TIMEOUT", "10s"),
@@ -105,7 +111,9 @@ public struct Settings: Sendable, Equatable {
         apiThreads = try env.int("API_THREADS", default: 16, 1...4096)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1_048_576, 1024...(64 << 20))
         backlogLimit = try env.int("BACKLOG_LIMIT", default: 1000, 1...10_000_000)
+        clientBacklogLimit = try env.int("CLIENT_BACKLOG_LIMIT", default: 500, 1...10_000_000)
         workers = try env.int("WORKERS", default: 4, 1...256)
+        deliveryConcurrency = try env.int("DELIVERY_CONCURRENCY", default: 256, 1...10_000)
         retrySchedule = try env.durationList("RETRY_SCHEDULE", default: [1, 2, 4, 8])
         retryJitter = try env.double("RETRY_JITTER", default: 0.25, 0...1)
         callbackTimeoutSeconds = try env.duration("CALLBACK_TIMEOUT", default: 10, 0.1...300)

@@ -5,20 +5,27 @@ import Store
 import Synchronization
 import WorkEngine
 
-/// deliveryd's engine: claims due jobs with a lease, runs their work on N worker threads, delivers the
-/// callback, and records every attempt before scheduling the next. A job whose lease runs out (its
-/// daemon died) becomes due again, so nothing committed is lost; at worst a callback is sent twice,
-/// with the same webhook-id both times.
+/// deliveryd's engine: claims due jobs with a lease, runs their work on N worker threads, hands the
+/// callback to the dispatcher (libcurl multi, one thread, many transfers at once), and records every
+/// attempt before scheduling the next. Compute workers never wait on the network, so slow receivers cannot
+/// hold up other jobs. A job whose lease runs out (its daemon died) becomes due again, so nothing
+/// committed is lost; at worst a callback is sent twice, with the same webhook-id both times.
 public final class Deliverer: Sendable {
     public struct Options: Sendable {
         public var workers: Int
+        /// Callback attempts in flight at once (the dispatcher's transfers).
+        public var deliveryConcurrency: Int
         public var leaseSeconds: Double
         public var pollSeconds: Double
         public var hosts: HostGate.Options
         /// Finished requests older than this are deleted; nil keeps them.
         public var retentionSeconds: Double?
-        public init(workers: Int, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options, retentionSeconds: Double?) {
+        public init(
+            workers: Int, deliveryConcurrency: Int = 256, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options,
+            retentionSeconds: Double?
+        ) {
             self.workers = workers
+            self.deliveryConcurrency = deliveryConcurrency
             self.leaseSeconds = leaseSeconds
             self.pollSeconds = pollSeconds
             self.hosts = hosts
@@ -43,6 +50,13 @@ public final class Deliverer: Sendable {
     private let work = DispatchSemaphore(value: 0)
     private let workersDone = DispatchGroup()
     private let gate: Mutex<HostGate>
+    private let dispatcher = CallbackDispatcher()
+    /// Finished attempts wait here for the recorder thread, which writes them (never the dispatcher's thread).
+    private let finishedAttempts = Mutex<[() -> Void]>([])
+    private let recorderWake = DispatchSemaphore(value: 0)
+    private let recorderDone = DispatchSemaphore(value: 0)
+    /// Set once the dispatcher's thread has ended: no attempt can finish after that.
+    private let dispatcherStopped = Atomic<Bool>(false)
 
     public init(
         store: any JobStore, engine: WorkEngine, client: CallbackClient, policy: CallbackURLPolicy, signer: WebhookSigner,
@@ -70,8 +84,8 @@ public final class Deliverer: Sendable {
             })
     }
 
-    /// Jobs being worked on right now.
-    public var activeWorkers: Int { active.load(ordering: .relaxed) }
+    /// Jobs being worked on right now: computing, or with a callback attempt in flight.
+    public var activeWorkers: Int { active.load(ordering: .relaxed) + dispatcher.inFlight }
 
     /// Asks `run` to return: no new claims; jobs in hand finish (work and one delivery attempt).
     public func stop() {
@@ -81,6 +95,13 @@ public final class Deliverer: Sendable {
 
     /// Runs the claim loop on the calling thread until `stop()`, then waits for the workers.
     public func run(doorbell: DoorbellListener) {
+        dispatcher.start()
+        let recorder = Thread { [self] in
+            recorderLoop()
+            recorderDone.signal()
+        }
+        recorder.name = "recorder"
+        recorder.start()
         for i in 0..<options.workers {
             workersDone.enter()
             let thread = Thread { [self] in
@@ -105,7 +126,10 @@ public final class Deliverer: Sendable {
                 lastPrune = now
             }
             // Read under the queue's lock, where workers move a job from queued to active, so no job is counted twice or not at all.
-            let free = queue.withLock { options.workers - active.load(ordering: .sequentiallyConsistent) - $0.count }
+            let free = queue.withLock { q -> Int in
+                let busy = active.load(ordering: .sequentiallyConsistent) + q.count
+                return min(options.workers - busy, options.deliveryConcurrency - dispatcher.inFlight - busy)
+            }
             guard free > 0 else {
                 _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
                 continue
@@ -128,6 +152,10 @@ public final class Deliverer: Sendable {
         // Wake every worker so it sees `stopping` once its queue is empty.
         for _ in 0..<options.workers { work.signal() }
         workersDone.wait()
+        dispatcher.stopAndWait()
+        dispatcherStopped.store(true, ordering: .sequentiallyConsistent)
+        recorderWake.signal()
+        recorderDone.wait()
         try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], now: Clock.nowMillis())
     }
 
@@ -176,40 +204,66 @@ public final class Deliverer: Sendable {
         }
     }
 
+    /// Checks the URL and the host's gate, then hands a signed POST to the dispatcher; the attempt is
+    /// recorded by the recorder thread when the transfer ends. A refused URL is recorded at once.
     private func deliver(_ job: ClaimedJob) throws {
         let attempt = job.attempts + 1
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
-        var result: AttemptResult
-        let target: CallbackTarget?
+        let target: CallbackTarget
         do {
             // Checked again at every attempt: DNS may have changed since the job was accepted.
             target = try policy.vet(job.callbackURL)
-            result = AttemptResult(httpStatus: nil, error: nil)
         } catch {
-            target = nil
-            result = AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)")
+            try record(job, attempt: attempt, startedAt: startedAt, started: started,
+                result: AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)"))
+            return
         }
-        if let target {
-            let host = "\(target.host):\(target.port)"
-            if case .later(let until, let reason) = gate.withLock({ $0.admit(host, now: startedAt) }) {
-                try store.postpone(id: job.id, until: until)
-                logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "host": "\(host)", "reason": "\(reason)"])
-                return
-            }
-            let now = Date()
-            let body = CallbackPayload.body(
-                id: job.id, op: job.op, result: job.result, error: job.error, durationMs: job.durationMs, at: now)
-            let timestamp = Int(now.timeIntervalSince1970)
-            result = client.post(
-                target: target, body: body,
-                headers: [
-                    ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
-                    ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
-                ])
+        let host = "\(target.host):\(target.port)"
+        if case .later(let until, let reason) = gate.withLock({ $0.admit(host, now: startedAt) }) {
+            try store.postpone(id: job.id, until: until)
+            logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "host": "\(host)", "reason": "\(reason)"])
+            return
+        }
+        let now = Date()
+        let body = CallbackPayload.body(id: job.id, op: job.op, result: job.result, error: job.error, durationMs: job.durationMs, at: now)
+        let timestamp = Int(now.timeIntervalSince1970)
+        let headers = [
+            ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
+            ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
+        ]
+        let finish: @Sendable (AttemptResult) -> Void = { [self] result in
             let healthy = result.httpStatus.map { !(500...599).contains($0) && $0 != 429 } ?? false
             gate.withLock { $0.finish(host, healthy: healthy, now: Clock.nowMillis()) }
+            finishedAttempts.withLock {
+                $0.append { [self] in
+                    do {
+                        try record(job, attempt: attempt, startedAt: startedAt, started: started, result: result)
+                    } catch {
+                        // The lease will expire and the job will be tried again.
+                        logger.error("attempt failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
+                    }
+                }
+            }
+            recorderWake.signal()
         }
+        switch client.prepare(target: target, body: body, headers: headers) {
+        case .success(let transfer): dispatcher.submit(transfer, completion: finish)
+        case .failure(let failure): finish(AttemptResult(httpStatus: nil, error: failure.message))
+        }
+    }
+
+    /// Writes finished attempts in arrival order until the dispatcher has stopped and nothing is left.
+    private func recorderLoop() {
+        while true {
+            recorderWake.wait()
+            let batch = finishedAttempts.withLock { q in defer { q.removeAll() }; return q }
+            for write in batch { write() }
+            if batch.isEmpty && dispatcherStopped.load(ordering: .sequentiallyConsistent) { return }
+        }
+    }
+
+    private func record(_ job: ClaimedJob, attempt: Int, startedAt: UnixMillis, started: UInt64, result: AttemptResult) throws {
         let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
         // A redelivery starts a fresh series: the schedule counts from its first attempt.
         var decision = retry.decide(attempt: attempt - job.attemptBase, result: result, random: Double.random(in: 0...1))

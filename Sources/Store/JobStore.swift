@@ -4,7 +4,7 @@ import WorkEngine
 /// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
 public protocol JobStore: Sendable {
     /// Inserts an /async job and returns once it is committed, unless the backlog is full.
-    func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome
+    func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int) throws -> EnqueueOutcome
     /// Records a finished /sync request.
     func recordSync(_ record: SyncRecord) throws
     /// Leases up to `limit` due jobs until `now + leaseMillis`. Jobs whose lease ran out are due again.

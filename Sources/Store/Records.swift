@@ -16,8 +16,14 @@ public struct NewJob: Sendable {
     public var callbackURL: String
     public var idempotencyKey: String?
     public var createdAt: UnixMillis
+    /// Who submitted it (the client address): bounds and fair turns are per client.
+    public var client: String
 
-    public init(id: String, op: String, input: JSONValue, callbackURL: String, idempotencyKey: String?, createdAt: UnixMillis) {
+    public init(
+        id: String, op: String, input: JSONValue, callbackURL: String, idempotencyKey: String?, createdAt: UnixMillis,
+        client: String = ""
+    ) {
+        self.client = client
         self.id = id
         self.op = op
         self.input = input
@@ -63,6 +69,8 @@ public enum EnqueueOutcome: Sendable, Equatable {
     case keyReused(id: String)
     /// pending + processing is at the configured bound; nothing was written.
     case backlogFull(depth: Int)
+    /// This client's unfinished jobs (delivering included) are at the per-client bound; nothing was written.
+    case clientBacklogFull(depth: Int)
 }
 
 /// A job deliveryd has leased.

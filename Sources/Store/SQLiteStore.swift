@@ -45,11 +45,11 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func enqueue(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
-        try mapFull { try enqueueUnmapped(job, backlogLimit: backlogLimit) }
+    public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int = .max) throws -> EnqueueOutcome {
+        try mapFull { try enqueueUnmapped(job, backlogLimit: backlogLimit, clientLimit: clientLimit) }
     }
 
-    private func enqueueUnmapped(_ job: NewJob, backlogLimit: Int) throws -> EnqueueOutcome {
+    private func enqueueUnmapped(_ job: NewJob, backlogLimit: Int, clientLimit: Int) throws -> EnqueueOutcome {
         try writer.submit { db in
             if let key = job.idempotencyKey {
                 let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
@@ -64,14 +64,22 @@ public final class SQLiteStore: JobStore {
             }
             let depth = try Self.backlog(db)
             guard depth < backlogLimit else { return EnqueueOutcome.backlogFull(depth: depth) }
+            if clientLimit < .max {
+                let mine = Int(
+                    try db.query(
+                        "SELECT count(*) FROM requests WHERE client = ? AND status IN ('pending', 'processing', 'delivering')",
+                        [.text(job.client)]
+                    ).first?.int(0) ?? 0)
+                guard mine < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: mine) }
+            }
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at)
-                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?)
+                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client)
+                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(job.id), .text(job.op), .text(job.input.text), .text(job.callbackURL),
-                    job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt),
+                    job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt), .text(job.client),
                 ])
             return EnqueueOutcome.accepted(id: job.id)
         }
@@ -107,9 +115,18 @@ public final class SQLiteStore: JobStore {
                         status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
                         started_at = COALESCE(started_at, ?1)
                     WHERE id IN (
-                        SELECT id FROM requests
-                        WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
-                        ORDER BY next_attempt_at LIMIT ?3)
+                        -- Fair turns: each client's oldest due job first, then each one's second, and so on, so one
+                        -- client's flood cannot starve another's jobs. Among the 10,000 oldest due jobs, which keeps
+                        -- a claim cheap however deep the backlog.
+                        SELECT id FROM (
+                            SELECT id, next_attempt_at,
+                                ROW_NUMBER() OVER (PARTITION BY client ORDER BY next_attempt_at) AS turn
+                            FROM (
+                                SELECT id, client, next_attempt_at FROM requests
+                                WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1
+                                    AND lease_until <= ?1
+                                ORDER BY next_attempt_at LIMIT 10000))
+                        ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
                         attempt_base
                     """,

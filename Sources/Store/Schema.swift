@@ -50,6 +50,11 @@ enum Schema {
         ALTER TABLE requests ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE daemon ADD COLUMN circuits TEXT NOT NULL DEFAULT '[]';
         """,
+        // 3: who submitted each job, for the per-client bound and fair claiming.
+        """
+        ALTER TABLE requests ADD COLUMN client TEXT NOT NULL DEFAULT '';
+        CREATE INDEX requests_open_by_client ON requests(client) WHERE status IN ('pending', 'processing', 'delivering');
+        """,
     ]
 
     /// Brings `db` to the newest schema. Safe to run from several processes at once: the version is read

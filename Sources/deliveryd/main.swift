@@ -44,7 +44,7 @@ do {
         policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: secret),
         retry: RetryPolicy(settings: settings),
         options: .init(
-            workers: settings.workers, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds,
+            workers: settings.workers, deliveryConcurrency: settings.deliveryConcurrency, leaseSeconds: settings.leaseSeconds, pollSeconds: settings.pollIntervalSeconds,
             hosts: HostGate.Options(settings: settings), retentionSeconds: settings.retentionSeconds),
         logger: logger)
     CallbackClient.globalInit()

@@ -1,4 +1,5 @@
 import Foundation
+import Harness
 import Testing
 
 #if canImport(Glibc)
@@ -62,5 +63,41 @@ import Glibc
         #expect(try stack.attemptStatuses(id) == [200], "one attempt, judged by its 200, not a timeout")
         let attempt = try #require((try stack.delivery(id)["attempts"] as? [[String: Any]])?.first)
         #expect((attempt["duration_ms"] as? Double ?? 9_999) < 1_500, "the attempt stopped reading instead of waiting out the 2 s timeout: \(attempt)")
+    }
+
+    /// Listens on `host` and never accepts: connections complete in the kernel, requests are never answered.
+    static func silentListener(_ host: String) throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr(host)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { throw Stack.Timeout(description: "cannot listen on \(host)") }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    @Test func slowReceiversDoNotDelayOthers() async throws {
+        // 20 receivers that never answer, each on its own address (so no per-host bound or breaker applies),
+        // against 4 compute workers and a 2 s attempt timeout: a fast receiver must still be served at once.
+        let silent = try (10..<30).map { try Self.silentListener("127.0.0.\($0)") }
+        defer { for s in silent { close(s.fd) } }
+        let stack = try Stack(settings: ["WORKFCGI_WORKERS": "4", "WORKFCGI_RETRY_SCHEDULE": "none"])
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        for (i, s) in silent.enumerated() {
+            _ = try stack.submit(#"{"text": "slow", "callback_url": "http://127.0.0.\#(10 + i):\#(s.port)/never"}"#)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let submitted = Date()
+        let id = try stack.submit(#"{"text": "fast", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        #expect(await receiver.wait(timeout: 15) { $0.contains { $0.webhookID == id } })
+        let waited = Date().timeIntervalSince(submitted)
+        // Before the dispatcher: 20 attempts x 2 s / 4 workers = ~10 s behind the silent receivers.
+        #expect(waited < 2.5, "the fast callback waited \(waited) s behind silent receivers")
+        await receiver.stop()
     }
 }

@@ -75,4 +75,17 @@ import Testing
         #expect(all.count == 6)
         #expect(all.contains(200) && all.contains(503), "\(all)")
     }
+
+    @Test func oneClientsBacklogIsBoundedWithoutRefusingOthers() throws {
+        let stack = try Stack(settings: ["WORKFCGI_CLIENT_BACKLOG_LIMIT": "3"])
+        try stack.start([.workfcgi, .nginx])  // no deliveryd: jobs stay unfinished
+        let body = #"{"text": "x", "callback_url": "http://127.0.0.1:9/x"}"#
+        let first = HTTPClient()
+        for _ in 0..<3 { #expect(try first.postJSON(stack.baseURL + "/async", body).status == 202) }
+        let refused = try first.postJSON(stack.baseURL + "/async", body)
+        #expect(refused.status == 503)
+        #expect((refused.json?["error"] as? [String: Any])?["code"] as? String == "client_backlog_full", "\(refused.text)")
+        #expect(refused.headers["retry-after"] != nil)
+        #expect(try HTTPClient(sourceAddress: "127.0.0.2").postJSON(stack.baseURL + "/async", body).status == 202)
+    }
 }

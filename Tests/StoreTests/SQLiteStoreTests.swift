@@ -214,6 +214,39 @@ import WorkEngine
         #expect(try small.backlog() > 50)
     }
 
+    @Test func perClientBoundCountsUnfinishedJobs() throws {
+        let now = Clock.nowMillis()
+        var a = job(now)
+        a.client = "203.0.113.1"
+        for i in 0..<3 {
+            var j = job(now + Int64(i))
+            j.client = a.client
+            #expect(try store.enqueue(j, backlogLimit: 100, clientLimit: 3) == .accepted(id: j.id))
+        }
+        #expect(try store.enqueue(a, backlogLimit: 100, clientLimit: 3) == .clientBacklogFull(depth: 3))
+        var other = job(now + 10)
+        other.client = "203.0.113.2"
+        #expect(try store.enqueue(other, backlogLimit: 100, clientLimit: 3) == .accepted(id: other.id))
+    }
+
+    @Test func claimsTakeTurnsBetweenClients() throws {
+        let now = Clock.nowMillis()
+        var flood: [String] = []
+        for i in 0..<10 {
+            var j = job(now - 1_000 + Int64(i))
+            j.client = "flood"
+            flood.append(j.id)
+            _ = try store.enqueue(j, backlogLimit: 100)
+        }
+        var late = job(now)
+        late.client = "quiet"
+        _ = try store.enqueue(late, backlogLimit: 100)
+        // Oldest-first alone would hand out three flood jobs; turns give the quiet client its first job now.
+        let claimed = try store.claim(limit: 3, leaseMillis: 30_000, now: now + 1).map(\.id)
+        #expect(claimed.contains(late.id), "\(claimed)")
+        #expect(claimed.filter(flood.contains).count == 2)
+    }
+
     @Test func takeSettingReadsOnce() throws {
         #expect(try store.takeSetting("s") == nil)
     }
