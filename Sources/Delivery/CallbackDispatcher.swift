@@ -35,10 +35,10 @@ public final class CallbackDispatcher: @unchecked Sendable {
 
     public func start() {
         let thread = Thread { [self] in
+            Thread.current.name = "callbacks"
             loop()
             finished.signal()
         }
-        thread.name = "callbacks"
         thread.start()
     }
 

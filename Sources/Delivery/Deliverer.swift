@@ -1,3 +1,4 @@
+import Config
 import Doorbell
 import Foundation
 import Logging
@@ -51,8 +52,9 @@ public final class Deliverer: Sendable {
     private let workersDone = DispatchGroup()
     private let gate: Mutex<HostGate>
     private let dispatcher = CallbackDispatcher()
-    /// Finished attempts wait here for the recorder thread, which writes them (never the dispatcher's thread).
-    private let finishedAttempts = Mutex<[() -> Void]>([])
+    /// Finished attempts wait here for the recorder thread, which writes each burst in one transaction
+    /// (never on the dispatcher's thread, which only moves bytes).
+    private let finishedAttempts = Mutex<[Finished]>([])
     private let recorderWake = DispatchSemaphore(value: 0)
     private let recorderDone = DispatchSemaphore(value: 0)
     /// Set once the dispatcher's thread has ended: no attempt can finish after that.
@@ -97,18 +99,19 @@ public final class Deliverer: Sendable {
     public func run(doorbell: DoorbellListener) {
         dispatcher.start()
         let recorder = Thread { [self] in
+            Thread.current.name = "recorder"
             recorderLoop()
             recorderDone.signal()
         }
-        recorder.name = "recorder"
         recorder.start()
         for i in 0..<options.workers {
             workersDone.enter()
             let thread = Thread { [self] in
+                Thread.current.name = "worker-\(i)"
+                Priority.makeCurrentThreadCompute()
                 workerLoop()
                 workersDone.leave()
             }
-            thread.name = "worker-\(i)"
             thread.start()
         }
         var lastHeartbeat: UnixMillis = 0
@@ -126,9 +129,11 @@ public final class Deliverer: Sendable {
                 lastPrune = now
             }
             // Read under the queue's lock, where workers move a job from queued to active, so no job is counted twice or not at all.
+            // Up to four jobs queued per worker, so claims come in batches (one transaction for many jobs)
+            // while a queued long job still starts well within its lease.
             let free = queue.withLock { q -> Int in
                 let busy = active.load(ordering: .sequentiallyConsistent) + q.count
-                return min(options.workers - busy, options.deliveryConcurrency - dispatcher.inFlight - busy)
+                return min(options.workers * 4 - busy, options.deliveryConcurrency - dispatcher.inFlight - busy)
             }
             guard free > 0 else {
                 _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
@@ -156,7 +161,8 @@ public final class Deliverer: Sendable {
         dispatcherStopped.store(true, ordering: .sequentiallyConsistent)
         recorderWake.signal()
         recorderDone.wait()
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], now: Clock.nowMillis())
+        // A heartbeat from the epoch: /healthz shows deliveryd down at once, not 10 s after a clean stop.
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], now: 0)
     }
 
     private func workerLoop() {
@@ -178,8 +184,24 @@ public final class Deliverer: Sendable {
     }
 
     /// Runs the work if it has not run yet, then makes one delivery attempt and records it.
+    /// One attempt that ended, waiting to be recorded.
+    struct Finished: Sendable {
+        var job: ClaimedJob
+        var attempt: Int
+        var startedAt: UnixMillis
+        var started: UInt64
+        var result: AttemptResult
+        /// The work, when it was too short to be saved on its own: it is written with this attempt.
+        var computed: ComputedResult?
+    }
+
+    /// Work shorter than this is saved together with its first attempt (one commit, not two); longer work
+    /// is saved as soon as it is done, so a crash before delivery does not throw it away.
+    static let saveOnItsOwnAfterMs = 100.0
+
     func process(_ claimed: ClaimedJob) {
         var job = claimed
+        var computed: ComputedResult?
         do {
             if job.result == nil && job.error == nil {
                 let started = DispatchTime.now().uptimeNanoseconds
@@ -192,12 +214,17 @@ public final class Deliverer: Sendable {
                     failure = "stored input no longer valid: \(error.message)"
                 }
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                try store.saveResult(id: job.id, result: result, error: failure, durationMs: ms, now: Clock.nowMillis())
+                let done = ComputedResult(result: result, error: failure, durationMs: ms, at: Clock.nowMillis())
+                if ms >= Self.saveOnItsOwnAfterMs {
+                    try store.saveResult(id: job.id, result: result, error: failure, durationMs: ms, now: done.at)
+                } else {
+                    computed = done
+                }
                 job.result = result
                 job.error = failure
                 job.durationMs = ms
             }
-            try deliver(job)
+            try deliver(job, computed: computed)
         } catch {
             // The store failed; the lease will expire and the job will be tried again.
             logger.error("job failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
@@ -206,7 +233,7 @@ public final class Deliverer: Sendable {
 
     /// Checks the URL and the host's gate, then hands a signed POST to the dispatcher; the attempt is
     /// recorded by the recorder thread when the transfer ends. A refused URL is recorded at once.
-    private func deliver(_ job: ClaimedJob) throws {
+    private func deliver(_ job: ClaimedJob, computed: ComputedResult?) throws {
         let attempt = job.attempts + 1
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
@@ -215,12 +242,14 @@ public final class Deliverer: Sendable {
             // Checked again at every attempt: DNS may have changed since the job was accepted.
             target = try policy.vet(job.callbackURL)
         } catch {
-            try record(job, attempt: attempt, startedAt: startedAt, started: started,
-                result: AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)"))
+            finished(Finished(
+                job: job, attempt: attempt, startedAt: startedAt, started: started,
+                result: AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)"), computed: computed))
             return
         }
         let host = "\(target.host):\(target.port)"
         if case .later(let until, let reason) = gate.withLock({ $0.admit(host, now: startedAt) }) {
+            if let c = computed { try store.saveResult(id: job.id, result: c.result, error: c.error, durationMs: c.durationMs, now: c.at) }
             try store.postpone(id: job.id, until: until)
             logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "host": "\(host)", "reason": "\(reason)"])
             return
@@ -235,17 +264,7 @@ public final class Deliverer: Sendable {
         let finish: @Sendable (AttemptResult) -> Void = { [self] result in
             let healthy = result.httpStatus.map { !(500...599).contains($0) && $0 != 429 } ?? false
             gate.withLock { $0.finish(host, healthy: healthy, now: Clock.nowMillis()) }
-            finishedAttempts.withLock {
-                $0.append { [self] in
-                    do {
-                        try record(job, attempt: attempt, startedAt: startedAt, started: started, result: result)
-                    } catch {
-                        // The lease will expire and the job will be tried again.
-                        logger.error("attempt failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
-                    }
-                }
-            }
-            recorderWake.signal()
+            finished(Finished(job: job, attempt: attempt, startedAt: startedAt, started: started, result: result, computed: computed))
         }
         switch client.prepare(target: target, body: body, headers: headers) {
         case .success(let transfer): dispatcher.submit(transfer, completion: finish)
@@ -253,44 +272,63 @@ public final class Deliverer: Sendable {
         }
     }
 
-    /// Writes finished attempts in arrival order until the dispatcher has stopped and nothing is left.
+    private func finished(_ attempt: Finished) {
+        finishedAttempts.withLock { $0.append(attempt) }
+        recorderWake.signal()
+    }
+
+    /// Writes finished attempts, each burst in one transaction, until the dispatcher has stopped and
+    /// nothing is left.
     private func recorderLoop() {
         while true {
             recorderWake.wait()
             let batch = finishedAttempts.withLock { q in defer { q.removeAll() }; return q }
-            for write in batch { write() }
+            if !batch.isEmpty { record(batch) }
             if batch.isEmpty && dispatcherStopped.load(ordering: .sequentiallyConsistent) { return }
         }
     }
 
-    private func record(_ job: ClaimedJob, attempt: Int, startedAt: UnixMillis, started: UInt64, result: AttemptResult) throws {
-        let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-        // A redelivery starts a fresh series: the schedule counts from its first attempt.
-        var decision = retry.decide(attempt: attempt - job.attemptBase, result: result, random: Double.random(in: 0...1))
-        if result.error?.hasPrefix("callback URL refused") == true, case .retry = decision {
-            // A refused URL will not become acceptable by waiting.
-            decision = .giveUp(reason: result.error ?? "callback URL refused")
+    private func record(_ batch: [Finished]) {
+        var writes: [AttemptWrite] = []
+        for f in batch {
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - f.started) / 1e6
+            // A redelivery starts a fresh series: the schedule counts from its first attempt.
+            var decision = retry.decide(attempt: f.attempt - f.job.attemptBase, result: f.result, random: Double.random(in: 0...1))
+            if f.result.error?.hasPrefix("callback URL refused") == true, case .retry = decision {
+                // A refused URL will not become acceptable by waiting.
+                decision = .giveUp(reason: f.result.error ?? "callback URL refused")
+            }
+            let outcome: AttemptOutcome
+            var next: UnixMillis?
+            switch decision {
+            case .delivered: outcome = .delivered
+            case .retry(let seconds):
+                let at = Clock.nowMillis() + UnixMillis(seconds * 1000)
+                next = at
+                outcome = .retry(at: at)
+            case .giveUp(let reason): outcome = .giveUp(reason: reason)
+            }
+            writes.append(AttemptWrite(
+                id: f.job.id,
+                attempt: AttemptRecord(
+                    n: f.attempt, at: f.startedAt, durationMs: ms, httpStatus: f.result.httpStatus, error: f.result.error,
+                    nextAttemptAt: next),
+                outcome: outcome, computed: f.computed))
         }
-        let outcome: AttemptOutcome
-        var next: UnixMillis?
-        switch decision {
-        case .delivered: outcome = .delivered
-        case .retry(let seconds):
-            let at = Clock.nowMillis() + UnixMillis(seconds * 1000)
-            next = at
-            outcome = .retry(at: at)
-        case .giveUp(let reason): outcome = .giveUp(reason: reason)
+        do {
+            try store.recordAttempts(writes)
+        } catch {
+            // Not recorded: the leases will expire and the jobs will be tried again (at least once).
+            logger.error("attempts failed to record", metadata: ["jobs": "\(writes.count)", "error": "\(error)"])
+            return
         }
-        try store.recordAttempt(
-            id: job.id,
-            attempt: AttemptRecord(
-                n: attempt, at: startedAt, durationMs: ms, httpStatus: result.httpStatus, error: result.error, nextAttemptAt: next),
-            outcome: outcome)
-        logger.info(
-            "callback attempt",
-            metadata: [
-                "request_id": "\(job.id)", "attempt": "\(attempt)", "status": "\(result.httpStatus.map(String.init) ?? "-")",
-                "outcome": "\(outcome)",
-            ])
+        for w in writes {
+            logger.info(
+                "callback attempt",
+                metadata: [
+                    "request_id": "\(w.id)", "attempt": "\(w.attempt.n)", "status": "\(w.attempt.httpStatus.map(String.init) ?? "-")",
+                    "outcome": "\(w.outcome)",
+                ])
+        }
     }
 }

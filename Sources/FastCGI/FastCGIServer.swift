@@ -46,6 +46,8 @@ public final class FastCGIServer: Sendable {
     private let maxBodyBytes: Int
     private let handler: Handler
     private let access: Access
+    private let name: String
+    private let niceness: Int32
     private let slots: [Slot]
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchGroup()
@@ -57,8 +59,11 @@ public final class FastCGIServer: Sendable {
 
     /// Opens the unix socket at `socketPath` (replacing a stale one) with the given accept backlog.
     public init(
-        socketPath: String, threads: Int, backlog: Int = 256, maxBodyBytes: Int, access: Access, handler: @escaping Handler
+        socketPath: String, name: String, threads: Int, niceness: Int32 = 0, backlog: Int = 256, maxBodyBytes: Int, access: Access,
+        handler: @escaping Handler
     ) throws {
+        self.name = name
+        self.niceness = niceness
         self.socketPath = socketPath
         self.maxBodyBytes = maxBodyBytes
         self.handler = handler
@@ -76,10 +81,15 @@ public final class FastCGIServer: Sendable {
 
     /// Starts the pool threads.
     public func start() {
-        for slot in slots {
+        for (i, slot) in slots.enumerated() {
             FCGX_InitRequest(&slot.request, listenFD, 0)
             finished.enter()
             let thread = Thread { [self] in
+                Thread.current.name = "\(name)-\(i)"  // from inside the thread: that is when Linux takes it
+                // A pool whose requests compute (sync) runs at a lower priority than the pools that only
+                // answer (async, healthz), so a sync storm cannot starve them of CPU. Threads are niced one
+                // by one: Linux applies nice per thread.
+                if niceness != 0 { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }  // 0: this thread
                 serve(slot)
                 finished.leave()
             }

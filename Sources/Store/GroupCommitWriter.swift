@@ -28,8 +28,10 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.db = db
         self.maxBatch = maxBatch
         // The thread keeps the writer alive until `stop()` lets it finish.
-        let thread = Thread { [self] in self.run() }
-        thread.name = "group-commit"
+        let thread = Thread { [self] in
+            Thread.current.name = "group-commit"  // set from inside: that is when Linux gets the name
+            self.run()
+        }
         self.thread = thread
         thread.start()
     }

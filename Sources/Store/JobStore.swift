@@ -13,6 +13,8 @@ public protocol JobStore: Sendable {
     func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws
     /// Records one delivery attempt and what follows from it, in one transaction.
     func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws
+    /// Many attempts in one transaction (one commit for a burst of finished callbacks).
+    func recordAttempts(_ writes: [AttemptWrite]) throws
     /// Gives a leased job back at once (deliveryd shutting down).
     func release(id: String) throws
     /// Makes every leased job claimable at once; for a deliveryd that holds the instance lock, so any lease

@@ -110,6 +110,34 @@ public struct AttemptRecord: Sendable, Equatable {
 }
 
 /// What an attempt decided for the job.
+/// A job's work, when it is written together with its first attempt (short work is not saved on its own).
+public struct ComputedResult: Sendable, Equatable {
+    public var result: JSONValue?
+    public var error: String?
+    public var durationMs: Double
+    public var at: UnixMillis
+    public init(result: JSONValue?, error: String?, durationMs: Double, at: UnixMillis) {
+        self.result = result
+        self.error = error
+        self.durationMs = durationMs
+        self.at = at
+    }
+}
+
+/// One attempt to record, with the work it delivered when that was not saved yet.
+public struct AttemptWrite: Sendable, Equatable {
+    public var id: String
+    public var attempt: AttemptRecord
+    public var outcome: AttemptOutcome
+    public var computed: ComputedResult?
+    public init(id: String, attempt: AttemptRecord, outcome: AttemptOutcome, computed: ComputedResult? = nil) {
+        self.id = id
+        self.attempt = attempt
+        self.outcome = outcome
+        self.computed = computed
+    }
+}
+
 public enum AttemptOutcome: Sendable, Equatable {
     case delivered
     case retry(at: UnixMillis)

@@ -64,22 +64,27 @@ public final class SQLiteStore: JobStore {
             }
             let depth = try Self.backlog(db)
             guard depth < backlogLimit else { return EnqueueOutcome.backlogFull(depth: depth) }
-            if clientLimit < .max {
-                let mine = Int(
-                    try db.query(
-                        "SELECT count(*) FROM requests WHERE client = ? AND status IN ('pending', 'processing', 'delivering')",
-                        [.text(job.client)]
-                    ).first?.int(0) ?? 0)
-                guard mine < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: mine) }
-            }
+            // The client's unfinished jobs hold turns min...max (two index seeks, however deep the backlog);
+            // their span bounds how many there are.
+            let turns = try db.query(
+                """
+                SELECT (SELECT min(turn) FROM requests WHERE client = ?1 AND status IN ('pending', 'processing', 'delivering')),
+                       (SELECT max(turn) FROM requests WHERE client = ?1 AND status IN ('pending', 'processing', 'delivering'))
+                """, [.text(job.client)]
+            ).first
+            let (low, high) = (turns?.int(0), turns?.int(1))
+            let open = low.flatMap { l in high.map { Int($0 - l + 1) } } ?? 0
+            guard open < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: open) }
+            let turn = high.map { $0 + 1 } ?? 0
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client)
-                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?)
+                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn)
+                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(job.id), .text(job.op), .text(job.input.text), .text(job.callbackURL),
                     job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt), .text(job.client),
+                    .int(turn),
                 ])
             return EnqueueOutcome.accepted(id: job.id)
         }
@@ -115,17 +120,13 @@ public final class SQLiteStore: JobStore {
                         status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
                         started_at = COALESCE(started_at, ?1)
                     WHERE id IN (
-                        -- Fair turns: each client's oldest due job first, then each one's second, and so on, so one
-                        -- client's flood cannot starve another's jobs. Among the 10,000 oldest due jobs, which keeps
-                        -- a claim cheap however deep the backlog.
-                        SELECT id FROM (
-                            SELECT id, next_attempt_at,
-                                ROW_NUMBER() OVER (PARTITION BY client ORDER BY next_attempt_at) AS turn
-                            FROM (
-                                SELECT id, client, next_attempt_at FROM requests
-                                WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1
-                                    AND lease_until <= ?1
-                                ORDER BY next_attempt_at LIMIT 10000))
+                        -- Fair turns: every client's first unfinished job, then every client's second, and so on,
+                        -- so one client's flood cannot starve another's jobs. An index walk: microseconds, however
+                        -- deep the backlog (a window over the due jobs took 19 ms at 20,000, holding the write lock).
+                        -- INDEXED BY: left to itself the planner picks the status index and sorts every unfinished
+                        -- job (48 ms per claim at 100,000).
+                        SELECT id FROM requests INDEXED BY requests_turns
+                        WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
                         attempt_base
@@ -146,51 +147,67 @@ public final class SQLiteStore: JobStore {
     }
 
     public func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
-        try withConnection { db in
-            try db.query(
-                """
-                UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?
-                WHERE id = ? AND status = 'processing'
-                """,
-                [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
-        }
+        try withConnection { db in try Self.saveResult(db, id: id, result: result, error: error, durationMs: durationMs, now: now) }
+    }
+
+    private static func saveResult(_ db: Database, id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
+        try db.query(
+            """
+            UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?
+            WHERE id = ? AND status = 'processing'
+            """,
+            [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
     }
 
     public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)])
+    }
+
+    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+        guard !writes.isEmpty else { return }
         try withConnection { db in
             try db.transaction {
-                try db.query(
-                    """
-                    INSERT OR IGNORE INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
-                        attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
-                        attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
-                    ])
-                switch outcome {
-                case .delivered:
-                    // A job whose work failed still reports that failure by callback; it ends `failed`.
-                    try db.query(
-                        """
-                        UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
-                            attempts = ?, delivered_at = ?, next_attempt_at = NULL, lease_until = 0
-                        WHERE id = ?
-                        """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
-                case .retry(let at):
-                    try db.query(
-                        "UPDATE requests SET attempts = ?, next_attempt_at = ?, lease_until = 0 WHERE id = ?",
-                        [.int(Int64(attempt.n)), .int(at), .text(id)])
-                case .giveUp(let reason):
-                    try db.query(
-                        """
-                        UPDATE requests SET status = 'failed', attempts = ?, delivery_error = ?, next_attempt_at = NULL,
-                            lease_until = 0
-                        WHERE id = ?
-                        """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
+                for write in writes {
+                    if let c = write.computed {
+                        try Self.saveResult(db, id: write.id, result: c.result, error: c.error, durationMs: c.durationMs, now: c.at)
+                    }
+                    try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
                 }
             }
+        }
+    }
+
+    private static func writeAttempt(_ db: Database, id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        try db.query(
+            """
+            INSERT OR IGNORE INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
+                attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
+                attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
+            ])
+        switch outcome {
+        case .delivered:
+            // A job whose work failed still reports that failure by callback; it ends `failed`.
+            try db.query(
+                """
+                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                    attempts = ?, delivered_at = ?, next_attempt_at = NULL, lease_until = 0
+                WHERE id = ?
+                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
+        case .retry(let at):
+            try db.query(
+                "UPDATE requests SET attempts = ?, next_attempt_at = ?, lease_until = 0 WHERE id = ?",
+                [.int(Int64(attempt.n)), .int(at), .text(id)])
+        case .giveUp(let reason):
+            try db.query(
+                """
+                UPDATE requests SET status = 'failed', attempts = ?, delivery_error = ?, next_attempt_at = NULL,
+                    lease_until = 0
+                WHERE id = ?
+                """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
         }
     }
 
@@ -293,7 +310,8 @@ public final class SQLiteStore: JobStore {
 
     /// pending + processing, on a given connection (the enqueue check runs inside the group commit).
     private static func backlog(_ db: Database) throws -> Int {
-        Int(try db.query("SELECT count(*) FROM requests WHERE status IN ('pending', 'processing')").first?.int(0) ?? 0)
+        // Kept by triggers (schema 5): one row, however deep the backlog.
+        Int(try db.query("SELECT jobs FROM backlog WHERE id = 1").first?.int(0) ?? 0)
     }
 
     public func backlog() throws -> Int {

@@ -31,8 +31,9 @@ do {
 
     FastCGIServer.initialize()
     let servers = [
-        try FastCGIServer(socketPath: settings.syncSocket, threads: settings.syncThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
-        try FastCGIServer(socketPath: settings.apiSocket, threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
+        try FastCGIServer(
+            socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads, niceness: Priority.compute, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
+        try FastCGIServer(socketPath: settings.apiSocket, name: "api", threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
     ]
 
     // After FCGX_Init, which installs libfcgi's flag-only SIGTERM handler.

@@ -88,4 +88,42 @@ import Testing
         #expect(refused.headers["retry-after"] != nil)
         #expect(try HTTPClient(sourceAddress: "127.0.0.2").postJSON(stack.baseURL + "/async", body).status == 202)
     }
+
+    /// The isolation mechanism itself: threads that compute run niced, threads that answer do not; and with
+    /// every sync slot and every deliveryd worker busy with long jobs, /async and /healthz still answer.
+    @Test func computeRunsNicedAndAsyncAnswersWhileEverythingComputes() throws {
+        let stack = try Stack(settings: ["WORKFCGI_SYNC_CONCURRENCY": "2", "WORKFCGI_WORKERS": "2", "WORKFCGI_SYNC_WAIT": "10s"])
+        try stack.start()
+        let workfcgi = stack.threads(.workfcgi)
+        let sync = workfcgi.filter { $0.name.hasPrefix("sync-") }
+        let api = workfcgi.filter { $0.name.hasPrefix("api-") }
+        #expect(!sync.isEmpty && sync.allSatisfy { $0.nice == 10 }, "\(sync)")
+        #expect(!api.isEmpty && api.allSatisfy { $0.nice == 0 }, "\(api)")
+        #expect(workfcgi.contains { $0.name == "group-commit" && $0.nice == 0 }, "\(workfcgi)")
+        let deliveryd = stack.threads(.deliveryd)
+        let workers = deliveryd.filter { $0.name.hasPrefix("worker-") }
+        #expect(workers.count == 2 && workers.allSatisfy { $0.nice == 10 }, "\(deliveryd)")
+        #expect(deliveryd.contains { $0.name == "callbacks" && $0.nice == 0 }, "\(deliveryd)")
+
+        // Fill every slot: 2 sync computations and 2 deliveryd workers on multi-second jobs.
+        let heavy = #"{"payload": {"operation": "prime", "complexity": 8}, "callback_url": "http://127.0.0.1:9/x"}"#
+        for _ in 0..<2 { _ = try stack.submit(heavy) }
+        let group = DispatchGroup()
+        for _ in 0..<2 {
+            group.enter()
+            Thread {
+                _ = try? HTTPClient(timeoutSeconds: 60).postJSON(stack.baseURL + "/sync", #"{"payload": {"operation": "prime", "complexity": 8}}"#)
+                group.leave()
+            }.start()
+        }
+        let probe = HTTPClient(timeoutSeconds: 10)
+        try stack.waitFor("every sync slot and deliveryd worker busy", timeout: 20) {
+            let h = (try? probe.get(stack.baseURL + "/healthz"))?.json
+            return h?["sync_in_flight"] as? Int == 2 && h?["active_workers"] as? Int == 2
+        }
+        let accepted = try probe.postJSON(stack.baseURL + "/async", #"{"text": "still answering", "callback_url": "http://127.0.0.1:9/x"}"#)
+        #expect(accepted.status == 202)
+        #expect(try probe.get(stack.baseURL + "/healthz").status == 200)
+        group.wait()
+    }
 }

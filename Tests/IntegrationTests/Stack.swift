@@ -125,6 +125,22 @@ final class Stack: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// The threads of a running service: (name, nice value), from /proc.
+    func threads(_ service: Service) -> [(name: String, nice: Int)] {
+        guard let pid = processes[service]?.processIdentifier,
+            let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        else { return [] }
+        return tasks.compactMap { tid in
+            guard let comm = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8),
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state is field 3, nice field 19.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return (comm.trimmingCharacters(in: .whitespacesAndNewlines), Int(fields[16]) ?? 0)
+        }
+    }
+
     /// kill -9: no chance to clean up.
     func crash(_ service: Service) {
         guard let process = processes.removeValue(forKey: service) else { return }

@@ -247,6 +247,30 @@ import WorkEngine
         #expect(claimed.filter(flood.contains).count == 2)
     }
 
+    @Test func backlogCounterFollowsEveryTransition() throws {
+        let now = Clock.nowMillis()
+        let jobs = (0..<3).map { job(now + Int64($0)) }
+        for j in jobs { _ = try store.enqueue(j, backlogLimit: 100) }
+        #expect(try store.backlog() == 3)
+        let claimed = try store.claim(limit: 1, leaseMillis: 30_000, now: now + 10)
+        #expect(try store.backlog() == 3, "processing still counts")
+        try store.saveResult(id: claimed[0].id, result: ["ok": true], error: nil, durationMs: 1, now: now + 11)
+        #expect(try store.backlog() == 2, "delivering does not")
+        try store.recordAttempt(
+            id: claimed[0].id, attempt: AttemptRecord(n: 1, at: now + 12, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+            outcome: .delivered)
+        #expect(try store.backlog() == 2)
+        #expect(try store.prune(finishedBefore: now + 1_000_000, limit: 10) == 1)
+        #expect(try store.backlog() == 2)
+        _ = try store.recordAttempts([
+            AttemptWrite(
+                id: jobs[1].id, attempt: AttemptRecord(n: 1, at: now + 13, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered, computed: ComputedResult(result: ["ok": true], error: nil, durationMs: 1, at: now + 13)),
+        ])
+        // Written straight over a pending row (deliveryd never does), the counter still follows the status.
+        #expect(try store.backlog() == 1)
+    }
+
     @Test func takeSettingReadsOnce() throws {
         #expect(try store.takeSetting("s") == nil)
     }

@@ -1,0 +1,24 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU priority of the threads that compute (the sync pool, deliveryd's workers) against the threads that
+/// only answer or keep books (the api pool, the group-commit writer, deliveryd's claim loop, dispatcher and
+/// recorder). Compute runs niced, so however much of it is queued, answering keeps its CPU share: the
+/// isolation the async path's latency depends on, by design rather than by luck.
+public enum Priority {
+    /// Nice value of compute threads (0 is the default; 19 the weakest).
+    public static let compute: Int32 = 10
+
+    /// Lowers the calling thread's priority to `compute`. Linux applies nice per thread (`who` 0 is the
+    /// calling thread); raising it back would need privileges, so only threads that compute for their
+    /// whole life call this.
+    public static func makeCurrentThreadCompute() {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, compute)
+    }
+
+    /// The calling thread's nice value.
+    public static func currentThreadNiceness() -> Int32 {
+        getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+    }
+}
