@@ -28,20 +28,21 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
 
         // Pure libraries.
-        .target(name: "Config", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "Config", dependencies: ["CSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .target(name: "Digest", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
         // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops.
         .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
 
         // I/O libraries.
-        .target(name: "Store", dependencies: ["CSQLite", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI"], swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
-            dependencies: ["CCurl", "Config", "Digest", "Store", "WorkEngine", "Doorbell", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CCurl", "CSystem", "Config", "Digest", "Store", "WorkEngine", "Doorbell", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "API",

@@ -1,3 +1,4 @@
+import CSystem
 import CCurl
 import Foundation
 import Synchronization
@@ -35,7 +36,7 @@ public final class CallbackDispatcher: @unchecked Sendable {
 
     public func start() {
         let thread = Thread { [self] in
-            Thread.current.name = "callbacks"
+            workfcgi_name_thread("callbacks")
             loop()
             finished.signal()
         }

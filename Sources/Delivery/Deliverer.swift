@@ -1,3 +1,4 @@
+import CSystem
 import Config
 import Doorbell
 import Foundation
@@ -99,7 +100,7 @@ public final class Deliverer: Sendable {
     public func run(doorbell: DoorbellListener) {
         dispatcher.start()
         let recorder = Thread { [self] in
-            Thread.current.name = "recorder"
+            workfcgi_name_thread("recorder")
             recorderLoop()
             recorderDone.signal()
         }
@@ -107,7 +108,7 @@ public final class Deliverer: Sendable {
         for i in 0..<options.workers {
             workersDone.enter()
             let thread = Thread { [self] in
-                Thread.current.name = "worker-\(i)"
+                workfcgi_name_thread("worker-\(i)")
                 Priority.makeCurrentThreadCompute()
                 workerLoop()
                 workersDone.leave()

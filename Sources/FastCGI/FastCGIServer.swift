@@ -1,4 +1,5 @@
 import CFastCGI
+import CSystem
 import Foundation
 import Synchronization
 
@@ -47,7 +48,7 @@ public final class FastCGIServer: Sendable {
     private let handler: Handler
     private let access: Access
     private let name: String
-    private let niceness: Int32
+    private let onThreadStart: (@Sendable () -> Void)?
     private let slots: [Slot]
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchGroup()
@@ -59,11 +60,11 @@ public final class FastCGIServer: Sendable {
 
     /// Opens the unix socket at `socketPath` (replacing a stale one) with the given accept backlog.
     public init(
-        socketPath: String, name: String, threads: Int, niceness: Int32 = 0, backlog: Int = 256, maxBodyBytes: Int, access: Access,
-        handler: @escaping Handler
+        socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil, backlog: Int = 256,
+        maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) throws {
         self.name = name
-        self.niceness = niceness
+        self.onThreadStart = onThreadStart
         self.socketPath = socketPath
         self.maxBodyBytes = maxBodyBytes
         self.handler = handler
@@ -85,11 +86,9 @@ public final class FastCGIServer: Sendable {
             FCGX_InitRequest(&slot.request, listenFD, 0)
             finished.enter()
             let thread = Thread { [self] in
-                Thread.current.name = "\(name)-\(i)"  // from inside the thread: that is when Linux takes it
-                // A pool whose requests compute (sync) runs at a lower priority than the pools that only
-                // answer (async, healthz), so a sync storm cannot starve them of CPU. Threads are niced one
-                // by one: Linux applies nice per thread.
-                if niceness != 0 { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }  // 0: this thread
+                workfcgi_name_thread("\(name)-\(i)")  // for ps, top and /proc
+                // E.g. a pool whose requests compute (sync) lowers its threads' priority.
+                onThreadStart?()
                 serve(slot)
                 finished.leave()
             }

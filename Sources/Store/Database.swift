@@ -30,7 +30,8 @@ public final class Database: @unchecked Sendable {
     private var statements: [String: OpaquePointer] = [:]
 
     /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
-    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil) throws {
+    /// `cacheKiB` is this connection's page cache (SQLite's default is 2 MiB per connection).
+    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
@@ -63,6 +64,7 @@ public final class Database: @unchecked Sendable {
             }
         }
         try execute("PRAGMA synchronous=\(synchronous)")
+        try execute("PRAGMA cache_size=-\(cacheKiB)")
         if let maxBytes {
             let pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
             try execute("PRAGMA max_page_count=\(max(1, maxBytes / max(512, pageSize)))")

@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 
 /// One thread owns the write connection. Request threads hand it their write and block; it takes
@@ -29,7 +30,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         self.maxBatch = maxBatch
         // The thread keeps the writer alive until `stop()` lets it finish.
         let thread = Thread { [self] in
-            Thread.current.name = "group-commit"  // set from inside: that is when Linux gets the name
+            workfcgi_name_thread("group-commit")
             self.run()
         }
         self.thread = thread

@@ -32,7 +32,7 @@ do {
     FastCGIServer.initialize()
     let servers = [
         try FastCGIServer(
-            socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads, niceness: Priority.compute, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
+            socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads, onThreadStart: Priority.makeCurrentThreadCompute, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
         try FastCGIServer(socketPath: settings.apiSocket, name: "api", threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
     ]
 

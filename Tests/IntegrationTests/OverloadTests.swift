@@ -94,15 +94,22 @@ import Testing
     @Test func computeRunsNicedAndAsyncAnswersWhileEverythingComputes() throws {
         let stack = try Stack(settings: ["WORKFCGI_SYNC_CONCURRENCY": "2", "WORKFCGI_WORKERS": "2", "WORKFCGI_SYNC_WAIT": "10s"])
         try stack.start()
+        try stack.waitFor("workfcgi's pools") {
+            let names = stack.threads(.workfcgi).map(\.name)
+            return names.filter { $0.hasPrefix("sync-") }.count == 32 && names.filter { $0.hasPrefix("api-") }.count == 8
+        }
         let workfcgi = stack.threads(.workfcgi)
         let sync = workfcgi.filter { $0.name.hasPrefix("sync-") }
         let api = workfcgi.filter { $0.name.hasPrefix("api-") }
-        #expect(!sync.isEmpty && sync.allSatisfy { $0.nice == 10 }, "\(sync)")
-        #expect(!api.isEmpty && api.allSatisfy { $0.nice == 0 }, "\(api)")
+        #expect(!sync.isEmpty && sync.allSatisfy { $0.nice == 10 && $0.policy == 5 }, "\(sync)")
+        #expect(!api.isEmpty && api.allSatisfy { $0.nice == 0 && $0.policy == 0 }, "\(api)")
         #expect(workfcgi.contains { $0.name == "group-commit" && $0.nice == 0 }, "\(workfcgi)")
+        // deliveryd names its threads as it starts them, just after its doorbell socket appears.
+        try stack.waitFor("deliveryd's threads") { stack.threads(.deliveryd).contains { $0.name == "callbacks" } }
+        try stack.waitFor("deliveryd's workers: \(stack.threads(.deliveryd))") { stack.threads(.deliveryd).filter { $0.name.hasPrefix("worker-") }.count == 2 }
         let deliveryd = stack.threads(.deliveryd)
         let workers = deliveryd.filter { $0.name.hasPrefix("worker-") }
-        #expect(workers.count == 2 && workers.allSatisfy { $0.nice == 10 }, "\(deliveryd)")
+        #expect(workers.count == 2 && workers.allSatisfy { $0.nice == 10 && $0.policy == 5 }, "\(deliveryd)")
         #expect(deliveryd.contains { $0.name == "callbacks" && $0.nice == 0 }, "\(deliveryd)")
 
         // Fill every slot: 2 sync computations and 2 deliveryd workers on multi-second jobs.

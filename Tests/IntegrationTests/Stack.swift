@@ -125,8 +125,8 @@ final class Stack: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    /// The threads of a running service: (name, nice value), from /proc.
-    func threads(_ service: Service) -> [(name: String, nice: Int)] {
+    /// The threads of a running service: name, nice value and scheduling policy (5 is SCHED_IDLE), from /proc.
+    func threads(_ service: Service) -> [(name: String, nice: Int, policy: Int)] {
         guard let pid = processes[service]?.processIdentifier,
             let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
         else { return [] }
@@ -135,9 +135,9 @@ final class Stack: @unchecked Sendable {
                 let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
                 let close = stat.lastIndex(of: ")")
             else { return nil }
-            // Fields after "(comm)": state is field 3, nice field 19.
+            // Fields after "(comm)": state is field 3, nice field 19, policy field 41.
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return (comm.trimmingCharacters(in: .whitespacesAndNewlines), Int(fields[16]) ?? 0)
+            return (comm.trimmingCharacters(in: .whitespacesAndNewlines), Int(fields[16]) ?? 0, Int(fields[38]) ?? -1)
         }
     }
 

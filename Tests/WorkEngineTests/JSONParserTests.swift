@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import WorkEngine
@@ -41,5 +42,33 @@ import Testing
         let value: JSONValue = ["b": [1, 2.5, "é\n"], "a": nil, "c": ["d": false]]
         #expect(parse(value.text) == value)
         #expect(value.text == #"{"a":null,"b":[1,2.5,"é\n"],"c":{"d":false}}"#)
+    }
+}
+
+/// The hand-written serializer must write exactly what Foundation's JSONEncoder wrote before it (stored
+/// inputs are compared as text for idempotency keys, and records written by older versions stay equal).
+@Suite struct JSONTextTests {
+    static func encoderText(_ value: JSONValue) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try! encoder.encode(value), as: UTF8.self)
+    }
+
+    static let samples: [JSONValue] = [
+        .null, true, false, 0, -0.0, 1, -1, 42, 0.1, -2.5, 1e-7, 123456789012, 1e15, 1e16, 1.5e300, 9007199254740993, 3.141592653589793,
+        "", "plain", "quote \" backslash \\ slash / tab \t newline \n cr \r bell \u{7} nul \u{0} esc \u{1b} del \u{7f}",
+        "unicode é ΐ 😀 \u{2028} \u{2029} \u{feff}",
+        [1, "two", [3, [4]], ["k": nil]],
+        ["b": 1, "a": ["z": true, "y": [1.25, "x"]], "": "", "ä": 2, "A": 3],
+    ]
+
+    @Test func matchesJSONEncoder() {
+        for value in Self.samples {
+            #expect(value.text == Self.encoderText(value), "\(Self.encoderText(value))")
+        }
+        for byte in UInt8(0)...UInt8(0x7f) {
+            let value = JSONValue.string(String(decoding: [byte], as: UTF8.self))
+            #expect(value.text == Self.encoderText(value), "byte \(byte)")
+        }
     }
 }
