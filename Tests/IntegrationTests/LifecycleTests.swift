@@ -61,4 +61,12 @@ import Testing
         #expect(try sockets.map { try FileManager.default.attributesOfItem(atPath: $0)[.systemFileNumber] as? Int } == inodes)
         #expect(try HTTPClient().get(stack.baseURL + "/healthz").status == 200)
     }
+
+    /// The command as users type it, from the repository root after scripts/setup: nginx resolves a relative
+    /// -c against its compiled prefix, which the set-up points at this checkout.
+    @Test(.enabled(if: getuid() == 0, "scripts/setup links nginx's prefix only as root")) func nginxDashCWorksAsWritten() throws {
+        let result = try Stack.run("/usr/bin/env", ["sh", "-c", "cd '\(Stack.packageRoot.path)' && \(Stack.nginxBinary) -c nginx/site.conf -t"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("test is successful"), "\(result.output)")
+    }
 }
