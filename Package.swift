@@ -28,7 +28,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
-        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
+        .target(name: "CSystem", path: "Sources/CSystem"),
 
         // Pure libraries.
         .target(name: "Config", dependencies: ["CSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),

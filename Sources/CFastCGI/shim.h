@@ -1,13 +1,13 @@
 #include <fcgiapp.h>
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* SO_PEERCRED's struct ucred needs _GNU_SOURCE, which Swift's Glibc module does not define. */
+/* SO_PEERCRED fills a struct ucred, which glibc declares only under _GNU_SOURCE; defining that here would
+ * change system types under other modules (fd_set), so the same three fields are spelled out. */
+struct workfcgi_peer_credentials { pid_t pid; uid_t uid; gid_t gid; };
+
 static inline int workfcgi_peer_uid(int fd, uid_t *uid) {
-    struct ucred credentials;
+    struct workfcgi_peer_credentials credentials;
     socklen_t length = sizeof credentials;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
     *uid = credentials.uid;
