@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 import Store
 
 /// workfcgi's Prometheus metrics (GET /metrics): response counts by route and status, sync timings, and,
@@ -23,12 +24,22 @@ final class Metrics: Sendable {
             descriptor: Self.name("sync_wait", "seconds", "Time /sync waited for a slot of the semaphore."), buckets: buckets)
     }
 
+    /// One counter per (route, status), made once: asking the registry on every response validated the
+    /// metric name and hashed the labels each time (seen in the profile of the 404 path).
+    private let responses = Mutex<[String: Counter]>([:])
+
     /// Counts one answered request. `route` is a fixed route name, never the raw path (bounded cardinality).
     func responded(route: String, status: Int) {
-        registry.makeCounter(
-            descriptor: Self.name("http_responses", "total", "Responses by route and HTTP status."),
-            labels: [("route", route), ("status", String(status))]
-        ).increment()
+        let key = "\(route) \(status)"
+        let counter = responses.withLock { cache in
+            if let counter = cache[key] { return counter }
+            let counter = registry.makeCounter(
+                descriptor: Self.name("http_responses", "total", "Responses by route and HTTP status."),
+                labels: [("route", route), ("status", String(status))])
+            cache[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     func synced(waitNanoseconds: Int64, runNanoseconds: Int64) {
