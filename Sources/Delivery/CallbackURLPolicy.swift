@@ -64,12 +64,12 @@ public struct CallbackURLPolicy: Sendable {
     public func vet(_ url: String) throws(CallbackURLRefusal) -> CallbackTarget {
         var target = try Self.parse(url)
         guard allowedPorts.contains(where: { $0.contains(target.port) }) else {
-            throw CallbackURLRefusal("port \(target.port) is not allowed for callbacks")
+            throw CallbackURLRefusal("port \(target.port) is not allowed for callbacks (WORKFCGI_CALLBACK_PORTS)")
         }
         if !allowPrivate {
             let name = target.host
             if name == "localhost" || name.hasSuffix(".localhost") || name.hasSuffix(".internal") || name.hasSuffix(".local") {
-                throw CallbackURLRefusal("host \(name) is an internal name")
+                throw CallbackURLRefusal("host \(name) is an internal name (WORKFCGI_ALLOW_PRIVATE_CALLBACKS=true allows it)")
             }
         }
         let addresses: [IPAddress]
@@ -81,7 +81,9 @@ public struct CallbackURLPolicy: Sendable {
         guard let first = addresses.first else { throw CallbackURLRefusal("host \(target.host) has no address") }
         // Every address must pass: a name with one public and one private address is refused outright.
         for address in addresses where !permits(address) {
-            throw CallbackURLRefusal("host \(target.host) resolves to \(address), a private or reserved address")
+            throw CallbackURLRefusal(
+                "host \(target.host) resolves to \(address), a private or reserved address "
+                    + "(WORKFCGI_ALLOW_PRIVATE_CALLBACKS=true, or a range in WORKFCGI_CALLBACK_ALLOW_CIDRS, allows it)")
         }
         target.address = first
         return target

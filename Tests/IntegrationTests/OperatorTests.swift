@@ -110,5 +110,6 @@ import Testing
         let message = ((try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://\#(name):9100/"}"#)
             .json?["error"] as? [String: Any])?["message"] as? String) ?? ""
         #expect(message.contains("127."), "refused for its address: \(message)")
+        #expect(message.contains("WORKFCGI_ALLOW_PRIVATE_CALLBACKS"), "the refusal names the setting that allows it")
     }
 }
