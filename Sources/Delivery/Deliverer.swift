@@ -129,9 +129,9 @@ public final class Deliverer: Sendable {
                 while let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
                 lastPrune = now
             }
-            // Read under the queue's lock, where workers move a job from queued to active, so no job is counted twice or not at all.
-            // Up to four jobs queued per worker, so claims come in batches (one transaction for many jobs)
-            // while a queued long job still starts well within its lease.
+            // Read under the queue's lock, where workers move a job from queued to active, so no job is counted
+            // twice or not at all. Up to four jobs queued per worker, so claims come in batches (one transaction
+            // for many jobs) while a queued long job still starts well within its lease.
             let free = queue.withLock { q -> Int in
                 let busy = active.load(ordering: .sequentiallyConsistent) + q.count
                 return min(options.workers * 4 - busy, options.deliveryConcurrency - dispatcher.inFlight - busy)
@@ -178,13 +178,18 @@ public final class Deliverer: Sendable {
                 if stopping.load(ordering: .sequentiallyConsistent) { return }
                 continue
             }
+            if stopping.load(ordering: .sequentiallyConsistent) {
+                // Claimed but not started: hand it back rather than make the stop wait for its work.
+                try? store.release(id: job.id)
+                active.subtract(1, ordering: .sequentiallyConsistent)
+                continue
+            }
             process(job)
             active.subtract(1, ordering: .sequentiallyConsistent)
             slotFreed.signal()
         }
     }
 
-    /// Runs the work if it has not run yet, then makes one delivery attempt and records it.
     /// One attempt that ended, waiting to be recorded.
     struct Finished: Sendable {
         var job: ClaimedJob
@@ -200,6 +205,7 @@ public final class Deliverer: Sendable {
     /// is saved as soon as it is done, so a crash before delivery does not throw it away.
     static let saveOnItsOwnAfterMs = 100.0
 
+    /// Runs the work if it has not run yet, then starts one delivery attempt (recorded when it ends).
     func process(_ claimed: ClaimedJob) {
         var job = claimed
         var computed: ComputedResult?
@@ -276,6 +282,8 @@ public final class Deliverer: Sendable {
     private func finished(_ attempt: Finished) {
         finishedAttempts.withLock { $0.append(attempt) }
         recorderWake.signal()
+        // A transfer slot is free again: the claim loop may be waiting for one.
+        slotFreed.signal()
     }
 
     /// Writes finished attempts, each burst in one transaction, until the dispatcher has stopped and
