@@ -5,6 +5,43 @@ import Logging
 /// What every executable does first: read the settings (or exit 2 naming the bad variable), set up
 /// logging to stderr at the configured level, and turn SIGTERM/SIGINT into a stop request.
 public enum Startup {
+    /// Parses the command line shared by the daemons: `--help`, `--version`, `--check-config` (validate the
+    /// settings, print them with secrets masked, exit 0 or 2), plus the flags in `extra`, which are returned
+    /// when given. Anything else is an error (exit 2), never ignored.
+    public static func commandLine(program: String, summary: String, extra: [(flag: String, help: String)] = []) -> Set<String> {
+        var given: Set<String> = []
+        for argument in CommandLine.arguments.dropFirst() {
+            switch argument {
+            case "--help", "-h":
+                var text = "usage: \(program) [--help] [--version] [--check-config]"
+                for (flag, _) in extra { text += " [\(flag)]" }
+                text += "\n\n\(summary)\nSettings come from WORKFCGI_* environment variables (README, Configuration).\n\n"
+                text += "  --help          show this help and exit\n  --version       print the version and exit\n"
+                text += "  --check-config  validate every WORKFCGI_* variable, print the effective settings (secrets masked), exit 0, or 2 when one is invalid\n"
+                for (flag, help) in extra { text += "  \(flag.padding(toLength: 15, withPad: " ", startingAt: 0)) \(help)\n" }
+                print(text, terminator: "")
+                exit(0)
+            case "--version":
+                print("\(program) \(Settings.version)")
+                exit(0)
+            case "--check-config":
+                given.insert(argument)
+            case let flag where extra.contains { $0.flag == flag }:
+                given.insert(flag)
+            default:
+                FileHandle.standardError.write(Data("\(program): unknown argument '\(argument)' (see \(program) --help)\n".utf8))
+                exit(2)
+            }
+        }
+        if given.contains("--check-config") {
+            let settings = Self.settings(program: program)
+            print("\(program): configuration is valid")
+            for line in settings.description { print("  \(line)") }
+            exit(0)
+        }
+        return given
+    }
+
     public static func settings(program: String) -> Settings {
         // Whatever this process creates (database, secret file, logs) is owner-only; sockets are opened up
         // explicitly, to exactly who needs them.

@@ -10,6 +10,9 @@ import WorkEngine
 // `deliveryd --show-secret` prints the webhook secret in use (generated and stored on first start when
 // WORKFCGI_WEBHOOK_SECRET is unset) and exits; the secret itself is never logged.
 
+let flags = Startup.commandLine(
+    program: "deliveryd", summary: "The delivery daemon: runs async jobs and delivers their signed callbacks, with retries.",
+    extra: [("--show-secret", "print the webhook secret in use and exit")])
 let settings = Startup.settings(program: "deliveryd")
 Startup.bootstrapLogging(settings)
 let logger = Logger(label: "deliveryd")
@@ -21,7 +24,7 @@ do {
     // committed with WORKFCGI_DURABILITY. Checkpoints still sync.
     let store = try SQLiteStore(path: settings.databasePath, synchronous: "NORMAL", maxBytes: settings.maxDatabaseBytes)
     let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
-    if CommandLine.arguments.contains("--show-secret") {
+    if flags.contains("--show-secret") {
         print(secret)
         exit(0)
     }

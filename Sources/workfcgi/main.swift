@@ -11,6 +11,8 @@ import WorkEngine
 // workfcgi: the FastCGI responder. Two sockets, two thread pools: /sync gets its own so a storm of slow
 // sync calls can only fill its own threads, never those that serve /async and /healthz.
 
+_ = Startup.commandLine(
+    program: "workfcgi", summary: "The FastCGI responder behind nginx: POST /sync, POST /async, /requests, /healthz, /metrics.")
 let settings = Startup.settings(program: "workfcgi")
 Startup.bootstrapLogging(settings)
 let logger = Logger(label: "workfcgi")

@@ -69,4 +69,28 @@ import Testing
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("test is successful"), "\(result.output)")
     }
+
+    @Test func commandLineHelpVersionAndCheckConfig() throws {
+        let folder = NSTemporaryDirectory() + "cli-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func run(_ program: String, _ arguments: [String], env: [String] = []) throws -> (status: Int32, output: String) {
+            try Stack.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", "WORKFCGI_RUN_DIR=\(folder)"] + env
+                + [Stack.binDirectory.appendingPathComponent(program).path] + arguments)
+        }
+        for program in ["workfcgi", "deliveryd"] {
+            let help = try run(program, ["--help"])
+            #expect(help.status == 0 && help.output.contains("usage: \(program)"), "\(help.output)")
+            #expect(try run(program, ["--version"]).output.hasPrefix("\(program) "))
+            let unknown = try run(program, ["--frobnicate"])
+            #expect(unknown.status == 2 && unknown.output.contains("unknown argument"), "\(unknown.output)")
+            let bad = try run(program, ["--check-config"], env: ["WORKFCGI_SYNC_WAIT=soon"])
+            #expect(bad.status == 2 && bad.output.contains("WORKFCGI_SYNC_WAIT"), "\(bad.output)")
+            let good = try run(program, ["--check-config"], env: ["WORKFCGI_WEBHOOK_SECRET=\(Stack.secret)"])
+            #expect(good.status == 0 && good.output.contains("webhookSecret = (set, masked)"), "\(good.output)")
+            #expect(!good.output.contains(Stack.secret), "the secret is never printed")
+        }
+        // None of that started a daemon: no socket, no database.
+        #expect(!FileManager.default.fileExists(atPath: folder + "/api.sock"))
+        #expect(!FileManager.default.fileExists(atPath: folder + "/workfcgi.db"))
+    }
 }
