@@ -6,7 +6,12 @@
 #include <sched.h>
 #include <string.h>
 
-int workfcgi_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
+int workfcgi_tune_malloc(int arenas) {
+    /* Also keep up to 16 MiB of freed memory instead of returning it at once: giving it back with madvise
+     * on every burst cost deliveryd's recorder thread a sixth of its time (perf). */
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    return mallopt(M_ARENA_MAX, arenas);
+}
 
 int workfcgi_thread_sched_idle(void) {
     struct sched_param param = {0};
