@@ -3,7 +3,7 @@
 extension Settings {
     public static let version = "0.2.0"
 
-    public var description: [String] {
+    public var checkConfigLines: [String] {
         Mirror(reflecting: self).children.compactMap { child in
             guard let label = child.label else { return nil }
             let secret = label.lowercased().contains("secret") && !label.hasSuffix("File")

@@ -20,9 +20,4 @@ public enum Priority {
         setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, compute)
         _ = workfcgi_thread_sched_idle()
     }
-
-    /// The calling thread's nice value.
-    public static func currentThreadNiceness() -> Int32 {
-        getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-    }
 }

@@ -36,7 +36,7 @@ public enum Startup {
         if given.contains("--check-config") {
             let settings = Self.settings(program: program)
             print("\(program): configuration is valid")
-            for line in settings.description { print("  \(line)") }
+            for line in settings.checkConfigLines { print("  \(line)") }
             exit(0)
         }
         return given
@@ -66,8 +66,7 @@ public enum Startup {
     /// Creates the run folder if it is missing, 0710 with nginx's group: nginx can reach the sockets inside
     /// but cannot list or read anything there. An existing folder is left as its owner made it.
     public static func makeRunDirectory(_ path: String, group: gid_t?) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) { return }
+        if FileManager.default.fileExists(atPath: path) { return }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         chmod(path, 0o710)
         if let group { _ = chown(path, uid_t.max, group) }

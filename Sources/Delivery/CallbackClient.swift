@@ -1,9 +1,8 @@
 import CCurl
 import Foundation
 
-/// Builds and judges callback POSTs with libcurl. A `Transfer` is one prepared easy handle: the blocking
-/// `post` performs it on the calling thread, `CallbackDispatcher` runs many at once on libcurl's multi
-/// interface. Redirects are never followed, proxies from the environment are ignored, and every connection
+/// Builds and judges callback POSTs with libcurl. A `Transfer` is one prepared easy handle;
+/// `CallbackDispatcher` runs many at once on libcurl's multi interface. Redirects are never followed, proxies from the environment are ignored, and every connection
 /// is pinned to the address the URL policy checked (CURLOPT_CONNECT_TO with an empty host and port, which
 /// matches any spelling of any host), so curl never resolves a name itself: DNS cannot change between
 /// check and connect, whatever the URL looks like.
@@ -125,14 +124,6 @@ public struct CallbackClient: Sendable {
         _ = workfcgi_curl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
         let error = (200...299).contains(status) ? nil : "HTTP \(status)"
         return AttemptResult(httpStatus: status, error: error, retryAfterSeconds: transfer.sink.retryAfter)
-    }
-
-    /// Performs one POST on the calling thread.
-    public func post(target: CallbackTarget, body: [UInt8], headers: [(String, String)]) -> AttemptResult {
-        switch prepare(target: target, body: body, headers: headers) {
-        case .failure(let failure): return AttemptResult(httpStatus: nil, error: failure.message)
-        case .success(let transfer): return Self.result(of: transfer, code: curl_easy_perform(transfer.handle))
-        }
     }
 
     static func httpDate(_ text: String) -> Date? {

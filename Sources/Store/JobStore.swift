@@ -11,9 +11,8 @@ public protocol JobStore: Sendable {
     func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob]
     /// Stores the work's outcome; the job moves on to `delivering`.
     func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws
-    /// Records one delivery attempt and what follows from it, in one transaction.
-    func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws
-    /// Many attempts in one transaction (one commit for a burst of finished callbacks).
+    /// Records delivery attempts and what follows from each (with the work, when it was not saved yet), all in
+    /// one transaction: one commit for a burst of finished callbacks.
     func recordAttempts(_ writes: [AttemptWrite]) throws
     /// Gives a leased job back at once (deliveryd shutting down).
     func release(id: String) throws
@@ -35,6 +34,13 @@ public protocol JobStore: Sendable {
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
     func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
+}
+
+extension JobStore {
+    /// Records one delivery attempt and what follows from it, in its own transaction.
+    public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)])
+    }
 }
 
 /// The database reached WORKFCGI_MAX_DB_SIZE (or the disk is full): nothing more can be written until

@@ -38,21 +38,18 @@ public final class SQLiteStore: JobStore {
 
     // MARK: writes through the group commit
 
-    /// SQLite's "full" in the store's own vocabulary.
-    private func mapFull<T>(_ body: () throws -> T) throws -> T {
+    /// A write through the group commit, with SQLite's "full" said in the store's own vocabulary.
+    @discardableResult
+    private func committed<T: Sendable>(_ write: @escaping @Sendable (Database) throws -> T) throws -> T {
         do {
-            return try body()
+            return try writer.submit(write)
         } catch let error as SQLiteError where error.isFull {
             throw StoreFull(message: error.message)
         }
     }
 
     public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int = .max) throws -> EnqueueOutcome {
-        try mapFull { try enqueueUnmapped(job, backlogLimit: backlogLimit, clientLimit: clientLimit) }
-    }
-
-    private func enqueueUnmapped(_ job: NewJob, backlogLimit: Int, clientLimit: Int) throws -> EnqueueOutcome {
-        try writer.submit { db in
+        try committed { db in
             if let key = job.idempotencyKey {
                 let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
                 if let row = existing.first, let id = row.text(0) {
@@ -93,11 +90,7 @@ public final class SQLiteStore: JobStore {
     }
 
     public func recordSync(_ record: SyncRecord) throws {
-        try mapFull { try recordSyncUnmapped(record) }
-    }
-
-    private func recordSyncUnmapped(_ record: SyncRecord) throws {
-        try writer.submit { db in
+        try committed { db in
             try db.query(
                 """
                 INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms)
@@ -159,10 +152,6 @@ public final class SQLiteStore: JobStore {
             WHERE id = ? AND status = 'processing'
             """,
             [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
-    }
-
-    public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
-        try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)])
     }
 
     public func recordAttempts(_ writes: [AttemptWrite]) throws {
