@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CSystem", path: "Sources/CSystem"),
 
         // Pure libraries.
-        .target(name: "Config", dependencies: ["CSystem", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "Config", swiftSettings: swiftSettings),
         .target(name: "Digest", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
         // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops.
         .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
@@ -39,15 +39,21 @@ let package = Package(
         // I/O libraries.
         .target(name: "Store", dependencies: ["CSQLite", "CSystem", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", swiftSettings: swiftSettings),
+        // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
+        // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
+        .target(name: "CallbackPolicy", dependencies: ["CCurl", "Config"], swiftSettings: swiftSettings),
         .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
-            dependencies: ["CCurl", "CSystem", "Config", "Digest", "Store", "WorkEngine", "Doorbell", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CCurl", "CSystem", "CallbackPolicy", "Config", "Digest", "Store", "WorkEngine", "Doorbell",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "API",
             dependencies: [
-                "WorkEngine", "Store", "Delivery", "Doorbell", "FastCGI", "Config",
+                "WorkEngine", "Store", "CallbackPolicy", "Doorbell", "FastCGI", "Config",
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -56,14 +62,26 @@ let package = Package(
             dependencies: ["CCurl", .product(name: "FlyingFox", package: "FlyingFox")],
             swiftSettings: swiftSettings),
 
+        // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.
+        .target(
+            name: "Lifecycle",
+            dependencies: ["CSystem", "Config", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+
         // Thin executables: read config, wire, run.
         .executableTarget(
             name: "workfcgi",
-            dependencies: ["API", "Config", "FastCGI", "Store", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Lifecycle", "Store", "WorkEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "deliveryd",
-            dependencies: ["Delivery", "Config", "Store", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CallbackPolicy", "Config", "Delivery", "Doorbell", "Lifecycle", "Store", "WorkEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "loadgen",
@@ -78,12 +96,16 @@ let package = Package(
         // libFuzzer targets (scripts/fuzz); a plain build makes corpus replayers of them.
         .target(name: "FuzzDriver", swiftSettings: swiftSettings),
         .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine", "FastCGI", "FuzzDriver"], swiftSettings: swiftSettings),
-        .executableTarget(name: "fuzz-callback-url", dependencies: ["Delivery", "FuzzDriver"], swiftSettings: swiftSettings),
+        .executableTarget(name: "fuzz-callback-url", dependencies: ["CallbackPolicy", "FuzzDriver"], swiftSettings: swiftSettings),
 
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest"], swiftSettings: swiftSettings),
+        .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Store", "WorkEngine"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]

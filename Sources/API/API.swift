@@ -1,5 +1,5 @@
 import Config
-import Delivery
+import CallbackPolicy
 import Doorbell
 import FastCGI
 import Foundation
@@ -51,70 +51,66 @@ public final class API: Sendable {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         switch segments {
         case ["sync"]:
-            return ("sync", method(request, "POST") { postWork(request, mode: .sync) })
+            return ("sync", answer(request, "POST") { () throws(APIError) in try postWork(request, mode: .sync) })
         case ["async"]:
-            return ("async", method(request, "POST") { postWork(request, mode: .async) })
+            return ("async", answer(request, "POST") { () throws(APIError) in try postWork(request, mode: .async) })
         case ["requests"]:
-            return ("requests", method(request, "GET") { listRequests(request) })
+            return ("requests", answer(request, "GET") { () throws(APIError) in try listRequests(request) })
         case let s where s.count == 2 && s[0] == "requests":
-            return ("request", method(request, "GET") { getRequest(id: s[1]) })
+            return ("request", answer(request, "GET") { () throws(APIError) in try getRequest(id: s[1]) })
         case let s where s.count == 3 && s[0] == "requests" && s[2] == "redeliver":
-            return ("redeliver", method(request, "POST") { redeliver(id: s[1]) })
+            return ("redeliver", answer(request, "POST") { () throws(APIError) in try redeliver(id: s[1]) })
         case ["healthz"]:
-            return ("healthz", method(request, "GET") { health() })
+            return ("healthz", answer(request, "GET") { health() })
         case ["metrics"]:
-            return ("metrics", method(request, "GET") {
+            return ("metrics", answer(request, "GET") {
                 HTTPResponse(
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                     body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
             })
         default:
-            return ("other", JSONResponse.error(404, code: "not_found", message: "no such endpoint: \(request.path)"))
+            return ("other", APIError.notFound("no such endpoint: \(request.path)").response)
         }
     }
 
-    private func method(_ request: HTTPRequest, _ allowed: String, _ body: () -> HTTPResponse) -> HTTPResponse {
+    /// Runs `body` if the method is allowed (HEAD counts as GET), and renders whatever it throws.
+    private func answer(_ request: HTTPRequest, _ allowed: String, _ body: () throws(APIError) -> HTTPResponse) -> HTTPResponse {
         let m = request.method == "HEAD" && allowed == "GET" ? "GET" : request.method
-        guard m == allowed else {
-            return JSONResponse.error(
-                405, code: "method_not_allowed", message: "\(request.method) is not allowed here; use \(allowed)",
-                headers: [("Allow", allowed == "GET" ? "GET, HEAD" : allowed)])
+        guard m == allowed else { return APIError.methodNotAllowed(method: request.method, allowed: allowed).response }
+        do throws(APIError) {
+            return try body()
+        } catch {
+            return error.response
         }
-        return body()
     }
 
     // MARK: POST /sync and /async
 
-    private func postWork(_ request: HTTPRequest, mode: RequestMode) -> HTTPResponse {
-        if request.bodyTooLarge {
-            return JSONResponse.error(
-                413, code: "body_too_large", message: "request body is larger than \(settings.maxBodyBytes) bytes")
-        }
+    private func postWork(_ request: HTTPRequest, mode: RequestMode) throws(APIError) -> HTTPResponse {
+        if request.bodyTooLarge { throw .bodyTooLarge(limit: settings.maxBodyBytes) }
         let contentType = request.headers["content-type"]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces)
             .lowercased()
-        guard contentType == "application/json" else {
-            return JSONResponse.error(
-                415, code: "unsupported_media_type", message: "Content-Type must be application/json", field: "Content-Type")
-        }
+        guard contentType == "application/json" else { throw .unsupportedMediaType }
         let parsed: ParsedRequest
         do {
             parsed = try RequestParser.parse(body: request.body, mode: mode)
         } catch {
-            return JSONResponse.validation(error)
+            throw .invalidBody(error)
         }
-        return mode == .sync ? runSync(parsed, request: request) : enqueueAsync(parsed, request: request)
+        switch mode {
+        case .sync: return try runSync(parsed, request: request)
+        // The parser requires callback_url on /async; were it ever missing, the policy refuses "" with a 422.
+        case .async: return try enqueueAsync(parsed, callbackURL: parsed.callbackURL ?? "", request: request)
+        }
     }
 
-    private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) -> HTTPResponse {
+    private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         let created = Clock.nowMillis()
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
         let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
         let budgetMs = Int(max(0, Int64(settings.syncWaitMilliseconds) - queuedMs))
         guard syncSlots.wait(timeout: .now() + .milliseconds(budgetMs)) == .success else {
-            return JSONResponse.error(
-                503, code: "sync_saturated",
-                message: "all \(settings.syncConcurrency) sync slots are busy; retry later or use POST /async",
-                headers: [("Retry-After", "1")])
+            throw .syncSaturated(slots: settings.syncConcurrency)
         }
         syncInFlight.add(1, ordering: .relaxed)
         let started = Clock.nowMillis()
@@ -141,30 +137,25 @@ public final class API: Sendable {
         return JSONResponse.ok(
             200,
             [
-                "request_id": .string(id), "op": .string(parsed.spec.op), "status": "completed", "result": result,
-                "duration_ms": .number((ms * 1000).rounded() / 1000),
+                "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
+                "duration_ms": .milliseconds(ms),
             ])
     }
 
-    private func enqueueAsync(_ parsed: ParsedRequest, request: HTTPRequest) -> HTTPResponse {
-        guard let url = parsed.callbackURL else {
-            return JSONResponse.error(422, code: "missing_field", message: "callback_url is required", field: "callback_url")
-        }
+    private func enqueueAsync(_ parsed: ParsedRequest, callbackURL url: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         do {
             _ = try policy.vet(url)
         } catch {
-            return JSONResponse.error(422, code: "invalid_callback_url", message: error.message, field: "callback_url")
+            throw .invalidCallbackURL(error.message)
         }
         let key = request.headers["idempotency-key"]
         if let key, key.isEmpty || key.utf8.count > 255 || !key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
-            return JSONResponse.error(
-                400, code: "invalid_idempotency_key", message: "Idempotency-Key must be 1 to 255 printable ASCII characters",
-                field: "Idempotency-Key")
+            throw .invalidIdempotencyKey
         }
         let now = Clock.nowMillis()
         // Keys are scoped to the client address, so two clients cannot collide on (or probe) each other's keys.
         let job = NewJob(
-            id: RequestID.make(now: now), op: parsed.spec.op, input: parsed.input, callbackURL: url,
+            id: RequestID.make(now: now), spec: parsed.spec, input: parsed.input, callbackURL: url,
             idempotencyKey: key.map { "\(request.remoteAddress) \($0)" }, createdAt: now, client: request.remoteAddress)
         let outcome: EnqueueOutcome
         do {
@@ -172,14 +163,10 @@ public final class API: Sendable {
         } catch is StoreFull {
             metrics.storeFull()
             logger.error("job refused: the database reached WORKFCGI_MAX_DB_SIZE", metadata: ["request_id": "\(job.id)"])
-            return JSONResponse.error(
-                503, code: "storage_full", message: "the job store is full; it was not accepted. Retry later",
-                headers: [("Retry-After", "30")])
+            throw .storageFull
         } catch {
             logger.error("job not stored", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
-            return JSONResponse.error(
-                503, code: "store_unavailable", message: "the job could not be stored; it was not accepted",
-                headers: [("Retry-After", "1")])
+            throw .storeUnavailable("the job could not be stored; it was not accepted")
         }
         switch outcome {
         case .accepted(let id):
@@ -190,18 +177,11 @@ public final class API: Sendable {
         case .duplicate(let id):
             return accepted(id: id, replayed: true)
         case .keyReused:
-            return JSONResponse.error(
-                422, code: "idempotency_key_reused",
-                message: "this Idempotency-Key was used in the last 24 hours for a different request body", field: "Idempotency-Key")
+            throw .idempotencyKeyReused
         case .clientBacklogFull(let depth):
-            return JSONResponse.error(
-                503, code: "client_backlog_full",
-                message: "\(depth) of your jobs are not finished yet (limit \(settings.clientBacklogLimit) per client); retry later",
-                headers: [("Retry-After", "5")])
+            throw .clientBacklogFull(depth: depth, limit: settings.clientBacklogLimit)
         case .backlogFull(let depth):
-            return JSONResponse.error(
-                503, code: "backlog_full", message: "\(depth) jobs are waiting (limit \(settings.backlogLimit)); retry later",
-                headers: [("Retry-After", "5")])
+            throw .backlogFull(depth: depth, limit: settings.backlogLimit)
         }
     }
 
@@ -218,88 +198,69 @@ public final class API: Sendable {
 
     // MARK: GET /requests
 
-    private func listRequests(_ request: HTTPRequest) -> HTTPResponse {
+    private func listRequests(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         var query = RequestQuery()
         for key in request.query.keys.sorted() where !["mode", "status", "limit", "before"].contains(key) {
-            return JSONResponse.error(400, code: "invalid_query", message: "unknown query parameter '\(key)'", field: key)
+            throw .invalidQuery("unknown query parameter '\(key)'", field: key)
         }
         if let mode = request.query["mode"] {
-            guard mode == "sync" || mode == "async" else {
-                return JSONResponse.error(400, code: "invalid_query", message: "mode must be sync or async", field: "mode")
-            }
-            query.mode = mode
+            guard let m = RequestMode(rawValue: mode) else { throw .invalidQuery("mode must be sync or async", field: "mode") }
+            query.mode = m
         }
         if let status = request.query["status"] {
             guard let s = JobStatus(rawValue: status) else {
                 let all = JobStatus.allCases.map(\.rawValue).joined(separator: ", ")
-                return JSONResponse.error(400, code: "invalid_query", message: "status must be one of \(all)", field: "status")
+                throw .invalidQuery("status must be one of \(all)", field: "status")
             }
             query.status = s
         }
         if let limit = request.query["limit"] {
-            guard let n = Int(limit), (1...500).contains(n) else {
-                return JSONResponse.error(400, code: "invalid_query", message: "limit must be 1 to 500", field: "limit")
-            }
+            guard let n = Int(limit), (1...500).contains(n) else { throw .invalidQuery("limit must be 1 to 500", field: "limit") }
             query.limit = n
         }
         if let before = request.query["before"] {
-            guard RequestID.isValid(before) else {
-                return JSONResponse.error(400, code: "invalid_query", message: "before must be a request_id", field: "before")
-            }
+            guard RequestID.isValid(before) else { throw .invalidQuery("before must be a request_id", field: "before") }
             query.before = before
         }
-        do {
-            let records = try store.requests(query)
-            let next: JSONValue = records.count == query.limit ? records.last.map { .string($0.id) } ?? .null : .null
-            return JSONResponse.ok(200, ["requests": .array(records.map(RecordJSON.summary)), "next_before": next])
-        } catch {
-            return storeUnavailable()
-        }
+        let records = try fromStore { try store.requests(query) }
+        let next: JSONValue = records.count == query.limit ? records.last.map { .string($0.id) } ?? .null : .null
+        return JSONResponse.ok(200, ["requests": .array(records.map(RecordJSON.summary)), "next_before": next])
     }
 
-    private func getRequest(id: String) -> HTTPResponse {
-        guard RequestID.isValid(id) else {
-            return JSONResponse.error(404, code: "not_found", message: "no request with id \(id)")
+    private func getRequest(id: String) throws(APIError) -> HTTPResponse {
+        guard RequestID.isValid(id), let record = try fromStore({ try store.request(id: id) }) else {
+            throw .notFound("no request with id \(id)")
         }
-        do {
-            guard let record = try store.request(id: id) else {
-                return JSONResponse.error(404, code: "not_found", message: "no request with id \(id)")
-            }
-            return JSONResponse.ok(200, RecordJSON.detail(record))
-        } catch {
-            return storeUnavailable()
-        }
+        return JSONResponse.ok(200, RecordJSON.detail(record))
     }
 
     // MARK: POST /requests/{id}/redeliver (operators; nginx admits loopback only)
 
-    private func redeliver(id: String) -> HTTPResponse {
-        guard RequestID.isValid(id) else {
-            return JSONResponse.error(404, code: "not_found", message: "no async request with id \(id)")
-        }
-        do {
-            switch try store.redeliver(id: id, now: Clock.nowMillis()) {
-            case .requeued:
-                doorbell.ring()
-                return JSONResponse.ok(
-                    202,
-                    [
-                        "request_id": .string(id), "status": "delivering",
-                        "message": "the callback will be sent again with a fresh attempt series and the same webhook-id",
-                    ], headers: [("Location", "/requests/\(id)")])
-            case .notFound:
-                return JSONResponse.error(404, code: "not_found", message: "no async request with id \(id)")
-            case .notFinished(let status):
-                return JSONResponse.error(
-                    409, code: "not_finished", message: "request is \(status.rawValue); only completed or failed requests can be redelivered")
-            }
-        } catch {
-            return storeUnavailable()
+    private func redeliver(id: String) throws(APIError) -> HTTPResponse {
+        guard RequestID.isValid(id) else { throw .notFound("no async request with id \(id)") }
+        switch try fromStore({ try store.redeliver(id: id, now: Clock.nowMillis()) }) {
+        case .requeued:
+            doorbell.ring()
+            return JSONResponse.ok(
+                202,
+                [
+                    "request_id": .string(id), "status": "delivering",
+                    "message": "the callback will be sent again with a fresh attempt series and the same webhook-id",
+                ], headers: [("Location", "/requests/\(id)")])
+        case .notFound:
+            throw .notFound("no async request with id \(id)")
+        case .notFinished(let status):
+            throw .notFinished(status)
         }
     }
 
-    private func storeUnavailable() -> HTTPResponse {
-        JSONResponse.error(503, code: "store_unavailable", message: "the database is not available", headers: [("Retry-After", "1")])
+    /// A read or write whose failure the client can only wait out.
+    private func fromStore<T>(_ body: () throws -> T) throws(APIError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw .storeUnavailable("the database is not available")
+        }
     }
 
     // MARK: GET /healthz

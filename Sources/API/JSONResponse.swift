@@ -10,15 +10,12 @@ enum JSONResponse {
             body: Array((body.text + "\n").utf8))
     }
 
+    /// Only `APIError.response` calls this: every refusal is one of its cases.
     static func error(
         _ status: Int, code: String, message: String, field: String? = nil, headers: [(name: String, value: String)] = []
     ) -> HTTPResponse {
         var detail: [String: JSONValue] = ["code": .string(code), "message": .string(message)]
         if let field { detail["field"] = .string(field) }
         return ok(status, ["error": .object(detail)], headers: headers)
-    }
-
-    static func validation(_ e: ValidationError) -> HTTPResponse {
-        error(e.httpStatus, code: e.code.rawValue, message: e.message, field: e.field)
     }
 }

@@ -1,4 +1,3 @@
-import Delivery
 import Store
 import WorkEngine
 
@@ -10,9 +9,9 @@ enum RecordJSON {
 
     static func summary(_ r: RequestRecord) -> JSONValue {
         [
-            "request_id": .string(r.id), "mode": .string(r.mode), "op": .string(r.op), "status": .string(r.status.rawValue),
+            "request_id": .string(r.id), "mode": .string(r.mode.rawValue), "op": .string(r.op.rawValue), "status": .string(r.status.rawValue),
             "attempts": .number(Double(r.attempts)), "created_at": time(r.createdAt), "completed_at": time(r.completedAt),
-            "duration_ms": r.durationMs.map { .number(($0 * 1000).rounded() / 1000) } ?? .null,
+            "duration_ms": r.durationMs.map(JSONValue.milliseconds) ?? .null,
         ]
     }
 
@@ -22,7 +21,7 @@ enum RecordJSON {
         o["result"] = r.result ?? .null
         o["error"] = r.error.map { .string($0) } ?? .null
         o["started_at"] = time(r.startedAt)
-        if r.mode == "async" {
+        if r.mode == .async {
             o["callback_url"] = r.callbackURL.map { .string($0) } ?? .null
             o["delivery"] = [
                 "status": .string(deliveryStatus(r)),
@@ -33,7 +32,7 @@ enum RecordJSON {
                 "attempts": .array(
                     r.trace.map { a in
                         [
-                            "n": .number(Double(a.n)), "at": time(a.at), "duration_ms": .number((a.durationMs * 1000).rounded() / 1000),
+                            "n": .number(Double(a.n)), "at": time(a.at), "duration_ms": .milliseconds(a.durationMs),
                             "http_status": a.httpStatus.map { .number(Double($0)) } ?? .null,
                             "error": a.error.map { .string($0) } ?? .null, "next_attempt_at": time(a.nextAttemptAt),
                         ]

@@ -1,8 +1,6 @@
 /// The effective configuration as `--check-config` prints it: one `WORKFCGI_*`-style line per setting,
 /// secrets masked.
 extension Settings {
-    public static let version = "0.2.0"
-
     public var checkConfigLines: [String] {
         Mirror(reflecting: self).children.compactMap { child in
             guard let label = child.label else { return nil }

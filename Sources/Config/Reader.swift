@@ -1,9 +1,16 @@
 /// Typed access to `WORKFCGI_*` variables; every failure names the variable and the accepted form.
-struct Reader {
+/// It remembers which variables were asked for, so the settings name each variable exactly once.
+final class Reader {
     let environment: [String: String]
+    private(set) var names: Set<String> = []
+
+    init(environment: [String: String]) {
+        self.environment = environment
+    }
 
     private func raw(_ name: String) -> (full: String, value: String?) {
         let full = Settings.prefix + name
+        names.insert(full)
         let value = environment[full].map { $0.trimmingCharacters(in: " \t") }
         return (full, value?.isEmpty == true ? nil : value)
     }

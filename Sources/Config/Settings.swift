@@ -56,49 +56,8 @@ public struct Settings: Sendable, Equatable {
 
     public static let prefix = "WORKFCGI_"
 
-    /// Every variable this type reads, with its default, for documentation and the unknown-variable check.
-    public static let variables: [(name: String, defaultValue: String)] = [
-        ("RUN_DIR", "run"),
-        ("DB_PATH", "$RUN_DIR/workfcgi.db"),
-        ("SYNC_SOCKET", "$RUN_DIR/sync.sock"),
-        ("API_SOCKET", "$RUN_DIR/api.sock"),
-        ("DOORBELL_SOCKET", "$RUN_DIR/deliveryd.sock"),
-        ("SYNC_CONCURRENCY", "10"),
-        ("SYNC_WAIT", "2s"),
-        ("SYNC_THREADS", "64"),
-        ("API_THREADS", "16"),
-        ("MAX_BODY_BYTES", "1048576"),
-        ("BACKLOG_LIMIT", "1000"),
-        ("CLIENT_BACKLOG_LIMIT", "500"),
-        ("WORKERS", "4"),
-        ("DELIVERY_CONCURRENCY", "256"),
-        ("RETRY_SCHEDULE", "1s,2s,4s,8s"),
-        ("RETRY_JITTER", "0.25"),
-        ("CALLBACK_TIMEOUT", "10s"),
-        ("ALLOW_PRIVATE_CALLBACKS", "false"),
-        ("CALLBACK_PORTS", "80,443,8000-9999"),
-        ("LEASE", "60s"),
-        ("RETENTION", "7d"),
-        ("HOST_CONCURRENCY", "4"),
-        ("BREAKER_THRESHOLD", "5"),
-        ("BREAKER_COOLDOWN", "30s"),
-        ("POLL_INTERVAL", "1s"),
-        ("DURABILITY", "full"),
-        ("MAX_DB_SIZE", "4g"),
-        ("WEBHOOK_SECRET", ""),
-        ("WEBHOOK_SECRET_FILE", "$DB_PATH's folder/webhook-secret"),
-        ("NGINX_USER", "www-data"),
-        ("WEBHOOK_SECRET_PREVIOUS", ""),
-        ("CALLBACK_ALLOW_CIDRS", ""),
-        ("LOG_LEVEL", "info"),
-    ]
-
     /// Reads settings from `environment`. Throws `ConfigError` naming the first bad variable.
     public init(environment: [String: String]) throws(ConfigError) {
-        let known = Set(Self.variables.map { Self.prefix + $0.name })
-        for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {
-            throw ConfigError(variable: name, message: "unknown variable (known: \(known.sorted().joined(separator: ", ")))")
-        }
         let env = Reader(environment: environment)
         runDirectory = try env.string("RUN_DIR", default: "run")
         databasePath = try env.string("DB_PATH", default: runDirectory + "/workfcgi.db")
@@ -147,15 +106,15 @@ public struct Settings: Sendable, Equatable {
         guard levels.contains(logLevel) else {
             throw ConfigError(variable: Self.prefix + "LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", "))")
         }
+        // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
+        let known = env.names
+        for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {
+            throw ConfigError(variable: name, message: "unknown variable (known: \(known.sorted().joined(separator: ", ")))")
+        }
         guard leaseSeconds > callbackTimeoutSeconds else {
             throw ConfigError(
                 variable: Self.prefix + "LEASE", message: "must be longer than WORKFCGI_CALLBACK_TIMEOUT, or jobs are claimed twice")
         }
-    }
-
-    /// Whether `port` may receive callbacks.
-    public func callbackPortAllowed(_ port: Int) -> Bool {
-        callbackPorts.contains { $0.contains(port) }
     }
 }
 

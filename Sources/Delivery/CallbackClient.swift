@@ -1,3 +1,4 @@
+import CallbackPolicy
 import CCurl
 import Foundation
 

@@ -1,3 +1,4 @@
+import CallbackPolicy
 import CSystem
 import Config
 import Doorbell
@@ -22,10 +23,13 @@ public final class Deliverer: Sendable {
         public var hosts: HostGate.Options
         /// Finished requests older than this are deleted; nil keeps them.
         public var retentionSeconds: Double?
+        /// Runs first on each worker thread (deliveryd lowers their CPU priority there).
+        public var onWorkerStart: @Sendable () -> Void
         public init(
             workers: Int, deliveryConcurrency: Int = 256, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options,
-            retentionSeconds: Double?
+            retentionSeconds: Double?, onWorkerStart: @escaping @Sendable () -> Void = {}
         ) {
+            self.onWorkerStart = onWorkerStart
             self.workers = workers
             self.deliveryConcurrency = deliveryConcurrency
             self.leaseSeconds = leaseSeconds
@@ -40,7 +44,7 @@ public final class Deliverer: Sendable {
     private let client: CallbackClient
     private let policy: CallbackURLPolicy
     private let signer: WebhookSigner
-    private let retry: RetryPolicy
+    private let decision: AttemptDecision
     private let options: Options
     private let logger: Logger
 
@@ -70,7 +74,7 @@ public final class Deliverer: Sendable {
         self.client = client
         self.policy = policy
         self.signer = signer
-        self.retry = retry
+        decision = AttemptDecision(retry: retry)
         self.options = options
         self.logger = logger
         gate = Mutex(HostGate(options: options.hosts))
@@ -109,7 +113,7 @@ public final class Deliverer: Sendable {
             workersDone.enter()
             let thread = Thread { [self] in
                 workfcgi_name_thread("worker-\(i)")
-                Priority.makeCurrentThreadCompute()
+                options.onWorkerStart()
                 workerLoop()
                 workersDone.leave()
             }
@@ -196,9 +200,16 @@ public final class Deliverer: Sendable {
         var attempt: Int
         var startedAt: UnixMillis
         var started: UInt64
-        var result: AttemptResult
+        var end: AttemptEnd
         /// The work, when it was too short to be saved on its own: it is written with this attempt.
         var computed: ComputedResult?
+    }
+
+    /// A job's work once it has run: what the callback reports.
+    struct Work: Sendable {
+        var result: JSONValue?
+        var error: String?
+        var durationMs: Double?
     }
 
     /// Work shorter than this is saved together with its first attempt (one commit, not two); longer work
@@ -207,75 +218,66 @@ public final class Deliverer: Sendable {
 
     /// Runs the work if it has not run yet, then starts one delivery attempt (recorded when it ends).
     func process(_ claimed: ClaimedJob) {
-        var job = claimed
+        let job = claimed
         var computed: ComputedResult?
         do {
-            if job.result == nil && job.error == nil {
+            let work: Work
+            switch job.work {
+            case .done(let result, let error, let durationMs):
+                work = Work(result: result, error: error, durationMs: durationMs)
+            case .toDo(let spec):
                 let started = DispatchTime.now().uptimeNanoseconds
-                var result: JSONValue?
-                var failure: String?
-                do {
-                    let request = try RequestParser.parse(job.input, mode: .async)
-                    result = engine.run(request.spec)
-                } catch {
-                    failure = "stored input no longer valid: \(error.message)"
-                }
+                let result = engine.run(spec)
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                let done = ComputedResult(result: result, error: failure, durationMs: ms, at: Clock.nowMillis())
+                let done = ComputedResult(result: result, error: nil, durationMs: ms, at: Clock.nowMillis())
                 if ms >= Self.saveOnItsOwnAfterMs {
-                    try store.saveResult(id: job.id, result: result, error: failure, durationMs: ms, now: done.at)
+                    try store.saveResult(id: job.id, result: result, error: nil, durationMs: ms, now: done.at)
                 } else {
                     computed = done
                 }
-                job.result = result
-                job.error = failure
-                job.durationMs = ms
+                work = Work(result: result, error: nil, durationMs: ms)
             }
-            try deliver(job, computed: computed)
+            try deliver(job, work: work, computed: computed)
         } catch {
             // The store failed; the lease will expire and the job will be tried again.
             logger.error("job failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
         }
     }
 
-    /// Checks the URL and the host's gate, then hands a signed POST to the dispatcher; the attempt is
-    /// recorded by the recorder thread when the transfer ends. A refused URL is recorded at once.
-    private func deliver(_ job: ClaimedJob, computed: ComputedResult?) throws {
+    /// Starts one attempt as `AttemptDecision` says: sends a signed POST through the dispatcher (recorded
+    /// by the recorder thread when the transfer ends), postpones the job, or records the refusal at once.
+    private func deliver(_ job: ClaimedJob, work: Work, computed: ComputedResult?) throws {
         let attempt = job.attempts + 1
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
-        let target: CallbackTarget
-        do {
-            // Checked again at every attempt: DNS may have changed since the job was accepted.
-            target = try policy.vet(job.callbackURL)
-        } catch {
-            finished(Finished(
-                job: job, attempt: attempt, startedAt: startedAt, started: started,
-                result: AttemptResult(httpStatus: nil, error: "callback URL refused: \(error.message)"), computed: computed))
-            return
+        let vetted = Result { () throws(CallbackURLRefusal) in try policy.vet(job.callbackURL) }
+        let finish: @Sendable (AttemptEnd) -> Void = { [self] end in
+            finished(Finished(job: job, attempt: attempt, startedAt: startedAt, started: started, end: end, computed: computed))
         }
-        let host = "\(target.host):\(target.port)"
-        if case .later(let until, let reason) = gate.withLock({ $0.admit(host, now: startedAt) }) {
+        switch decision.start(vetted: vetted, admit: { host in gate.withLock { $0.admit(host, now: startedAt) } }) {
+        case .ended(let end):
+            finish(end)
+        case .postpone(let until, let reason):
             if let c = computed { try store.saveResult(id: job.id, result: c.result, error: c.error, durationMs: c.durationMs, now: c.at) }
             try store.postpone(id: job.id, until: until)
-            logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "host": "\(host)", "reason": "\(reason)"])
-            return
-        }
-        let now = Date()
-        let body = CallbackPayload.body(id: job.id, op: job.op, result: job.result, error: job.error, durationMs: job.durationMs, at: now)
-        let timestamp = Int(now.timeIntervalSince1970)
-        let headers = [
-            ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
-            ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
-        ]
-        let finish: @Sendable (AttemptResult) -> Void = { [self] result in
-            let healthy = result.httpStatus.map { !(500...599).contains($0) && $0 != 429 } ?? false
-            gate.withLock { $0.finish(host, healthy: healthy, now: Clock.nowMillis()) }
-            finished(Finished(job: job, attempt: attempt, startedAt: startedAt, started: started, result: result, computed: computed))
-        }
-        switch client.prepare(target: target, body: body, headers: headers) {
-        case .success(let transfer): dispatcher.submit(transfer, completion: finish)
-        case .failure(let failure): finish(AttemptResult(httpStatus: nil, error: failure.message))
+            logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "until": "\(until)", "reason": "\(reason)"])
+        case .send(let target, let host):
+            let now = Date()
+            let body = CallbackPayload.body(
+                id: job.id, op: job.op, result: work.result, error: work.error, durationMs: work.durationMs, at: now)
+            let timestamp = Int(now.timeIntervalSince1970)
+            let headers = [
+                ("webhook-id", job.id), ("webhook-timestamp", String(timestamp)),
+                ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
+            ]
+            let ended: @Sendable (AttemptEnd) -> Void = { [self] end in
+                gate.withLock { $0.finish(host, healthy: AttemptDecision.hostHealthy(end), now: Clock.nowMillis()) }
+                finish(end)
+            }
+            switch client.prepare(target: target, body: body, headers: headers) {
+            case .success(let transfer): dispatcher.submit(transfer) { ended(.transfer($0)) }
+            case .failure(let failure): ended(.transfer(AttemptResult(httpStatus: nil, error: failure.message)))
+            }
         }
     }
 
@@ -298,31 +300,17 @@ public final class Deliverer: Sendable {
     }
 
     private func record(_ batch: [Finished]) {
-        var writes: [AttemptWrite] = []
-        for f in batch {
+        let writes = batch.map { f in
             let ms = Double(DispatchTime.now().uptimeNanoseconds - f.started) / 1e6
-            // A redelivery starts a fresh series: the schedule counts from its first attempt.
-            var decision = retry.decide(attempt: f.attempt - f.job.attemptBase, result: f.result, random: Double.random(in: 0...1))
-            if f.result.error?.hasPrefix("callback URL refused") == true, case .retry = decision {
-                // A refused URL will not become acceptable by waiting.
-                decision = .giveUp(reason: f.result.error ?? "callback URL refused")
-            }
-            let outcome: AttemptOutcome
+            let outcome = decision.outcome(
+                of: f.end, attemptInSeries: f.attempt - f.job.attemptBase, now: Clock.nowMillis(), random: Double.random(in: 0...1))
             var next: UnixMillis?
-            switch decision {
-            case .delivered: outcome = .delivered
-            case .retry(let seconds):
-                let at = Clock.nowMillis() + UnixMillis(seconds * 1000)
-                next = at
-                outcome = .retry(at: at)
-            case .giveUp(let reason): outcome = .giveUp(reason: reason)
-            }
-            writes.append(AttemptWrite(
+            if case .retry(let at) = outcome { next = at }
+            return AttemptWrite(
                 id: f.job.id,
                 attempt: AttemptRecord(
-                    n: f.attempt, at: f.startedAt, durationMs: ms, httpStatus: f.result.httpStatus, error: f.result.error,
-                    nextAttemptAt: next),
-                outcome: outcome, computed: f.computed))
+                    n: f.attempt, at: f.startedAt, durationMs: ms, httpStatus: f.end.httpStatus, error: f.end.error, nextAttemptAt: next),
+                outcome: outcome, computed: f.computed)
         }
         do {
             try store.recordAttempts(writes)

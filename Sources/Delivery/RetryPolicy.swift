@@ -1,3 +1,5 @@
+import Store
+
 /// How one delivery attempt ended, as far as the retry decision is concerned.
 public struct AttemptResult: Sendable, Equatable {
     /// The receiver's HTTP status, or nil when no response arrived (connect error, timeout, refusal).
@@ -12,13 +14,6 @@ public struct AttemptResult: Sendable, Equatable {
         self.error = error
         self.retryAfterSeconds = retryAfterSeconds
     }
-}
-
-/// What to do after an attempt.
-public enum RetryDecision: Sendable, Equatable {
-    case delivered
-    case retry(afterSeconds: Double)
-    case giveUp(reason: String)
 }
 
 /// The retry schedule: 2xx delivers; 410 stops at once; anything else (3xx, 4xx, 5xx, no answer) is
@@ -40,8 +35,9 @@ public struct RetryPolicy: Sendable, Equatable {
 
     public var maxAttempts: Int { schedule.count + 1 }
 
-    /// Decides after attempt number `attempt` (1-based). `random` is uniform in 0...1 (injected for tests).
-    public func decide(attempt: Int, result: AttemptResult, random: Double) -> RetryDecision {
+    /// Decides after attempt number `attempt` (1-based) that ended at `now`. `random` is uniform in 0...1
+    /// (injected for tests).
+    public func decide(attempt: Int, result: AttemptResult, random: Double, now: UnixMillis) -> AttemptOutcome {
         if let status = result.httpStatus {
             if (200...299).contains(status) { return .delivered }
             if status == 410 { return .giveUp(reason: "receiver answered 410 Gone: stopped retrying") }
@@ -54,7 +50,7 @@ public struct RetryPolicy: Sendable, Equatable {
         if let status = result.httpStatus, status == 429 || status == 503, let after = result.retryAfterSeconds {
             delay = max(delay, min(after, maxRetryAfter))
         }
-        return .retry(afterSeconds: max(0, delay))
+        return .retry(at: now + UnixMillis((max(0, delay) * 1000).rounded()))
     }
 
     static func describe(_ result: AttemptResult) -> String {

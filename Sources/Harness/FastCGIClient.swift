@@ -52,13 +52,7 @@ public enum FastCGIClient {
             sent += n
         }
 
-        var input: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            input += buffer[0..<n]
-        }
+        let input = receiveUntilClosed(fd)
         var stdout: [UInt8] = []
         var i = 0
         while i + 8 <= input.count {
@@ -87,5 +81,16 @@ public enum FastCGIClient {
 
     private static func chunks(_ bytes: [UInt8]) -> [[UInt8]] {
         stride(from: 0, to: bytes.count, by: 65_535).map { Array(bytes[$0..<min($0 + 65_535, bytes.count)]) }
+    }
+}
+
+/// Everything the peer sends on `fd` until it closes the connection (or an error ends it).
+public func receiveUntilClosed(_ fd: Int32) -> [UInt8] {
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { return out }
+        out += buffer[0..<n]
     }
 }

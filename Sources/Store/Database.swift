@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// A value bound to or read from SQLite.
-public enum SQLValue: Sendable, Equatable {
+enum SQLValue: Sendable, Equatable {
     case null
     case int(Int64)
     case double(Double)
@@ -13,25 +13,25 @@ public enum SQLValue: Sendable, Equatable {
 }
 
 /// A SQLite failure with the library's own message.
-public struct SQLiteError: Error, Sendable, CustomStringConvertible {
-    public var code: Int32
-    public var message: String
-    public var description: String { "SQLite error \(code): \(message)" }
+struct SQLiteError: Error, Sendable, CustomStringConvertible {
+    var code: Int32
+    var message: String
+    var description: String { "SQLite error \(code): \(message)" }
     /// SQLITE_FULL: the database reached its size bound (max_page_count) or the disk is full.
-    public var isFull: Bool { code & 0xff == SQLITE_FULL }
+    var isFull: Bool { code & 0xff == SQLITE_FULL }
     /// SQLITE_BUSY or SQLITE_LOCKED: another writer held the lock past the busy timeout.
-    public var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
+    var isBusy: Bool { code & 0xff == SQLITE_BUSY || code & 0xff == SQLITE_LOCKED }
 }
 
 /// One SQLite connection. Not thread-safe by design: each thread that touches the database owns its own
 /// (SQLite's rule for WAL concurrency), so this class is `@unchecked Sendable` only to be handed to that thread.
-public final class Database: @unchecked Sendable {
+final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
     /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
     /// `cacheKiB` is this connection's page cache (SQLite's default is 2 MiB per connection).
-    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
+    init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
@@ -82,7 +82,7 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Runs one or more statements that return no rows we need.
-    public func execute(_ sql: String) throws {
+    func execute(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &message)
         if rc != SQLITE_OK {
@@ -94,7 +94,7 @@ public final class Database: @unchecked Sendable {
 
     /// Runs `sql` with `bindings` and returns every row. Statements are prepared once and cached.
     @discardableResult
-    public func query(_ sql: String, _ bindings: [SQLValue] = []) throws -> [Row] {
+    func query(_ sql: String, _ bindings: [SQLValue] = []) throws -> [Row] {
         let stmt = try prepared(sql)
         defer {
             sqlite3_reset(stmt)
@@ -139,7 +139,7 @@ public final class Database: @unchecked Sendable {
 
     /// Runs `body` in a write transaction (BEGIN IMMEDIATE: take the write lock up front, so a busy
     /// database is waited for at the start instead of failing half-way).
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
+    func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let value = try body()
@@ -152,7 +152,7 @@ public final class Database: @unchecked Sendable {
     }
 
     /// Rows changed by the last statement.
-    public var changes: Int { Int(sqlite3_changes(handle)) }
+    var changes: Int { Int(sqlite3_changes(handle)) }
 
     private func prepared(_ sql: String) throws -> OpaquePointer {
         if let s = statements[sql] { return s }
@@ -165,16 +165,16 @@ public final class Database: @unchecked Sendable {
 }
 
 /// One result row; columns by position, as selected.
-public struct Row: Sendable {
-    public var values: [SQLValue]
+struct Row: Sendable {
+    var values: [SQLValue]
 
-    public func int(_ i: Int) -> Int64? { if case .int(let v) = values[i] { return v }; return nil }
-    public func double(_ i: Int) -> Double? {
+    func int(_ i: Int) -> Int64? { if case .int(let v) = values[i] { return v }; return nil }
+    func double(_ i: Int) -> Double? {
         switch values[i] {
         case .double(let v): return v
         case .int(let v): return Double(v)
         default: return nil
         }
     }
-    public func text(_ i: Int) -> String? { if case .text(let v) = values[i] { return v }; return nil }
+    func text(_ i: Int) -> String? { if case .text(let v) = values[i] { return v }; return nil }
 }

@@ -1,8 +1,5 @@
 import WorkEngine
 
-/// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
-public typealias UnixMillis = Int64
-
 /// A job's lifecycle. `delivering` means the result is ready and the callback is being attempted.
 public enum JobStatus: String, Sendable, CaseIterable {
     case pending, processing, delivering, completed, failed
@@ -11,7 +8,9 @@ public enum JobStatus: String, Sendable, CaseIterable {
 /// An /async job to insert.
 public struct NewJob: Sendable {
     public var id: String
-    public var op: String
+    /// The validated work: stored as is, so deliveryd reads it back without parsing the request again.
+    public var spec: JobSpec
+    /// The request body as received (normalized), for the record and the idempotency check.
     public var input: JSONValue
     public var callbackURL: String
     public var idempotencyKey: String?
@@ -20,12 +19,12 @@ public struct NewJob: Sendable {
     public var client: String
 
     public init(
-        id: String, op: String, input: JSONValue, callbackURL: String, idempotencyKey: String?, createdAt: UnixMillis,
+        id: String, spec: JobSpec, input: JSONValue, callbackURL: String, idempotencyKey: String?, createdAt: UnixMillis,
         client: String = ""
     ) {
         self.client = client
         self.id = id
-        self.op = op
+        self.spec = spec
         self.input = input
         self.callbackURL = callbackURL
         self.idempotencyKey = idempotencyKey
@@ -36,7 +35,7 @@ public struct NewJob: Sendable {
 /// A /sync request, recorded once it has finished.
 public struct SyncRecord: Sendable {
     public var id: String
-    public var op: String
+    public var op: JobSpec.Op
     public var input: JSONValue
     public var result: JSONValue
     public var createdAt: UnixMillis
@@ -45,7 +44,7 @@ public struct SyncRecord: Sendable {
     public var durationMs: Double
 
     public init(
-        id: String, op: String, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
+        id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
         completedAt: UnixMillis, durationMs: Double
     ) {
         self.id = id
@@ -76,18 +75,22 @@ public enum EnqueueOutcome: Sendable, Equatable {
 /// A job deliveryd has leased.
 public struct ClaimedJob: Sendable {
     public var id: String
-    public var op: String
-    public var input: JSONValue
+    public var op: JobSpec.Op
+    public var work: Work
     public var callbackURL: String
-    /// Set when the work already ran in an earlier lease: only delivery remains.
-    public var result: JSONValue?
-    public var error: String?
-    public var durationMs: Double?
     public var attempts: Int
     /// Attempts made before the current series (a redelivery starts a new one).
     public var attemptBase: Int
     public var createdAt: UnixMillis
     public var leaseUntil: UnixMillis
+
+    /// Where a claimed job's work stands.
+    public enum Work: Sendable, Equatable {
+        /// Not run yet.
+        case toDo(JobSpec)
+        /// Ran in an earlier lease (or could not be read back): only delivery remains.
+        case done(result: JSONValue?, error: String?, durationMs: Double?)
+    }
 }
 
 /// One delivery attempt, as recorded.
@@ -109,7 +112,6 @@ public struct AttemptRecord: Sendable, Equatable {
     }
 }
 
-/// What an attempt decided for the job.
 /// A job's work, when it is written together with its first attempt (short work is not saved on its own).
 public struct ComputedResult: Sendable, Equatable {
     public var result: JSONValue?
@@ -138,6 +140,7 @@ public struct AttemptWrite: Sendable, Equatable {
     }
 }
 
+/// What an attempt decided for the job.
 public enum AttemptOutcome: Sendable, Equatable {
     case delivered
     case retry(at: UnixMillis)
@@ -147,8 +150,8 @@ public enum AttemptOutcome: Sendable, Equatable {
 /// A stored request, sync or async, with its delivery trace.
 public struct RequestRecord: Sendable {
     public var id: String
-    public var mode: String
-    public var op: String
+    public var mode: RequestMode
+    public var op: JobSpec.Op
     public var status: JobStatus
     public var input: JSONValue
     public var result: JSONValue?
@@ -167,13 +170,13 @@ public struct RequestRecord: Sendable {
 
 /// Filters for listing requests, newest first.
 public struct RequestQuery: Sendable {
-    public var mode: String?
+    public var mode: RequestMode?
     public var status: JobStatus?
     /// Only ids before this one (the previous page's last id).
     public var before: String?
     public var limit: Int
 
-    public init(mode: String? = nil, status: JobStatus? = nil, before: String? = nil, limit: Int = 50) {
+    public init(mode: RequestMode? = nil, status: JobStatus? = nil, before: String? = nil, limit: Int = 50) {
         self.mode = mode
         self.status = status
         self.before = before

@@ -24,10 +24,3 @@ public enum RequestID {
         return text.allSatisfy { $0 == "-" || $0.isHexDigit && ($0.isNumber || $0.isLowercase) }
     }
 }
-
-/// Wall-clock time in the store's unit.
-public enum Clock {
-    public static func nowMillis() -> UnixMillis {
-        UnixMillis((Date().timeIntervalSince1970 * 1000).rounded())
-    }
-}

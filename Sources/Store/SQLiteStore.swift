@@ -77,13 +77,14 @@ public final class SQLiteStore: JobStore {
             let turn = high.map { $0 + 1 } ?? 0
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn)
-                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn,
+                    spec)
+                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(job.id), .text(job.op), .text(job.input.text), .text(job.callbackURL),
+                    .text(job.id), .text(job.spec.op.rawValue), .text(job.input.text), .text(job.callbackURL),
                     job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt), .text(job.client),
-                    .int(turn),
+                    .int(turn), .text(job.spec.stored.text),
                 ])
             return EnqueueOutcome.accepted(id: job.id)
         }
@@ -97,7 +98,7 @@ public final class SQLiteStore: JobStore {
                 VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(record.id), .text(record.op), .text(record.input.text), .text(record.result.text),
+                    .text(record.id), .text(record.op.rawValue), .text(record.input.text), .text(record.result.text),
                     .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
                 ])
             return true
@@ -123,18 +124,28 @@ public final class SQLiteStore: JobStore {
                         SELECT id FROM requests INDEXED BY requests_turns
                         WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
-                    RETURNING id, op, input, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
+                    RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
                         attempt_base
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
                 ).compactMap { row -> ClaimedJob? in
-                    guard let id = row.text(0), let op = row.text(1), let inputText = row.text(2), let url = row.text(3) else {
+                    guard let id = row.text(0), let op = row.text(1).flatMap(JobSpec.Op.init(rawValue:)), let url = row.text(3) else {
                         return nil
                     }
+                    let result = row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }
+                    var work = ClaimedJob.Work.done(result: result, error: row.text(5), durationMs: row.double(6))
+                    if result == nil && row.text(5) == nil {
+                        if let spec = row.text(2).flatMap({ try? JSONValue.parse(Array($0.utf8)) }).flatMap(JobSpec.init(stored:)) {
+                            work = .toDo(spec)
+                        } else {
+                            // Nothing to run: the job is delivered as failed, and the record says why.
+                            let why = "the stored job could not be read back"
+                            try Self.saveResult(db, id: id, result: nil, error: why, durationMs: 0, now: now)
+                            work = .done(result: nil, error: why, durationMs: 0)
+                        }
+                    }
                     return ClaimedJob(
-                        id: id, op: op, input: (try? JSONValue.parse(Array(inputText.utf8))) ?? .null, callbackURL: url,
-                        result: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(5),
-                        durationMs: row.double(6), attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
+                        id: id, op: op, work: work, callbackURL: url, attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
                         createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0)
                 }
             }
@@ -269,7 +280,7 @@ public final class SQLiteStore: JobStore {
         var bindings: [SQLValue] = []
         if let mode = query.mode {
             conditions.append("mode = ?")
-            bindings.append(.text(mode))
+            bindings.append(.text(mode.rawValue))
         }
         if let status = query.status {
             conditions.append("status = ?")
@@ -288,7 +299,8 @@ public final class SQLiteStore: JobStore {
     }
 
     private static func record(_ row: Row) -> RequestRecord? {
-        guard let id = row.text(0), let mode = row.text(1), let op = row.text(2),
+        guard let id = row.text(0), let mode = row.text(1).flatMap(RequestMode.init(rawValue:)),
+            let op = row.text(2).flatMap(JobSpec.Op.init(rawValue:)),
             let status = row.text(3).flatMap(JobStatus.init(rawValue:))
         else { return nil }
         return RequestRecord(

@@ -1,4 +1,6 @@
 /// The schema, as numbered migrations applied in order and tracked in `PRAGMA user_version`.
+import WorkEngine
+
 enum Schema {
     static let migrations: [String] = [
         """
@@ -76,6 +78,25 @@ enum Schema {
             WHEN (old.status IN ('pending', 'processing')) != (new.status IN ('pending', 'processing'))
             BEGIN UPDATE backlog SET jobs = jobs + CASE WHEN new.status IN ('pending', 'processing') THEN 1 ELSE -1 END; END;
         """,
+        // 6: the validated job (JobSpec.stored), written at accept time, so deliveryd never parses a request again.
+        // Jobs accepted before it get theirs from the fix-up below.
+        """
+        ALTER TABLE requests ADD COLUMN spec TEXT;
+        """,
+    ]
+
+    /// Data steps that SQL cannot do, run right after the migration of the same number.
+    static let fixups: [Int: @Sendable (Database) throws -> Void] = [
+        6: { db in
+            // Unrun jobs from before migration 6: their input was valid when accepted. One that no longer
+            // parses keeps a NULL spec, and is delivered as failed (the claim reports why).
+            for row in try db.query("SELECT id, input FROM requests WHERE spec IS NULL AND mode = 'async' AND result IS NULL AND error IS NULL") {
+                guard let id = row.text(0), let input = row.text(1).flatMap({ try? JSONValue.parse(Array($0.utf8)) }),
+                    let parsed = try? RequestParser.parse(input, mode: .async)
+                else { continue }
+                try db.query("UPDATE requests SET spec = ? WHERE id = ?", [.text(parsed.spec.stored.text), .text(id)])
+            }
+        },
     ]
 
     /// Brings `db` to the newest schema. Safe to run from several processes at once: the version is read
@@ -85,6 +106,7 @@ enum Schema {
             let version = Int(try db.query("PRAGMA user_version").first?.int(0) ?? 0)
             for (i, sql) in migrations.enumerated() where i >= version {
                 try db.execute(sql)
+                try fixups[i + 1]?(db)
                 try db.execute("PRAGMA user_version = \(i + 1)")
             }
         }

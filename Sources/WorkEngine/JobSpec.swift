@@ -13,13 +13,17 @@ public enum JobSpec: Sendable, Equatable {
         case hash, prime, matrix, transform
     }
 
-    /// The operation's name as used in the `op` field.
-    public var op: String {
+    /// The operations, by the name used in the `op` field.
+    public enum Op: String, Sendable, CaseIterable {
+        case hash, text, report, compute
+    }
+
+    public var op: Op {
         switch self {
-        case .hash: "hash"
-        case .text: "text"
-        case .report: "report"
-        case .compute: "compute"
+        case .hash: .hash
+        case .text: .text
+        case .report: .report
+        case .compute: .compute
         }
     }
 }

@@ -10,7 +10,6 @@ public struct ValidationError: Error, Sendable, Equatable {
         case unknownOp = "unknown_op"
         case ambiguousOp = "ambiguous_op"
         case useAsync = "use_async"
-        case invalidCallbackURL = "invalid_callback_url"
     }
 
     public var code: Code
@@ -22,7 +21,4 @@ public struct ValidationError: Error, Sendable, Equatable {
         self.message = message
         self.field = field
     }
-
-    /// 400 when the body is not JSON at all, 422 when it is JSON with the wrong content.
-    public var httpStatus: Int { code == .badJSON ? 400 : 422 }
 }

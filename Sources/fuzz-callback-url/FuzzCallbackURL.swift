@@ -1,4 +1,4 @@
-import Delivery
+import CallbackPolicy
 import FuzzDriver
 
 // libFuzzer target for the callback URL parser and policy: any string must be accepted or refused with

@@ -1,62 +1,64 @@
 import API
+import ArgumentParser
+import CallbackPolicy
 import Config
-import Delivery
 import Doorbell
 import FastCGI
 import Foundation
-import Logging
+import Lifecycle
 import Store
 import WorkEngine
 
 // workfcgi: the FastCGI responder. Two sockets, two thread pools: /sync gets its own so a storm of slow
 // sync calls can only fill its own threads, never those that serve /async and /healthz.
+struct Workfcgi: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workfcgi",
+        abstract: "The FastCGI responder behind nginx: POST /sync, POST /async, /requests, /healthz, /metrics.",
+        discussion: "Settings come from WORKFCGI_* environment variables (README, Configuration).",
+        version: "workfcgi \(BuildInfo.version)")
 
-_ = Startup.commandLine(
-    program: "workfcgi", summary: "The FastCGI responder behind nginx: POST /sync, POST /async, /requests, /healthz, /metrics.")
-let settings = Startup.settings(program: "workfcgi")
-Startup.bootstrapLogging(settings)
-let logger = Logger(label: "workfcgi")
+    @Flag(help: "Validate every WORKFCGI_* variable, print the effective settings (secrets masked), exit 0, or 2 when one is invalid.")
+    var checkConfig = false
 
-do {
-    let nginx = Startup.nginxIdentity(settings)
-    if nginx == nil {
-        logger.notice("no user \(settings.nginxUser) (WORKFCGI_NGINX_USER): only this user and root may use the FastCGI sockets")
+    func run() {
+        Daemon.run(program: "workfcgi", checkConfig: checkConfig) { settings, logger in
+            let nginx = Host.nginxIdentity(settings)
+            if nginx == nil {
+                logger.notice("no user \(settings.nginxUser) (WORKFCGI_NGINX_USER): only this user and root may use the FastCGI sockets")
+            }
+            try Host.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
+            Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
+            let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
+            let store = try SQLiteStore(
+                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
+            let api = API(
+                store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
+                doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, logger: logger)
+
+            FastCGIServer.initialize()
+            let servers = [
+                try FastCGIServer(
+                    socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads,
+                    onThreadStart: Priority.makeCurrentThreadCompute, maxBodyBytes: settings.maxBodyBytes, access: access,
+                    handler: api.handle),
+                try FastCGIServer(
+                    socketPath: settings.apiSocket, name: "api", threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes,
+                    access: access, handler: api.handle),
+            ]
+            for server in servers { server.start() }
+            return Service(
+                summary: [
+                    "sync_socket": settings.syncSocket, "api_socket": settings.apiSocket, "db": settings.databasePath,
+                    "sync_concurrency": "\(settings.syncConcurrency)",
+                ],
+                stop: { for server in servers { server.stop() } },
+                wait: {
+                    for server in servers { server.wait() }
+                    store.close()
+                })
+        }
     }
-    try Startup.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
-    Startup.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
-    let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
-    let store = try SQLiteStore(
-        path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
-    let policy = try CallbackURLPolicy(settings: settings)
-    let api = API(store: store, engine: WorkEngine(), policy: policy, doorbell: Doorbell(path: settings.doorbellSocket), settings: settings,
-        logger: logger)
-
-    FastCGIServer.initialize()
-    let servers = [
-        try FastCGIServer(
-            socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads, onThreadStart: Priority.makeCurrentThreadCompute, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
-        try FastCGIServer(socketPath: settings.apiSocket, name: "api", threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle),
-    ]
-
-    // After FCGX_Init, which installs libfcgi's flag-only SIGTERM handler.
-    let signals = Startup.onStopSignal { sig in
-        logger.info("stopping: finishing in-flight requests", metadata: ["signal": "\(sig)"])
-        for server in servers { server.stop() }
-    }
-
-    for server in servers { server.start() }
-    logger.info(
-        "listening",
-        metadata: [
-            "sync_socket": "\(settings.syncSocket)", "api_socket": "\(settings.apiSocket)", "db": "\(settings.databasePath)",
-            "sync_concurrency": "\(settings.syncConcurrency)",
-        ])
-    for server in servers { server.wait() }
-    store.close()
-    withExtendedLifetime(signals) {}
-    logger.info("stopped")
-    exit(0)
-} catch {
-    logger.critical("cannot start", metadata: ["error": "\(error)"])
-    exit(1)
 }
+
+Workfcgi.main()

@@ -16,7 +16,7 @@ import Testing
         #expect(s.retryJitter == 0.25)
         #expect(s.callbackTimeoutSeconds == 10)
         #expect(s.allowPrivateCallbacks == false)
-        #expect(s.callbackPortAllowed(443) && s.callbackPortAllowed(8080) && !s.callbackPortAllowed(22))
+        #expect(s.callbackPorts == [80...80, 443...443, 8000...9999])
         #expect(s.durability == .full)
         #expect(s.webhookSecret == nil)
         #expect(s.webhookSecretFile == "run/webhook-secret")
@@ -85,5 +85,13 @@ import Testing
         #expect(Reader.parseDuration("1d") == 86_400)
         #expect(Reader.parseDuration("5") == nil)
         #expect(Reader.parseDuration("s") == nil)
+    }
+
+    @Test func everyVariableReadIsKnownAndOthersAreRefused() throws {
+        // Known because the settings read them: there is no second list of names to forget one in.
+        let values = ["RUN_DIR": "x", "SYNC_WAIT": "1s", "RETENTION": "1d", "MAX_DB_SIZE": "8m", "LOG_LEVEL": "debug", "NGINX_USER": "x"]
+        for (name, value) in values { _ = try Settings(environment: ["WORKFCGI_\(name)": value]) }
+        let error = #expect(throws: ConfigError.self) { try Settings(environment: ["WORKFCGI_SYNC_WIAT": "1s"]) }
+        #expect(error?.variable == "WORKFCGI_SYNC_WIAT")
     }
 }

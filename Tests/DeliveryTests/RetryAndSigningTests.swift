@@ -10,11 +10,11 @@ import Testing
     @Test func scheduleWithJitterBounds() {
         let failure = AttemptResult(httpStatus: 500, error: "HTTP 500")
         for (attempt, base) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)] {
-            #expect(policy.decide(attempt: attempt, result: failure, random: 0.5) == .retry(afterSeconds: base))
-            #expect(policy.decide(attempt: attempt, result: failure, random: 0) == .retry(afterSeconds: base * 0.75))
-            #expect(policy.decide(attempt: attempt, result: failure, random: 1) == .retry(afterSeconds: base * 1.25))
+            #expect(policy.decide(attempt: attempt, result: failure, random: 0.5, now: 0) == .retry(at: ms(base)))
+            #expect(policy.decide(attempt: attempt, result: failure, random: 0, now: 0) == .retry(at: ms(base * 0.75)))
+            #expect(policy.decide(attempt: attempt, result: failure, random: 1, now: 0) == .retry(at: ms(base * 1.25)))
         }
-        guard case .giveUp(let reason) = policy.decide(attempt: 5, result: failure, random: 0.5) else {
+        guard case .giveUp(let reason) = policy.decide(attempt: 5, result: failure, random: 0.5, now: 0) else {
             Issue.record("5th failure must give up")
             return
         }
@@ -23,20 +23,20 @@ import Testing
     }
 
     @Test func statusRules() {
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 204, error: nil), random: 0.5) == .delivered)
-        #expect(policy.decide(attempt: 4, result: AttemptResult(httpStatus: 200, error: nil), random: 0.5) == .delivered)
-        if case .giveUp = policy.decide(attempt: 1, result: AttemptResult(httpStatus: 410, error: "HTTP 410"), random: 0.5) {} else {
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 204, error: nil), random: 0.5, now: 0) == .delivered)
+        #expect(policy.decide(attempt: 4, result: AttemptResult(httpStatus: 200, error: nil), random: 0.5, now: 0) == .delivered)
+        if case .giveUp = policy.decide(attempt: 1, result: AttemptResult(httpStatus: 410, error: "HTTP 410"), random: 0.5, now: 0) {} else {
             Issue.record("410 must stop retrying")
         }
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 302, error: "HTTP 302"), random: 0.5) == .retry(afterSeconds: 1))
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: nil, error: "timeout"), random: 0.5) == .retry(afterSeconds: 1))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 302, error: "HTTP 302"), random: 0.5, now: 0) == .retry(at: ms(1)))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: nil, error: "timeout"), random: 0.5, now: 0) == .retry(at: ms(1)))
         // Retry-After is honoured on 429/503 when longer than the schedule, and capped.
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 429, error: nil, retryAfterSeconds: 30), random: 0.5) == .retry(afterSeconds: 30))
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 503, error: nil, retryAfterSeconds: 0), random: 0.5) == .retry(afterSeconds: 1))
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 503, error: nil, retryAfterSeconds: 1e9), random: 0.5) == .retry(afterSeconds: 3600))
-        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 500, error: nil, retryAfterSeconds: 30), random: 0.5) == .retry(afterSeconds: 1))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 429, error: nil, retryAfterSeconds: 30), random: 0.5, now: 0) == .retry(at: ms(30)))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 503, error: nil, retryAfterSeconds: 0), random: 0.5, now: 0) == .retry(at: ms(1)))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 503, error: nil, retryAfterSeconds: 1e9), random: 0.5, now: 0) == .retry(at: ms(3600)))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 500, error: nil, retryAfterSeconds: 30), random: 0.5, now: 0) == .retry(at: ms(1)))
         let once = RetryPolicy(schedule: [], jitter: 0)
-        if case .giveUp = once.decide(attempt: 1, result: AttemptResult(httpStatus: 500, error: nil), random: 0.5) {} else {
+        if case .giveUp = once.decide(attempt: 1, result: AttemptResult(httpStatus: 500, error: nil), random: 0.5, now: 0) {} else {
             Issue.record("an empty schedule means one attempt")
         }
     }
@@ -83,15 +83,18 @@ import Testing
 
     @Test func payloadShape() throws {
         let body = CallbackPayload.body(
-            id: "r1", op: "hash", result: ["hash": "ab"], error: nil, durationMs: 1.23456, at: Date(timeIntervalSince1970: 0))
+            id: "r1", op: .hash, result: ["hash": "ab"], error: nil, durationMs: 1.23456, at: Date(timeIntervalSince1970: 0))
         let json = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
         #expect(json?["request_id"] as? String == "r1")
         #expect(json?["status"] as? String == "completed")
         #expect(json?["timestamp"] as? String == "1970-01-01T00:00:00.000Z")
         #expect((json?["result"] as? [String: Any])?["hash"] as? String == "ab")
-        let failed = CallbackPayload.body(id: "r2", op: "hash", result: nil, error: "boom", durationMs: nil, at: Date())
+        let failed = CallbackPayload.body(id: "r2", op: .hash, result: nil, error: "boom", durationMs: nil, at: Date())
         let failedJSON = try JSONSerialization.jsonObject(with: Data(failed)) as? [String: Any]
         #expect(failedJSON?["status"] as? String == "failed")
         #expect(failedJSON?["result"] == nil)
     }
 }
+
+/// Seconds as the store's milliseconds.
+func ms(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded()) }

@@ -6,10 +6,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2))) struct DeliveryRulesTests {
     @Test func retryAfterOn503IsHonoured() async throws {
         // The schedule says 200 ms; the receiver says 2 s.
-        let stack = try Stack(settings: ["WORKFCGI_RETRY_SCHEDULE": "200ms"])
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_RETRY_SCHEDULE": "200ms"])
         let id = try stack.submit(#"{"text": "wait", "callback_url": "http://127.0.0.1:\#(port)/status/503/after/2"}"#)
         try stack.waitForStatus(id, "failed", timeout: 20)
         let calls = receiver.calls.filter { $0.webhookID == id }
@@ -23,13 +20,10 @@ import Testing
 
     @Test func redirectsAreNeverFollowedAndProxiesAreIgnored() async throws {
         // A proxy in deliveryd's environment that goes nowhere: callbacks must not use it.
-        let stack = try Stack(settings: [
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: [
             "WORKFCGI_RETRY_SCHEDULE": "100ms", "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
             "ALL_PROXY": "http://127.0.0.1:9",
         ])
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
         let direct = try stack.submit(#"{"text": "direct", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(direct, "completed")
 

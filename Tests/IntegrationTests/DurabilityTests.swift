@@ -7,13 +7,10 @@ import Testing
 /// workfcgi once, each restarted at once. Every job that got a 202 must reach the receiver.
 @Suite(.serialized, .timeLimit(.minutes(4))) struct DurabilityTests {
     @Test func killNineDuringAStormLosesNoAcknowledgedJob() async throws {
-        let stack = try Stack(
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(
             settings: ["WORKFCGI_LEASE": "3s", "WORKFCGI_CALLBACK_TIMEOUT": "1s", "WORKFCGI_BACKLOG_LIMIT": "1000000",
                        "WORKFCGI_DURABILITY": "full"],
             rate: "100000r/s", burst: 100_000)
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
 
         let total = 2000
         let next = Atomic<Int>(0)

@@ -25,10 +25,7 @@ import Testing
     }
 
     @Test func asyncAcknowledgesThenDeliversASignedCallback() async throws {
-        let stack = try Stack()
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver()
         let client = HTTPClient()
 
         let response = try client.postJSON(
@@ -56,10 +53,7 @@ import Testing
     }
 
     @Test func retriesUntilTheReceiverRecovers() async throws {
-        let stack = try Stack()
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver()
         let client = HTTPClient()
         let response = try client.postJSON(
             stack.baseURL + "/async", #"{"input_data": "r", "iterations": 10, "callback_url": "http://127.0.0.1:\#(port)/fail/2/x"}"#)
@@ -78,23 +72,17 @@ import Testing
     }
 
     @Test func goneStopsRetryingAndEndingFailed() async throws {
-        let stack = try Stack()
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver()
         let id = try stack.submit(#"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/status/410"}"#)
         try stack.waitForStatus(id, "failed")
         #expect((try stack.delivery(id)["error"] as? String)?.contains("410") == true)
         #expect(try stack.attemptStatuses(id) == [410])
-        #expect(receiver.calls.count == 1)
+        #expect(receiver.calls.count == 1, "\(stack.log(.deliveryd))\n\(receiver.calls.map(\.webhookID))")
         await receiver.stop()
     }
 
     @Test func killedDaemonsJobIsTakenAgainAfterItsLease() async throws {
-        let stack = try Stack()
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver()
         // 200 records = 2 s of simulated I/O: long enough to kill deliveryd in the middle of it.
         let id = try stack.submit(#"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(id, "processing")
@@ -107,10 +95,7 @@ import Testing
 
     @Test func restartedDaemonTakesBackItsPredecessorsLeaseAtOnce() async throws {
         // A 60 s lease: without the take-back the job would wait a minute after the crash.
-        let stack = try Stack(settings: ["WORKFCGI_LEASE": "60s"])
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_LEASE": "60s"])
         let id = try stack.submit(#"{"records": 200, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(id, "processing")
         stack.crash(.deliveryd)

@@ -1,4 +1,5 @@
 import Foundation
+import Harness
 import Testing
 
 #if canImport(Glibc)
@@ -24,14 +25,7 @@ import Glibc
         guard rc == 0 else { throw Stack.Timeout(description: "connect failed") }
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            out += buffer[0..<n]
-        }
-        let text = String(decoding: out, as: UTF8.self)
+        let text = String(decoding: receiveUntilClosed(fd), as: UTF8.self)
         let parts = text.components(separatedBy: "\r\n\r\n")
         let status = Int(parts[0].split(separator: " ").dropFirst().first ?? "") ?? 0
         return (status, parts[0], parts.dropFirst().joined(separator: "\r\n\r\n"))

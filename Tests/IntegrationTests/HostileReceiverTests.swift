@@ -84,10 +84,7 @@ import Glibc
         // against 4 compute workers and a 2 s attempt timeout: a fast receiver must still be served at once.
         let silent = try (10..<30).map { try Self.silentListener("127.0.0.\($0)") }
         defer { for s in silent { close(s.fd) } }
-        let stack = try Stack(settings: ["WORKFCGI_WORKERS": "4", "WORKFCGI_RETRY_SCHEDULE": "none"])
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_WORKERS": "4", "WORKFCGI_RETRY_SCHEDULE": "none"])
         for (i, s) in silent.enumerated() {
             _ = try stack.submit(#"{"text": "slow", "callback_url": "http://127.0.0.\#(10 + i):\#(s.port)/never"}"#)
         }

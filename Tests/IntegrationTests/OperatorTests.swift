@@ -28,10 +28,7 @@ import Testing
     }
 
     @Test func redeliverSendsTheSameWebhookAgain() async throws {
-        let stack = try Stack()
-        try stack.start()
-        let receiver = try CallbackReceiver()
-        let port = try await receiver.start()
+        let (stack, receiver, port) = try await Stack.startedWithReceiver()
         let client = HTTPClient()
         let id = try stack.submit(#"{"text": "again", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(id, "completed")

@@ -26,6 +26,16 @@ final class Stack: @unchecked Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
     var runDirectory: String { directory.appendingPathComponent("run").path }
 
+    /// The set-up most tests share: a started stack and a started callback receiver on loopback (its port).
+    static func startedWithReceiver(
+        settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200
+    ) async throws -> (Stack, CallbackReceiver, UInt16) {
+        let stack = try Stack(settings: settings, rate: rate, burst: burst)
+        try stack.start()
+        let receiver = try CallbackReceiver()
+        return (stack, receiver, try await receiver.start())
+    }
+
     /// `settings` override the test defaults (short retries, loopback callbacks allowed).
     init(settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = []) throws {
         self.wrapper = wrapper

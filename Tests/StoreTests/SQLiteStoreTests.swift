@@ -21,7 +21,7 @@ import WorkEngine
 
     func job(_ now: UnixMillis, key: String? = nil) -> NewJob {
         NewJob(
-            id: RequestID.make(now: now), op: "hash", input: ["input_data": "x", "callback_url": "http://h.example/"],
+            id: RequestID.make(now: now), spec: .hash(input: "x", iterations: 1), input: ["input_data": "x", "callback_url": "http://h.example/"],
             callbackURL: "http://h.example/", idempotencyKey: key, createdAt: now)
     }
 
@@ -33,7 +33,7 @@ import WorkEngine
 
         let claimed = try store.claim(limit: 5, leaseMillis: 30_000, now: now)
         #expect(claimed.map(\.id) == [j.id])
-        #expect(claimed.first?.result == nil)
+        #expect(claimed.first?.work == .toDo(.hash(input: "x", iterations: 1)), "read back as it was validated")
         // Leased: nobody else gets it.
         #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1).isEmpty)
         #expect(try store.request(id: j.id)?.status == .processing)
@@ -47,7 +47,7 @@ import WorkEngine
         #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 999).isEmpty, "not due before its retry time")
         let again = try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1000)
         #expect(again.first?.attempts == 1)
-        #expect(again.first?.result == ["hash": "ab"], "work is not redone after a failed delivery")
+        #expect(again.first?.work == .done(result: ["hash": "ab"], error: nil, durationMs: 3), "work is not redone after a failed delivery")
         try store.recordAttempt(
             id: j.id, attempt: AttemptRecord(n: 2, at: now + 1001, durationMs: 2, httpStatus: 200, error: nil, nextAttemptAt: nil),
             outcome: .delivered)
@@ -113,7 +113,7 @@ import WorkEngine
                     var n = 0
                     for i in 0..<50 {
                         let j = NewJob(
-                            id: RequestID.make(now: base + Int64(t * 100 + i)), op: "text", input: ["text": "a"],
+                            id: RequestID.make(now: base + Int64(t * 100 + i)), spec: .text(text: "a", count: 1), input: ["text": "a"],
                             callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: base)
                         if case .accepted = try store.enqueue(j, backlogLimit: 1_000_000) { n += 1 }
                     }
@@ -135,13 +135,13 @@ import WorkEngine
             _ = try store.enqueue(j, backlogLimit: 100)
         }
         try store.recordSync(
-            SyncRecord(id: RequestID.make(now: now + 100), op: "text", input: ["text": "a"], result: ["word_count": 1],
+            SyncRecord(id: RequestID.make(now: now + 100), op: .text, input: ["text": "a"], result: ["word_count": 1],
                        createdAt: now + 100, startedAt: now + 100, completedAt: now + 101, durationMs: 1))
-        let page1 = try store.requests(RequestQuery(mode: "async", limit: 2))
+        let page1 = try store.requests(RequestQuery(mode: .async, limit: 2))
         #expect(page1.map(\.id) == [ids[4], ids[3]])
-        let page2 = try store.requests(RequestQuery(mode: "async", before: page1.last?.id, limit: 2))
+        let page2 = try store.requests(RequestQuery(mode: .async, before: page1.last?.id, limit: 2))
         #expect(page2.map(\.id) == [ids[2], ids[1]])
-        #expect(try store.requests(RequestQuery(mode: "sync")).count == 1)
+        #expect(try store.requests(RequestQuery(mode: .sync)).count == 1)
         #expect(try store.requests(RequestQuery(status: .completed)).count == 1)
         #expect(try store.requests(RequestQuery(status: .pending)).count == 5)
     }
@@ -159,7 +159,7 @@ import WorkEngine
         #expect(try store.redeliver(id: j.id, now: now + 10) == .requeued)
         let again = try #require(try store.claim(limit: 1, leaseMillis: 1000, now: now + 10).first)
         #expect(again.attempts == 1 && again.attemptBase == 1)
-        #expect(again.result == ["ok": true])
+        #expect(again.work == .done(result: ["ok": true], error: nil, durationMs: 1))
         #expect(try store.request(id: j.id)?.deliveredAt == nil)
         #expect(try store.redeliver(id: RequestID.make(), now: now) == .notFound)
     }
@@ -298,5 +298,37 @@ import WorkEngine
         #expect(Array(a)[14] == "7")
         #expect(!RequestID.isValid("../../etc"))
         #expect(!RequestID.isValid("01A21618-28C3-7FB4-A704-19A00CF1C59D"))
+    }
+
+    /// Jobs accepted by a version before schema 6 have no stored spec: the migration derives it from the
+    /// input they were accepted with, and one it cannot read is delivered as failed, never lost or crashed on.
+    @Test func jobsFromBeforeStoredSpecsStillRun() throws {
+        let path = directory + "/old.db"
+        let now = Clock.nowMillis()
+        let (good, bad) = (RequestID.make(now: now), RequestID.make(now: now + 1))
+        try Self.makeVersion5(path, now: now, jobs: [
+            (good, #"{"input_data":"x","iterations":3,"callback_url":"http://h.example/"}"#), (bad, #"{"op":"gone"}"#),
+        ])
+        let upgraded = try SQLiteStore(path: path)
+        defer { upgraded.close() }
+        let claimed = try upgraded.claim(limit: 5, leaseMillis: 1000, now: now + 10)
+        let unreadable = "the stored job could not be read back"
+        #expect(claimed.first { $0.id == good }?.work == .toDo(.hash(input: "x", iterations: 3)))
+        #expect(claimed.first { $0.id == bad }?.work == .done(result: nil, error: unreadable, durationMs: 0))
+        #expect(try upgraded.request(id: bad)?.error == unreadable)
+    }
+
+    /// A database as schema 5 left it, with pending async jobs (id, input); closed on return.
+    static func makeVersion5(_ path: String, now: Int64, jobs: [(String, String)]) throws {
+        let db = try Database(path: path)
+        for sql in Schema.migrations.prefix(5) { try db.execute(sql) }
+        try db.execute("PRAGMA user_version = 5")
+        for (id, input) in jobs {
+            _ = try db.query(
+                """
+                INSERT INTO requests(id, mode, op, status, input, callback_url, created_at, next_attempt_at)
+                VALUES (?, 'async', 'hash', 'pending', ?, 'http://h.example/', ?, ?)
+                """, [.text(id), .text(input), .int(now), .int(now)])
+        }
     }
 }

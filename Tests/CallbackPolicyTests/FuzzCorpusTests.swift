@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Delivery
+@testable import CallbackPolicy
 
 /// Replays Tests/Fuzz/callback-url through the URL policy (no network: a fixed resolver).
 @Suite struct CallbackURLFuzzCorpusTests {

@@ -18,7 +18,7 @@ public struct CallbackTarget: Sendable, Equatable {
 public struct CallbackURLRefusal: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
-    init(_ message: String) { self.message = message }
+    public init(_ message: String) { self.message = message }
 }
 
 /// The SSRF policy for callback URLs, applied when a job is accepted and again before every attempt.

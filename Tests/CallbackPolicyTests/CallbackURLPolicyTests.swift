@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Delivery
+@testable import CallbackPolicy
 
 @Suite struct CallbackURLPolicyTests {
     /// A resolver with fixed answers, so the table does not depend on this machine's DNS.

@@ -1,0 +1,106 @@
+import FastCGI
+import Store
+import WorkEngine
+
+/// Every refusal the API answers with, and the one place its HTTP status, code and headers are decided.
+/// Handlers throw these; `API.handle` renders them as `{"error": {"code", "message", "field"?}}`.
+enum APIError: Error, Equatable {
+    case notFound(String)
+    case methodNotAllowed(method: String, allowed: String)
+    case bodyTooLarge(limit: Int)
+    case unsupportedMediaType
+    /// The body is not JSON (400), or JSON with the wrong content (422).
+    case invalidBody(ValidationError)
+    case invalidCallbackURL(String)
+    case invalidIdempotencyKey
+    case idempotencyKeyReused
+    case invalidQuery(String, field: String)
+    case notFinished(JobStatus)
+    case syncSaturated(slots: Int)
+    case clientBacklogFull(depth: Int, limit: Int)
+    case backlogFull(depth: Int, limit: Int)
+    case storageFull
+    case storeUnavailable(String)
+
+    var status: Int {
+        switch self {
+        case .notFound: 404
+        case .methodNotAllowed: 405
+        case .bodyTooLarge: 413
+        case .unsupportedMediaType: 415
+        case .invalidBody(let e): e.code == .badJSON ? 400 : 422
+        case .invalidCallbackURL, .idempotencyKeyReused: 422
+        case .invalidIdempotencyKey, .invalidQuery: 400
+        case .notFinished: 409
+        case .syncSaturated, .clientBacklogFull, .backlogFull, .storageFull, .storeUnavailable: 503
+        }
+    }
+
+    var code: String {
+        switch self {
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .bodyTooLarge: "body_too_large"
+        case .unsupportedMediaType: "unsupported_media_type"
+        case .invalidBody(let e): e.code.rawValue
+        case .invalidCallbackURL: "invalid_callback_url"
+        case .invalidIdempotencyKey: "invalid_idempotency_key"
+        case .idempotencyKeyReused: "idempotency_key_reused"
+        case .invalidQuery: "invalid_query"
+        case .notFinished: "not_finished"
+        case .syncSaturated: "sync_saturated"
+        case .clientBacklogFull: "client_backlog_full"
+        case .backlogFull: "backlog_full"
+        case .storageFull: "storage_full"
+        case .storeUnavailable: "store_unavailable"
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .notFound(let what): what
+        case .methodNotAllowed(let method, let allowed): "\(method) is not allowed here; use \(allowed)"
+        case .bodyTooLarge(let limit): "request body is larger than \(limit) bytes"
+        case .unsupportedMediaType: "Content-Type must be application/json"
+        case .invalidBody(let e): e.message
+        case .invalidCallbackURL(let why): why
+        case .invalidIdempotencyKey: "Idempotency-Key must be 1 to 255 printable ASCII characters"
+        case .idempotencyKeyReused: "this Idempotency-Key was used in the last 24 hours for a different request body"
+        case .invalidQuery(let why, _): why
+        case .notFinished(let status):
+            "request is \(status.rawValue); only completed or failed requests can be redelivered"
+        case .syncSaturated(let slots): "all \(slots) sync slots are busy; retry later or use POST /async"
+        case .clientBacklogFull(let depth, let limit):
+            "\(depth) of your jobs are not finished yet (limit \(limit) per client); retry later"
+        case .backlogFull(let depth, let limit): "\(depth) jobs are waiting (limit \(limit)); retry later"
+        case .storageFull: "the job store is full; it was not accepted. Retry later"
+        case .storeUnavailable(let what): what
+        }
+    }
+
+    var field: String? {
+        switch self {
+        case .invalidBody(let e): e.field
+        case .unsupportedMediaType: "Content-Type"
+        case .invalidCallbackURL: "callback_url"
+        case .invalidIdempotencyKey, .idempotencyKeyReused: "Idempotency-Key"
+        case .invalidQuery(_, let field): field
+        default: nil
+        }
+    }
+
+    /// Retry-After on every 503 (how soon a retry may do better), Allow on 405.
+    var headers: [(name: String, value: String)] {
+        switch self {
+        case .methodNotAllowed(_, let allowed): [("Allow", allowed == "GET" ? "GET, HEAD" : allowed)]
+        case .syncSaturated, .storeUnavailable: [("Retry-After", "1")]
+        case .clientBacklogFull, .backlogFull: [("Retry-After", "5")]
+        case .storageFull: [("Retry-After", "30")]
+        default: []
+        }
+    }
+
+    var response: HTTPResponse {
+        JSONResponse.error(status, code: code, message: message, field: field, headers: headers)
+    }
+}
