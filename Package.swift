@@ -65,8 +65,9 @@ let package = Package(
         // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.
         .target(
             name: "Lifecycle",
-            dependencies: ["CSystem", "Config", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: swiftSettings),
+            dependencies: ["CSystem", "Config", "WorkEngine", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings, plugins: ["BuildRevision"]),
+        .plugin(name: "BuildRevision", capability: .buildTool()),
 
         // Thin executables: read config, wire, run.
         .executableTarget(

@@ -28,7 +28,7 @@ public final class API: Sendable {
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
-        logger: Logger = Logger(label: "workfcgi")
+        logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown")
     ) {
         self.logger = logger
         self.store = store
@@ -37,11 +37,24 @@ public final class API: Sendable {
         self.doorbell = doorbell
         self.settings = settings
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
+        metrics.build(version: build.version, revision: build.revision)
     }
 
     public func handle(_ request: HTTPRequest) -> HTTPResponse {
-        let (route, response) = routed(request)
+        let started = DispatchTime.now().uptimeNanoseconds
+        var (route, response) = routed(request)
         metrics.responded(route: route, status: response.status)
+        if settings.accessLog && logger.logLevel <= .info {
+            // No bodies, no query strings, no headers: nothing a client sent that could be secret.
+            var metadata: Logger.Metadata = [
+                "method": "\(request.method)", "route": "\(route)", "status": "\(response.status)",
+                "duration_ms": "\(Double((DispatchTime.now().uptimeNanoseconds - started) / 1000) / 1000)",
+                "client": "\(request.remoteAddress)",
+            ]
+            if let id = response.requestID { metadata["request_id"] = "\(id)" }
+            logger.info("request", metadata: metadata)
+        }
+        response.requestID = nil
         return response
     }
 
@@ -134,12 +147,14 @@ public final class API: Sendable {
             metrics.syncRecordLost(full: error is StoreFull)
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
-        return JSONResponse.ok(
+        var response = JSONResponse.ok(
             200,
             [
                 "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
                 "duration_ms": .milliseconds(ms),
             ])
+        response.requestID = id
+        return response
     }
 
     private func enqueueAsync(_ parsed: ParsedRequest, callbackURL url: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
@@ -188,12 +203,14 @@ public final class API: Sendable {
     private func accepted(id: String, replayed: Bool) -> HTTPResponse {
         var headers: [(name: String, value: String)] = [("Location", "/requests/\(id)")]
         if replayed { headers.append(("Idempotent-Replayed", "true")) }
-        return JSONResponse.ok(
+        var response = JSONResponse.ok(
             202,
             [
                 "request_id": .string(id), "status": "pending",
                 "message": .string("accepted; the result will be POSTed to callback_url. Track it at /requests/\(id)"),
             ], headers: headers)
+        response.requestID = id
+        return response
     }
 
     // MARK: GET /requests
@@ -231,7 +248,9 @@ public final class API: Sendable {
         guard RequestID.isValid(id), let record = try fromStore({ try store.request(id: id) }) else {
             throw .notFound("no request with id \(id)")
         }
-        return JSONResponse.ok(200, RecordJSON.detail(record))
+        var response = JSONResponse.ok(200, RecordJSON.detail(record))
+        response.requestID = id
+        return response
     }
 
     // MARK: POST /requests/{id}/redeliver (operators; nginx admits loopback only)

@@ -64,9 +64,15 @@ final class Metrics: Sendable {
         registry.makeGauge(descriptor: Self.name(metric, "", help), labels: labels).set(to: value)
     }
 
+    /// `workfcgi_build_info{version, revision} 1`, the usual way to put the running build on a dashboard.
+    func build(version: String, revision: String) {
+        gauge("build_info", "The running build: version and git revision.", labels: [("version", version), ("revision", revision)], 1)
+    }
+
     /// The exposition text, after refreshing the gauges that are read rather than counted.
     func render(store: any JobStore, syncInFlight: Int) -> [UInt8] {
         gauge("sync_in_flight", "Sync computations running now.", Double(syncInFlight))
+        var delivery: DeliveryStats?
         do {
             for (mode, status, count) in try store.statusCounts() {
                 gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode), ("status", status.rawValue)], Double(count))
@@ -78,10 +84,36 @@ final class Metrics: Sendable {
             var open = 0
             if alive, case .array(let circuits)? = daemon?.circuits { open = circuits.count }
             gauge("callback_circuits_open", "Callback hosts whose circuit breaker is open or half-open.", Double(open))
+            delivery = daemon?.stats
             gauge("database_up", "1 when the database answered this scrape.", 1)
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)
         }
-        return registry.emitToBuffer()
+        return registry.emitToBuffer() + Array(Self.exposition(delivery ?? DeliveryStats()).utf8)
+    }
+
+    /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which
+    /// Prometheus' rate() treats as a counter reset). Written out by hand: they are snapshots, not
+    /// values this process counts.
+    static func exposition(_ stats: DeliveryStats) -> String {
+        var out = "# HELP workfcgi_delivery_attempts_total Callback attempts since deliveryd started, by what they decided.\n"
+        out += "# TYPE workfcgi_delivery_attempts_total counter\n"
+        for outcome in ["delivered", "retry", "gave_up"] {
+            out += "workfcgi_delivery_attempts_total{outcome=\"\(outcome)\"} \(stats.attempts[outcome] ?? 0)\n"
+        }
+        let histograms = [
+            ("delivery_commit_to_callback_seconds", "From a job's commit (its 202) to the callback that delivered it.", stats.commitToDelivered),
+            ("delivery_claim_lag_seconds", "From when a job was due to when deliveryd claimed it.", stats.claimLag),
+        ]
+        for (name, help, h) in histograms {
+            out += "# HELP workfcgi_\(name) \(help)\n# TYPE workfcgi_\(name) histogram\n"
+            var cumulative = 0
+            for (bound, n) in zip(DeliveryStats.buckets, h.counts) {
+                cumulative += n
+                out += "workfcgi_\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+            }
+            out += "workfcgi_\(name)_bucket{le=\"+Inf\"} \(h.count)\nworkfcgi_\(name)_sum \(h.sum)\nworkfcgi_\(name)_count \(h.count)\n"
+        }
+        return out
     }
 }

@@ -44,6 +44,10 @@ public struct Settings: Sendable, Equatable {
     /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
     public var callbackAllowCIDRs: [String]
     public var logLevel: String
+    /// `text` (swift-log's line format) or `json` (one object per line, for log shippers).
+    public var logFormat: String
+    /// One info line per request in workfcgi (method, route, status, duration, request id).
+    public var accessLog: Bool
 
     /// What a committed 202 survives. `full` (default): power loss, SQLite fsyncs every commit.
     /// `normal`: a process crash only; WAL with synchronous=NORMAL may lose the last commits on power loss.
@@ -106,6 +110,11 @@ public struct Settings: Sendable, Equatable {
         guard levels.contains(logLevel) else {
             throw ConfigError(variable: Self.prefix + "LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", "))")
         }
+        logFormat = try env.string("LOG_FORMAT", default: "text")
+        guard logFormat == "text" || logFormat == "json" else {
+            throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(logFormat)'")
+        }
+        accessLog = try env.bool("ACCESS_LOG", default: true)
         // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
         let known = env.names
         for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {

@@ -91,6 +91,17 @@ public final class Deliverer: Sendable {
             })
     }
 
+    /// Counters published with the heartbeat.
+    private let stats = Mutex(DeliveryStats())
+
+    /// When the claim loop last went round (uptime nanoseconds).
+    private let loopAt = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
+
+    /// How long ago the claim loop last went round: the watchdog's proof of progress.
+    public var secondsSinceLoop: Double {
+        Double(DispatchTime.now().uptimeNanoseconds &- loopAt.load(ordering: .relaxed)) / 1e9
+    }
+
     /// Jobs being worked on right now: computing, or with a callback attempt in flight.
     public var activeWorkers: Int { active.load(ordering: .relaxed) + dispatcher.inFlight }
 
@@ -122,9 +133,11 @@ public final class Deliverer: Sendable {
         var lastHeartbeat: UnixMillis = 0
         var lastPrune: UnixMillis = 0
         while !stopping.load(ordering: .sequentiallyConsistent) {
+            loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let now = Clock.nowMillis()
             if now - lastHeartbeat >= 1000 {
-                try? store.heartbeat(pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), now: now)
+                try? store.heartbeat(
+                    pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), stats: stats.withLock { $0 }, now: now)
                 lastHeartbeat = now
             }
             if let retention = options.retentionSeconds, now - lastPrune >= 60_000 {
@@ -156,6 +169,7 @@ public final class Deliverer: Sendable {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
             }
+            stats.withLock { s in for job in claimed { s.claimLag.observe(Double(now - job.dueAt) / 1000) } }
             queue.withLock { $0.append(contentsOf: claimed) }
             for _ in claimed { work.signal() }
         }
@@ -167,7 +181,7 @@ public final class Deliverer: Sendable {
         recorderWake.signal()
         recorderDone.wait()
         // A heartbeat from the epoch: /healthz shows deliveryd down at once, not 10 s after a clean stop.
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], now: 0)
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: [], stats: stats.withLock { $0 }, now: 0)
     }
 
     private func workerLoop() {
@@ -318,6 +332,13 @@ public final class Deliverer: Sendable {
             // Not recorded: the leases will expire and the jobs will be tried again (at least once).
             logger.error("attempts failed to record", metadata: ["jobs": "\(writes.count)", "error": "\(error)"])
             return
+        }
+        let now = Clock.nowMillis()
+        stats.withLock { s in
+            for (f, w) in zip(batch, writes) {
+                s.recorded(w.outcome)
+                if w.outcome == .delivered { s.commitToDelivered.observe(Double(now - f.job.createdAt) / 1000) }
+            }
         }
         for w in writes {
             logger.info(

@@ -2,6 +2,7 @@ import Config
 import CSystem
 import Foundation
 import Logging
+import Synchronization
 
 /// A running daemon, as its `start` closure hands it to `Daemon.run`.
 public struct Service: Sendable {
@@ -11,11 +12,22 @@ public struct Service: Sendable {
     public var wait: @Sendable () -> Void
     /// What the start-up line logs: sockets, database, sizes.
     public var summary: [String: String]
+    /// Proves the service's essential loop still makes progress (workfcgi: a write through the group-commit
+    /// writer; deliveryd: the claim loop went round recently). May block: a hung loop blocks it, and then
+    /// no WATCHDOG=1 is sent, so systemd restarts the daemon.
+    public var progressing: @Sendable () -> Bool
+    /// A one-line state for `systemctl status` (STATUS=).
+    public var status: @Sendable () -> String
 
-    public init(summary: [String: String], stop: @escaping @Sendable () -> Void, wait: @escaping @Sendable () -> Void) {
+    public init(
+        summary: [String: String], stop: @escaping @Sendable () -> Void, wait: @escaping @Sendable () -> Void,
+        progressing: @escaping @Sendable () -> Bool = { true }, status: @escaping @Sendable () -> String = { "running" }
+    ) {
         self.summary = summary
         self.stop = stop
         self.wait = wait
+        self.progressing = progressing
+        self.status = status
     }
 }
 
@@ -43,16 +55,43 @@ public enum Daemon {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             exit(1)
         }
+        let systemd = SystemdNotifier()
+        let stopping = Flag()
         // After start: workfcgi's FCGX_Init installs libfcgi's flag-only SIGTERM handler, which this replaces.
         let signals = onStopSignal { sig in
             logger.info("stopping: finishing what is in hand", metadata: ["signal": "\(sig)"])
+            stopping.set()
+            systemd.send("STOPPING=1\nSTATUS=stopping: finishing what is in hand")
             service.stop()
         }
         logger.info("started", metadata: service.summary.mapValues { .string($0) })
+        // Ready only now: sockets listen, the database is open and migrated.
+        systemd.send("READY=1\nSTATUS=\(service.status())\nMAINPID=\(getpid())")
+        if systemd.enabled { keepSystemdInformed(systemd, service: service, stopping: stopping, logger: logger) }
         service.wait()
         withExtendedLifetime(signals) {}
         logger.info("stopped")
         exit(0)
+    }
+
+    /// STATUS= every few seconds and, when systemd's watchdog is on, WATCHDOG=1 at half its period, but
+    /// only after the service proved progress: a hung writer or claim loop gets the daemon restarted.
+    static func keepSystemdInformed(
+        _ systemd: SystemdNotifier, service: Service, stopping: Flag, logger: Logger
+    ) {
+        let period = min(systemd.watchdogInterval ?? 5, 5)
+        Thread {
+            workfcgi_name_thread("systemd-notify")
+            while !stopping.isSet {
+                Thread.sleep(forTimeInterval: period)
+                if stopping.isSet { return }
+                guard service.progressing() else {
+                    logger.error("no progress: not telling systemd's watchdog that all is well")
+                    continue
+                }
+                systemd.send((systemd.watchdogInterval != nil ? "WATCHDOG=1\n" : "") + "STATUS=\(service.status())")
+            }
+        }.start()
     }
 
     /// Reads the settings, or exits 2 naming the bad variable. Also sets what every process of this
@@ -71,9 +110,15 @@ public enum Daemon {
     }
 
     static func bootstrapLogging(_ settings: Settings) {
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
+            if settings.logFormat == "json" {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: settings.logLevel) ?? .info
+            handler.logLevel = level
             return handler
         }
     }
@@ -89,4 +134,11 @@ public enum Daemon {
             return source
         }
     }
+}
+
+/// A flag set once, read from any thread.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { value.load(ordering: .sequentiallyConsistent) }
 }

@@ -32,7 +32,8 @@ public protocol JobStore: Sendable {
     func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)]
     /// Deletes up to `limit` completed or failed requests (and their attempts) finished before `before`.
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
-    func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws
+    /// deliveryd's sign of life, with its circuit breakers and its counters (for /healthz and /metrics).
+    func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, stats: DeliveryStats, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
 }
 

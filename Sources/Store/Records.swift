@@ -83,6 +83,8 @@ public struct ClaimedJob: Sendable {
     public var attemptBase: Int
     public var createdAt: UnixMillis
     public var leaseUntil: UnixMillis
+    /// When it became due (accepted, or its retry time): claim time minus this is the queue's lag.
+    public var dueAt: UnixMillis
 
     /// Where a claimed job's work stands.
     public enum Work: Sendable, Equatable {
@@ -191,6 +193,8 @@ public struct DaemonStatus: Sendable {
     public var heartbeatAt: UnixMillis
     /// Open or half-open circuit breakers, as deliveryd last reported them.
     public var circuits: JSONValue
+    /// deliveryd's counters since it started.
+    public var stats: DeliveryStats
 
     /// deliveryd writes a heartbeat every second; one older than this means it is not running.
     public static let staleAfterMillis: Int64 = 10_000

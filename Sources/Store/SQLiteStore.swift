@@ -48,6 +48,12 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    /// Goes through the group-commit writer and back: true proves its loop is turning (systemd's watchdog
+    /// asks). Blocks while the writer is stuck.
+    public func writerResponds() -> Bool {
+        (try? writer.submit { _ in true }) ?? false
+    }
+
     public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int = .max) throws -> EnqueueOutcome {
         try committed { db in
             if let key = job.idempotencyKey {
@@ -125,7 +131,7 @@ public final class SQLiteStore: JobStore {
                         WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
-                        attempt_base
+                        attempt_base, next_attempt_at
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
                 ).compactMap { row -> ClaimedJob? in
@@ -146,7 +152,7 @@ public final class SQLiteStore: JobStore {
                     }
                     return ClaimedJob(
                         id: id, op: op, work: work, callbackURL: url, attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
-                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0)
+                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now)
                 }
             }
         }
@@ -347,20 +353,21 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, now: UnixMillis) throws {
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, stats: DeliveryStats, now: UnixMillis) throws {
         try withConnection { db in
             try db.query(
-                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits) VALUES (1, ?, ?, ?, ?)",
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(circuits.text)])
+                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, ?, ?, ?, ?, ?)",
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(circuits.text), .text(stats.json.text)])
         }
     }
 
     public func daemonStatus() throws -> DaemonStatus? {
         try withConnection { db in
-            try db.query("SELECT pid, active_workers, heartbeat_at, circuits FROM daemon WHERE id = 1").first.map { row in
+            try db.query("SELECT pid, active_workers, heartbeat_at, circuits, stats FROM daemon WHERE id = 1").first.map { row in
                 DaemonStatus(
                     pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
-                    circuits: row.text(3).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [])
+                    circuits: row.text(3).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [],
+                    stats: DeliveryStats(json: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
             }
         }
     }

@@ -83,6 +83,10 @@ enum Schema {
         """
         ALTER TABLE requests ADD COLUMN spec TEXT;
         """,
+        // 7: deliveryd's counters ride on its heartbeat, for workfcgi's /metrics.
+        """
+        ALTER TABLE daemon ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
+        """,
     ]
 
     /// Data steps that SQL cannot do, run right after the migration of the same number.

@@ -14,7 +14,7 @@ struct Deliveryd: ParsableCommand {
         commandName: "deliveryd",
         abstract: "The delivery daemon: runs async jobs and delivers their signed callbacks, with retries.",
         discussion: "Settings come from WORKFCGI_* environment variables (README, Configuration).",
-        version: "deliveryd \(BuildInfo.version)")
+        version: "deliveryd \(BuildInfo.versionLine)")
 
     @Flag(help: "Validate every WORKFCGI_* variable, print the effective settings (secrets masked), exit 0, or 2 when one is invalid.")
     var checkConfig = false
@@ -73,7 +73,10 @@ struct Deliveryd: ParsableCommand {
                 wait: {
                     deliverer.run(doorbell: doorbell)
                     store.close()
-                })
+                },
+                // The claim loop goes round at least every poll interval, and after every claim.
+                progressing: { deliverer.secondsSinceLoop < max(10, settings.pollIntervalSeconds * 5) },
+                status: { "delivering; \(deliverer.activeWorkers) jobs in hand" })
         }
     }
 }

@@ -16,7 +16,7 @@ struct Workfcgi: ParsableCommand {
         commandName: "workfcgi",
         abstract: "The FastCGI responder behind nginx: POST /sync, POST /async, /requests, /healthz, /metrics.",
         discussion: "Settings come from WORKFCGI_* environment variables (README, Configuration).",
-        version: "workfcgi \(BuildInfo.version)")
+        version: "workfcgi \(BuildInfo.versionLine)")
 
     @Flag(help: "Validate every WORKFCGI_* variable, print the effective settings (secrets masked), exit 0, or 2 when one is invalid.")
     var checkConfig = false
@@ -34,7 +34,8 @@ struct Workfcgi: ParsableCommand {
                 path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
             let api = API(
                 store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
-                doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, logger: logger)
+                doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, logger: logger,
+                build: (BuildInfo.version, BuildInfo.revision))
 
             FastCGIServer.initialize()
             let servers = [
@@ -56,7 +57,9 @@ struct Workfcgi: ParsableCommand {
                 wait: {
                     for server in servers { server.wait() }
                     store.close()
-                })
+                },
+                progressing: store.writerResponds,
+                status: { "serving; \((try? store.backlog()).map(String.init) ?? "?") async jobs waiting" })
         }
     }
 }

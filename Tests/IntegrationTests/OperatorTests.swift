@@ -109,4 +109,37 @@ import Testing
         #expect(message.contains("127."), "refused for its address: \(message)")
         #expect(message.contains("WORKFCGI_ALLOW_PRIVATE_CALLBACKS"), "the refusal names the setting that allows it")
     }
+
+    /// deliveryd's side in /metrics: attempts by outcome, time from commit to callback, claim lag, the build,
+    /// and deliveryd shown down within 2 s of a clean stop.
+    @Test func metricsShowDeliveryAndTheBuild() async throws {
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_RETRY_SCHEDULE": "100ms"])
+        let client = HTTPClient()
+        let delivered = try stack.submit(#"{"text": "a", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        let retried = try stack.submit(#"{"text": "b", "callback_url": "http://127.0.0.1:\#(port)/status/500"}"#)
+        try stack.waitForStatus(delivered, "completed")
+        try stack.waitForStatus(retried, "failed")
+        func metrics() throws -> String { try client.get(stack.baseURL + "/metrics").text }
+        // Published with deliveryd's next heartbeat (every second).
+        try stack.waitFor("delivery counters in /metrics", timeout: 5) {
+            ((try? metrics()) ?? "").contains(#"workfcgi_delivery_attempts_total{outcome="gave_up"} 1"#)
+        }
+        let text = try metrics()
+        #expect(text.contains(#"workfcgi_delivery_attempts_total{outcome="delivered"} 1"#), "\(text)")
+        #expect(text.contains(#"workfcgi_delivery_attempts_total{outcome="retry"} 1"#))
+        #expect(text.contains("workfcgi_delivery_commit_to_callback_seconds_count 1"))
+        #expect(text.contains(#"workfcgi_delivery_commit_to_callback_seconds_bucket{le="+Inf"} 1"#))
+        #expect(text.contains("workfcgi_delivery_claim_lag_seconds_count 3"), "two first attempts and one retry")
+        #expect(text.contains("# TYPE workfcgi_delivery_commit_to_callback_seconds histogram"))
+        let build = try #require(text.split(separator: "\n").first { $0.hasPrefix("workfcgi_build_info{") })
+        #expect(build.contains(#"version="0.3.0""#) && build.contains("revision=") && !build.contains(#"revision="unknown""#), "\(build)")
+        #expect(text.contains("workfcgi_deliveryd_up 1"))
+
+        #expect(stack.stop(.deliveryd) == 0)
+        let t0 = Date()
+        try stack.waitFor("deliveryd shown down", timeout: 2) { ((try? metrics()) ?? "").contains("workfcgi_deliveryd_up 0") }
+        #expect(Date().timeIntervalSince(t0) < 2)
+        #expect((try client.get(stack.baseURL + "/healthz").json?["deliveryd"] as? [String: Any])?["running"] as? Bool == false)
+        await receiver.stop()
+    }
 }

@@ -46,47 +46,55 @@ import Glibc
         }
     }
 
+    /// An instance of its own beside whatever is installed (its own unit names, folders, binaries and settings
+    /// file), started the way an operator starts it: `systemctl start <name>` alone, which in a container
+    /// (systemctl3, which ignores Wants=) brings deliveryd up through scripts/systemctl-container.
     @Test(.enabled(if: canRun, "needs root, systemctl3, and no running systemd")) func systemctlStartsAndStopsTheStack() async throws {
         let systemctl = try #require(Self.systemctl3)
         let stack = try Stack()
+        let name = "wfct-\(UUID().uuidString.prefix(6).lowercased())"
+        let (delivery, runDir, stateDir) = ("\(name)-deliveryd", "/run/\(name)", "/var/lib/\(name)")
+        let config = stack.directory.appendingPathComponent("etc")
         let env = stack.directory.appendingPathComponent("workfcgi.env")
         // The units' own folders; the test's settings otherwise.
         var settings = stack.environment.filter { $0.key.hasPrefix("WORKFCGI_") }
-        settings["WORKFCGI_RUN_DIR"] = "/run/workfcgi"
-        settings["WORKFCGI_DB_PATH"] = "/var/lib/workfcgi/workfcgi.db"
-        let stateExisted = FileManager.default.fileExists(atPath: "/var/lib/workfcgi")
+        settings["WORKFCGI_RUN_DIR"] = runDir
+        settings["WORKFCGI_DB_PATH"] = stateDir + "/workfcgi.db"
         try settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "\n").write(to: env, atomically: true, encoding: .utf8)
         let install = try Stack.run(
             Stack.packageRoot.appendingPathComponent("scripts/install-systemd").path,
-            ["--bin-dir", Stack.binDirectory.path, "--run-dir", stack.runDirectory, "--env-file", env.path])
+            [
+                "--name", name, "--bin-dir", Stack.binDirectory.path, "--bin-target", stack.directory.appendingPathComponent("bin").path,
+                "--config-dir", config.path, "--run-dir", stack.runDirectory, "--env-file", env.path,
+            ])
         try #require(install.status == 0, "\(install.output)")
+        #expect(install.output.contains("systemctl start \(name)"), "the closing hint names the command that works here")
         defer {
-            _ = try? Stack.run(systemctl, ["stop", "workfcgi", "deliveryd"])
-            for path in ["/etc/systemd/system/workfcgi.service", "/etc/systemd/system/deliveryd.service", "/etc/workfcgi/workfcgi.env",
-                         "/etc/systemd/system/workfcgi.service.d", "/etc/systemd/system/deliveryd.service.d",
-                         "/usr/local/bin/workfcgi", "/usr/local/bin/deliveryd"] {
+            _ = try? Stack.run(systemctl, ["stop", name, delivery])
+            for path in ["/etc/systemd/system/\(name).service", "/etc/systemd/system/\(delivery).service",
+                         stateDir, runDir, "/var/log/journal/\(name).service.log", "/var/log/journal/\(delivery).service.log"] {
                 try? FileManager.default.removeItem(atPath: path)
             }
-            if !stateExisted { try? FileManager.default.removeItem(atPath: "/var/lib/workfcgi") }
         }
 
-        // systemctl3 does not follow Wants=, so name both; on a real systemd `start workfcgi` pulls deliveryd in.
-        let start = try Stack.run(systemctl, ["start", "deliveryd", "workfcgi"])
+        // What /usr/local/bin/systemctl is where PID 1 is not systemd (the install links it for the default name).
+        let start = try Stack.run(Stack.packageRoot.appendingPathComponent("scripts/systemctl-container").path, ["start", name])
         #expect(start.status == 0, "\(start.output)")
-        #expect(try Stack.run(systemctl, ["is-active", "workfcgi"]).output.hasPrefix("active"))
+        #expect(try Stack.run(systemctl, ["is-active", name]).output.hasPrefix("active"))
+        #expect(try Stack.run(systemctl, ["is-active", delivery]).output.hasPrefix("active"), "starting workfcgi started deliveryd")
         try stack.waitFor("sockets from the systemd-started workfcgi") {
-            FileManager.default.fileExists(atPath: "/run/workfcgi/api.sock")
+            FileManager.default.fileExists(atPath: runDir + "/api.sock")
         }
         // Run as the unit's user, with its folders and modes; nginx reaches the sockets through symlinks.
-        let run = try FileManager.default.attributesOfItem(atPath: "/run/workfcgi")
+        let run = try FileManager.default.attributesOfItem(atPath: runDir)
         #expect(run[.ownerAccountName] as? String == "workfcgi")
         #expect(run[.groupOwnerAccountName] as? String == "www-data")
         #expect(run[.posixPermissions] as? Int == 0o710)
-        let socket = try FileManager.default.attributesOfItem(atPath: "/run/workfcgi/api.sock")
+        let socket = try FileManager.default.attributesOfItem(atPath: runDir + "/api.sock")
         #expect(socket[.posixPermissions] as? Int == 0o660)
         #expect(socket[.ownerAccountName] as? String == "workfcgi")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stack.runDirectory + "/api.sock") == "/run/workfcgi/api.sock")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stack.runDirectory + "/api.sock") == runDir + "/api.sock")
         try stack.start([.nginx])
 
         let client = HTTPClient()
@@ -101,14 +109,14 @@ import Glibc
         await receiver.stop()
 
         let t0 = Date()
-        let stop = try Stack.run(systemctl, ["stop", "workfcgi", "deliveryd"])
+        let stop = try Stack.run(systemctl, ["stop", name, delivery])
         #expect(stop.status == 0, "\(stop.output)")
         #expect(Date().timeIntervalSince(t0) < 20, "a clean stop, not a kill after the timeout")
-        let active = try Stack.run(systemctl, ["is-active", "workfcgi", "deliveryd"]).output
+        let active = try Stack.run(systemctl, ["is-active", name, delivery]).output
         #expect(!active.contains("\nactive") && !active.hasPrefix("active"), "\(active)")
-        #expect(!FileManager.default.fileExists(atPath: "/run/workfcgi/api.sock"), "workfcgi removes its sockets on a clean exit")
-        let state = try FileManager.default.attributesOfItem(atPath: "/var/lib/workfcgi")
+        #expect(!FileManager.default.fileExists(atPath: runDir + "/api.sock"), "workfcgi removes its sockets on a clean exit")
+        let state = try FileManager.default.attributesOfItem(atPath: stateDir)
         #expect(state[.posixPermissions] as? Int == 0o700)
-        #expect(try FileManager.default.attributesOfItem(atPath: "/var/lib/workfcgi/workfcgi.db")[.ownerAccountName] as? String == "workfcgi")
+        #expect(try FileManager.default.attributesOfItem(atPath: stateDir + "/workfcgi.db")[.ownerAccountName] as? String == "workfcgi")
     }
 }

@@ -331,4 +331,21 @@ import WorkEngine
                 """, [.text(id), .text(input), .int(now), .int(now)])
         }
     }
+
+    @Test func deliveryStatsRideOnTheHeartbeat() throws {
+        var stats = DeliveryStats()
+        stats.recorded(.delivered)
+        stats.recorded(.retry(at: 5))
+        stats.recorded(.giveUp(reason: "x"))
+        stats.commitToDelivered.observe(0.004)  // first bucket (<= 5 ms)
+        stats.commitToDelivered.observe(7200)  // above every bound
+        stats.claimLag.observe(-1)  // clock skew reads as no lag
+        try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: Clock.nowMillis())
+        let read = try #require(try store.daemonStatus()).stats
+        #expect(read == stats)
+        #expect(read.attempts == ["delivered": 1, "retry": 1, "gave_up": 1])
+        #expect(read.commitToDelivered.counts.first == 1 && read.commitToDelivered.counts.last == 1 && read.commitToDelivered.count == 2)
+        #expect(read.claimLag.sum == 0)
+        #expect(DeliveryStats(json: ["attempts": "garbage"]) == DeliveryStats(), "an unreadable snapshot reads as empty")
+    }
 }

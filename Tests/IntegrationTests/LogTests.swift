@@ -1,0 +1,38 @@
+import Foundation
+import Harness
+import Testing
+
+/// What an operator reads: one line per request at info, with the request id, nothing a client sent that
+/// could be secret, as JSON when asked.
+@Suite(.serialized) struct LogTests {
+    @Test func jsonAccessLinesCarryTheRequestIdAndNoBodies() throws {
+        let stack = try Stack(settings: ["WORKFCGI_LOG_FORMAT": "json"])
+        try stack.start()
+        defer { stack.stopAll() }
+        let id = try stack.submit(#"{"input_data": "secret-input-xyz", "callback_url": "http://127.0.0.1:9/?token=secret-token"}"#)
+        let refused = try HTTPClient().postJSON(stack.baseURL + "/sync", #"{"input_data": "secret-input-xyz", "iterations": 0}"#)
+        #expect(refused.status == 422)
+        try stack.waitFor("access lines") { stack.log(.workfcgi).contains("\"status\":\"422\"") }
+
+        let lines = stack.log(.workfcgi).split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(objects.count == lines.count, "every line is one JSON object:\n\(lines.joined(separator: "\n"))")
+        let requests = objects.filter { $0["message"] as? String == "request" }
+        let accepted = try #require(requests.first { $0["route"] as? String == "async" }, "\(requests)")
+        #expect(accepted["status"] as? String == "202" && accepted["request_id"] as? String == id && accepted["method"] as? String == "POST")
+        #expect(accepted["level"] as? String == "info" && accepted["duration_ms"] != nil && accepted["time"] != nil)
+        #expect(requests.contains { $0["route"] as? String == "sync" && $0["status"] as? String == "422" })
+        let all = stack.log(.workfcgi) + stack.log(.deliveryd)
+        #expect(!all.contains("secret-input-xyz") && !all.contains("secret-token"), "no bodies or URLs at info")
+        #expect(!all.contains(Stack.secret))
+    }
+
+    @Test func accessLinesCanBeTurnedOff() throws {
+        let stack = try Stack(settings: ["WORKFCGI_ACCESS_LOG": "false"])
+        try stack.start()
+        defer { stack.stopAll() }
+        for _ in 0..<3 { _ = try HTTPClient().get(stack.baseURL + "/healthz") }
+        #expect(try HTTPClient().get(stack.baseURL + "/nope").status == 404)
+        #expect(!stack.log(.workfcgi).contains("route="), "\(stack.log(.workfcgi))")
+    }
+}
