@@ -81,9 +81,20 @@ public final class API: Sendable {
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                     body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
             })
+        case ["openapi.json"]:
+            return ("openapi", answer(request, "GET") { Self.document("application/json", Array(OpenAPIDocument.json.utf8)) })
+        case ["docs"]:
+            return ("docs", answer(request, "GET") { Self.document("text/html; charset=utf-8", DocsPage.html) })
         default:
             return ("other", APIError.notFound("no such endpoint: \(request.path)").response)
         }
+    }
+
+    private static func document(_ type: String, _ body: [UInt8]) -> HTTPResponse {
+        HTTPResponse(
+            status: 200,
+            headers: [("Content-Type", type), ("Cache-Control", "max-age=300"), ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")],
+            body: body)
     }
 
     /// Runs `body` if the method is allowed (HEAD counts as GET), and renders whatever it throws.

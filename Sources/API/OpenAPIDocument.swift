@@ -1,0 +1,998 @@
+/// The API's OpenAPI 3.1 description, served at /openapi.json and rendered at /docs. Kept in the binary so an
+/// installed workfcgi needs no files beside it; a test validates it (openapi-spec-validator) and schemathesis
+/// holds the live stack to it.
+enum OpenAPIDocument {
+    static let json = #"""
+{
+ "openapi": "3.1.0",
+ "info": {
+  "title": "workfcgi",
+  "version": "0.3.0",
+  "description": "The same unit of work two ways: POST /sync answers inline (bounded by a semaphore and a wait), POST /async answers 202 at once and POSTs the signed result (Standard Webhooks) to callback_url, with retries. Every error has the shape of the Error schema. nginx in front rate-limits per client address (429 rate_limited with Retry-After)."
+ },
+ "servers": [
+  {
+   "url": "http://127.0.0.1:8080"
+  }
+ ],
+ "paths": {
+  "/sync": {
+   "post": {
+    "operationId": "postSync",
+    "summary": "Run the work now and answer with its result",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "oneOf": [
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "hash",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "input_data": {
+            "type": "string",
+            "maxLength": 65536,
+            "description": "0 to 65,536 bytes of UTF-8"
+           },
+           "iterations": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 5000000,
+            "default": 50000
+           }
+          },
+          "required": [
+           "input_data"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "text",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "text": {
+            "type": "string",
+            "maxLength": 10000,
+            "description": "0 to 10,000 bytes of UTF-8"
+           },
+           "count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 20,
+            "default": 1
+           }
+          },
+          "required": [
+           "text"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "report",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "records": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 49,
+            "description": "1 to 1,000; /sync takes at most 49 (else 422 use_async)"
+           },
+           "report_name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "default": "report"
+           }
+          },
+          "required": [
+           "records"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "compute",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "payload": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+             "operation"
+            ],
+            "properties": {
+             "operation": {
+              "enum": [
+               "hash",
+               "prime",
+               "matrix",
+               "transform"
+              ]
+             },
+             "complexity": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 10,
+              "default": 1,
+              "description": "about 100 ms (1) to 5 s (10) of CPU"
+             }
+            }
+           }
+          },
+          "required": [
+           "payload"
+          ]
+         }
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "computed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/SyncResult"
+        }
+       }
+      }
+     },
+     "503": {
+      "description": "all sync slots busy for WORKFCGI_SYNC_WAIT (sync_saturated, Retry-After), or workfcgi down",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/async": {
+   "post": {
+    "operationId": "postAsync",
+    "summary": "Accept the work; the result is POSTed to callback_url",
+    "parameters": [
+     {
+      "name": "Idempotency-Key",
+      "in": "header",
+      "required": false,
+      "description": "1 to 255 printable ASCII characters; a repeat within 24 h replays the first 202",
+      "schema": {
+       "type": "string",
+       "minLength": 1,
+       "maxLength": 255
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "oneOf": [
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "hash",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "input_data": {
+            "type": "string",
+            "maxLength": 65536,
+            "description": "0 to 65,536 bytes of UTF-8"
+           },
+           "iterations": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 5000000,
+            "default": 50000
+           },
+           "callback_url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
+           }
+          },
+          "required": [
+           "input_data",
+           "callback_url"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "text",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "text": {
+            "type": "string",
+            "maxLength": 10000,
+            "description": "0 to 10,000 bytes of UTF-8"
+           },
+           "count": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 20,
+            "default": 1
+           },
+           "callback_url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
+           }
+          },
+          "required": [
+           "text",
+           "callback_url"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "report",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "records": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "description": "1 to 1,000; /sync takes at most 49 (else 422 use_async)"
+           },
+           "report_name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 100,
+            "default": "report"
+           },
+           "callback_url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
+           }
+          },
+          "required": [
+           "records",
+           "callback_url"
+          ]
+         },
+         {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {
+           "op": {
+            "const": "compute",
+            "description": "optional: inferred from the fields when absent"
+           },
+           "payload": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": [
+             "operation"
+            ],
+            "properties": {
+             "operation": {
+              "enum": [
+               "hash",
+               "prime",
+               "matrix",
+               "transform"
+              ]
+             },
+             "complexity": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 10,
+              "default": 1,
+              "description": "about 100 ms (1) to 5 s (10) of CPU"
+             }
+            }
+           },
+           "callback_url": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 2048,
+            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
+           }
+          },
+          "required": [
+           "payload",
+           "callback_url"
+          ]
+         }
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "202": {
+      "description": "committed to the job store (or replayed for an Idempotency-Key)",
+      "headers": {
+       "Location": {
+        "description": "where to follow the job",
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Accepted"
+        }
+       }
+      }
+     },
+     "503": {
+      "description": "backlog_full, client_backlog_full, storage_full or store_unavailable (Retry-After)",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/requests": {
+   "get": {
+    "operationId": "listRequests",
+    "summary": "Stored requests, newest first (operators)",
+    "parameters": [
+     {
+      "name": "mode",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "sync",
+        "async"
+       ]
+      }
+     },
+     {
+      "name": "status",
+      "in": "query",
+      "schema": {
+       "enum": [
+        "pending",
+        "processing",
+        "delivering",
+        "completed",
+        "failed"
+       ]
+      }
+     },
+     {
+      "name": "limit",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "minimum": 1,
+       "maximum": 500,
+       "default": 50
+      }
+     },
+     {
+      "name": "before",
+      "in": "query",
+      "description": "next_before of the previous page",
+      "schema": {
+       "type": "string",
+       "description": "UUIDv7",
+       "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "a page",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "required": [
+          "requests",
+          "next_before"
+         ],
+         "properties": {
+          "requests": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/RequestSummary"
+           }
+          },
+          "next_before": {
+           "type": [
+            "string",
+            "null"
+           ]
+          }
+         }
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/requests/{id}": {
+   "get": {
+    "operationId": "getRequest",
+    "summary": "One request: input, result, delivery trace",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "the request",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/RequestDetail"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/requests/{id}/redeliver": {
+   "post": {
+    "operationId": "redeliver",
+    "summary": "Send a finished async job's callback again (operators)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "202": {
+      "description": "queued: a fresh attempt series, the same webhook-id",
+      "headers": {
+       "Location": {
+        "description": "where to follow the job",
+        "schema": {
+         "type": "string"
+        }
+       }
+      },
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Accepted"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/healthz": {
+   "get": {
+    "operationId": "health",
+    "summary": "Liveness and state at a glance",
+    "responses": {
+     "200": {
+      "description": "database reachable",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Health"
+        }
+       }
+      }
+     },
+     "503": {
+      "description": "database unreachable, or workfcgi down",
+      "content": {
+       "application/json": {
+        "schema": {
+         "oneOf": [
+          {
+           "$ref": "#/components/schemas/Health"
+          },
+          {
+           "$ref": "#/components/schemas/Error"
+          }
+         ]
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/metrics": {
+   "get": {
+    "operationId": "metrics",
+    "summary": "Prometheus metrics (operators)",
+    "responses": {
+     "200": {
+      "description": "text exposition format",
+      "content": {
+       "text/plain": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/openapi.json": {
+   "get": {
+    "operationId": "openapi",
+    "summary": "This document",
+    "responses": {
+     "200": {
+      "description": "OpenAPI 3.1",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/docs": {
+   "get": {
+    "operationId": "docs",
+    "summary": "This document as a page",
+    "responses": {
+     "200": {
+      "description": "HTML, no scripts",
+      "content": {
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  }
+ },
+ "components": {
+  "schemas": {
+   "Error": {
+    "type": "object",
+    "required": [
+     "error"
+    ],
+    "properties": {
+     "error": {
+      "type": "object",
+      "required": [
+       "code",
+       "message"
+      ],
+      "properties": {
+       "code": {
+        "type": "string",
+        "description": "stable, machine-readable"
+       },
+       "message": {
+        "type": "string"
+       },
+       "field": {
+        "type": "string",
+        "description": "the field or header at fault, when there is one"
+       }
+      }
+     }
+    }
+   },
+   "SyncResult": {
+    "type": "object",
+    "required": [
+     "request_id",
+     "op",
+     "status",
+     "result",
+     "duration_ms"
+    ],
+    "properties": {
+     "request_id": {
+      "type": "string",
+      "description": "UUIDv7",
+      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+     },
+     "op": {
+      "enum": [
+       "hash",
+       "text",
+       "report",
+       "compute"
+      ]
+     },
+     "status": {
+      "const": "completed"
+     },
+     "result": {
+      "type": "object"
+     },
+     "duration_ms": {
+      "type": "number"
+     }
+    }
+   },
+   "Accepted": {
+    "type": "object",
+    "required": [
+     "request_id",
+     "status",
+     "message"
+    ],
+    "properties": {
+     "request_id": {
+      "type": "string",
+      "description": "UUIDv7",
+      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+     },
+     "status": {
+      "enum": [
+       "pending",
+       "delivering"
+      ]
+     },
+     "message": {
+      "type": "string"
+     }
+    }
+   },
+   "RequestSummary": {
+    "type": "object",
+    "required": [
+     "request_id",
+     "mode",
+     "op",
+     "status",
+     "attempts",
+     "created_at",
+     "completed_at",
+     "duration_ms"
+    ],
+    "properties": {
+     "request_id": {
+      "type": "string",
+      "description": "UUIDv7",
+      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+     },
+     "mode": {
+      "enum": [
+       "sync",
+       "async"
+      ]
+     },
+     "op": {
+      "enum": [
+       "hash",
+       "text",
+       "report",
+       "compute"
+      ]
+     },
+     "status": {
+      "enum": [
+       "pending",
+       "processing",
+       "delivering",
+       "completed",
+       "failed"
+      ]
+     },
+     "attempts": {
+      "type": "integer",
+      "minimum": 0
+     },
+     "created_at": {
+      "type": "string"
+     },
+     "completed_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "description": "ISO 8601, UTC, milliseconds"
+     },
+     "duration_ms": {
+      "type": [
+       "number",
+       "null"
+      ]
+     }
+    }
+   },
+   "RequestDetail": {
+    "allOf": [
+     {
+      "$ref": "#/components/schemas/RequestSummary"
+     },
+     {
+      "type": "object",
+      "required": [
+       "input",
+       "result",
+       "error",
+       "started_at"
+      ],
+      "properties": {
+       "input": {
+        "description": "the request body as received"
+       },
+       "result": {
+        "type": [
+         "object",
+         "null"
+        ]
+       },
+       "error": {
+        "type": [
+         "string",
+         "null"
+        ]
+       },
+       "started_at": {
+        "type": [
+         "string",
+         "null"
+        ],
+        "description": "ISO 8601, UTC, milliseconds"
+       },
+       "callback_url": {
+        "type": [
+         "string",
+         "null"
+        ]
+       },
+       "delivery": {
+        "type": "object",
+        "required": [
+         "status",
+         "webhook_id",
+         "delivered_at",
+         "next_attempt_at",
+         "error",
+         "attempts"
+        ],
+        "properties": {
+         "status": {
+          "enum": [
+           "pending",
+           "retrying",
+           "delivered",
+           "failed"
+          ]
+         },
+         "webhook_id": {
+          "type": "string",
+          "description": "UUIDv7",
+          "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+         },
+         "delivered_at": {
+          "type": [
+           "string",
+           "null"
+          ],
+          "description": "ISO 8601, UTC, milliseconds"
+         },
+         "next_attempt_at": {
+          "type": [
+           "string",
+           "null"
+          ],
+          "description": "ISO 8601, UTC, milliseconds"
+         },
+         "error": {
+          "type": [
+           "string",
+           "null"
+          ]
+         },
+         "attempts": {
+          "type": "array",
+          "items": {
+           "$ref": "#/components/schemas/Attempt"
+          }
+         }
+        }
+       }
+      }
+     }
+    ]
+   },
+   "Attempt": {
+    "type": "object",
+    "required": [
+     "n",
+     "at",
+     "duration_ms",
+     "http_status",
+     "error",
+     "next_attempt_at"
+    ],
+    "properties": {
+     "n": {
+      "type": "integer"
+     },
+     "at": {
+      "type": "string"
+     },
+     "duration_ms": {
+      "type": "number"
+     },
+     "http_status": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "error": {
+      "type": [
+       "string",
+       "null"
+      ]
+     },
+     "next_attempt_at": {
+      "type": [
+       "string",
+       "null"
+      ],
+      "description": "ISO 8601, UTC, milliseconds"
+     }
+    }
+   },
+   "Health": {
+    "type": "object",
+    "required": [
+     "status",
+     "db_connected",
+     "sync_in_flight",
+     "sync_concurrency",
+     "uptime_seconds"
+    ],
+    "properties": {
+     "status": {
+      "enum": [
+       "ok",
+       "degraded",
+       "unavailable"
+      ],
+      "description": "degraded: deliveryd's heartbeat is stale"
+     },
+     "db_connected": {
+      "type": "boolean"
+     },
+     "queue_depth": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "active_workers": {
+      "type": [
+       "integer",
+       "null"
+      ]
+     },
+     "sync_in_flight": {
+      "type": "integer"
+     },
+     "sync_concurrency": {
+      "type": "integer"
+     },
+     "uptime_seconds": {
+      "type": "number"
+     },
+     "deliveryd": {
+      "type": "object",
+      "properties": {
+       "running": {
+        "type": "boolean"
+       },
+       "heartbeat_age_ms": {
+        "type": [
+         "integer",
+         "null"
+        ]
+       },
+       "circuits": {
+        "type": "array",
+        "items": {
+         "type": "object"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "responses": {
+   "Error": {
+    "description": "refused; error.code says why (README, Errors)",
+    "content": {
+     "application/json": {
+      "schema": {
+       "$ref": "#/components/schemas/Error"
+      }
+     }
+    }
+   }
+  }
+ }
+}
+"""#
+}
