@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "WorkEngine", "Store", "CallbackPolicy", "Doorbell", "FastCGI", "Config",
+                "WorkEngine", "Store", "CallbackPolicy", "Digest", "Doorbell", "FastCGI", "Config",
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),

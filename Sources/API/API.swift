@@ -21,6 +21,7 @@ public final class API: Sendable {
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
     private let metrics = Metrics()
+    private let operatorPage = OperatorPage()
     private let logger: Logger
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
@@ -81,6 +82,12 @@ public final class API: Sendable {
                     status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                     body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
             })
+        case ["ui"]:
+            return ("ui", answer(request, "GET") { () throws(APIError) in try operatorOverview(request) })
+        case let s where s.count == 3 && s[0] == "ui" && s[1] == "requests":
+            return ("ui", answer(request, "GET") { () throws(APIError) in try operatorDetail(id: s[2], request: request) })
+        case let s where s.count == 4 && s[0] == "ui" && s[1] == "requests" && s[3] == "redeliver":
+            return ("ui", answer(request, "POST") { () throws(APIError) in try operatorRedeliver(id: s[2], request: request) })
         case ["openapi.json"]:
             return ("openapi", answer(request, "GET") { Self.document("application/json", Array(OpenAPIDocument.json.utf8)) })
         case ["docs"]:
@@ -284,6 +291,41 @@ public final class API: Sendable {
         }
     }
 
+    // MARK: /ui (operators; nginx admits operators.conf's addresses only)
+
+    private func operatorOverview(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        // Unknown filter values read as "any": this is a page, not the API.
+        let mode = request.query["mode"].flatMap(RequestMode.init(rawValue:))
+        let status = request.query["status"].flatMap(JobStatus.init(rawValue:))
+        let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, limit: 50)) }
+        return operatorPage.overview(health: healthFields(), records: records, mode: mode, status: status)
+    }
+
+    private func operatorDetail(id: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        guard RequestID.isValid(id), let record = try fromStore({ try store.request(id: id) }) else {
+            throw .notFound("no request with id \(id)")
+        }
+        let notice = request.query["redelivered"] == "1" ? "Redelivery queued: the callback will be sent again." : nil
+        return operatorPage.detail(record, notice: notice)
+    }
+
+    /// The redeliver button: the form's token must be this process's for this request, and a browser's
+    /// Origin, when it sends one, must be this host.
+    private func operatorRedeliver(id: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        if let origin = request.headers["origin"], let host = request.headers["host"],
+            origin != "http://\(host)" && origin != "https://\(host)"
+        {
+            throw .forbidden("cross-site form: Origin \(origin) is not this host")
+        }
+        let form = String(decoding: request.body, as: UTF8.self).split(separator: "&").map { $0.split(separator: "=", maxSplits: 1) }
+        let token = form.first { $0.first == "token" }.flatMap { $0.count == 2 ? String($0[1]) : nil }
+        guard RequestID.isValid(id), operatorPage.accepts(token: token, for: id) else {
+            throw .forbidden("the form's token is missing or not this page's; reload the request's page")
+        }
+        _ = try redeliver(id: id)
+        return HTTPResponse(status: 303, headers: [("Location", "/ui/requests/\(id)?redelivered=1"), ("Cache-Control", "no-store")])
+    }
+
     /// A read or write whose failure the client can only wait out.
     private func fromStore<T>(_ body: () throws -> T) throws(APIError) -> T {
         do {
@@ -296,6 +338,13 @@ public final class API: Sendable {
     // MARK: GET /healthz
 
     private func health() -> HTTPResponse {
+        let body = healthFields()
+        guard body["db_connected"] == true else { return JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")]) }
+        return JSONResponse.ok(200, .object(body))
+    }
+
+    /// What /healthz (and the operator page) show.
+    private func healthFields() -> [String: JSONValue] {
         let uptime = Date().timeIntervalSince(startedAt)
         var body: [String: JSONValue] = [
             "sync_in_flight": .number(Double(syncInFlight.load(ordering: .relaxed))),
@@ -307,8 +356,7 @@ public final class API: Sendable {
         let fields = cached ?? storeHealth()
         if cached == nil { healthSnapshot.withLock { $0 = (now, fields) } }
         body.merge(fields) { _, new in new }
-        guard body["db_connected"] == true else { return JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")]) }
-        return JSONResponse.ok(200, .object(body))
+        return body
     }
 
     /// The part of /healthz that comes from the database.

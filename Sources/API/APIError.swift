@@ -6,6 +6,7 @@ import WorkEngine
 /// Handlers throw these; `API.handle` renders them as `{"error": {"code", "message", "field"?}}`.
 enum APIError: Error, Equatable {
     case notFound(String)
+    case forbidden(String)
     case methodNotAllowed(method: String, allowed: String)
     case bodyTooLarge(limit: Int)
     case unsupportedMediaType
@@ -25,6 +26,7 @@ enum APIError: Error, Equatable {
     var status: Int {
         switch self {
         case .notFound: 404
+        case .forbidden: 403
         case .methodNotAllowed: 405
         case .bodyTooLarge: 413
         case .unsupportedMediaType: 415
@@ -39,6 +41,7 @@ enum APIError: Error, Equatable {
     var code: String {
         switch self {
         case .notFound: "not_found"
+        case .forbidden: "forbidden"
         case .methodNotAllowed: "method_not_allowed"
         case .bodyTooLarge: "body_too_large"
         case .unsupportedMediaType: "unsupported_media_type"
@@ -58,7 +61,7 @@ enum APIError: Error, Equatable {
 
     var message: String {
         switch self {
-        case .notFound(let what): what
+        case .notFound(let what), .forbidden(let what): what
         case .methodNotAllowed(let method, let allowed): "\(method) is not allowed here; use \(allowed)"
         case .bodyTooLarge(let limit): "request body is larger than \(limit) bytes"
         case .unsupportedMediaType: "Content-Type must be application/json"

@@ -582,6 +582,124 @@ enum OpenAPIDocument {
     }
    }
   },
+  "/ui": {
+   "get": {
+    "operationId": "operatorPage",
+    "summary": "The operator page: state at a glance, recent requests (operators)",
+    "parameters": [
+     {
+      "name": "mode",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "status",
+      "in": "query",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML, no scripts; refreshes itself",
+      "content": {
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/ui/requests/{id}": {
+   "get": {
+    "operationId": "operatorRequest",
+    "summary": "One request's page: input, result, delivery trace, redeliver button (operators)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "HTML",
+      "content": {
+       "text/html": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/ui/requests/{id}/redeliver": {
+   "post": {
+    "operationId": "operatorRedeliver",
+    "summary": "The page's redeliver button (operators; the form's token, same origin)",
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "type": "object",
+        "properties": {
+         "token": {
+          "type": "string"
+         }
+        },
+        "required": [
+         "token"
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "303": {
+      "description": "queued; back to the request's page",
+      "headers": {
+       "Location": {
+        "description": "where to follow the job",
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
   "/openapi.json": {
    "get": {
     "operationId": "openapi",

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 
 int workfcgi_tune_malloc(int arenas) {
@@ -22,4 +23,30 @@ void workfcgi_name_thread(const char *name) {
     char shortened[16] = {0};
     strncpy(shortened, name, sizeof shortened - 1);
     pthread_setname_np(pthread_self(), shortened);
+}
+
+static void workfcgi_wake(int sig) { (void)sig; }
+
+int workfcgi_install_wake_signal(int sig) {
+    /* No SA_RESTART: a blocking call in the signalled thread returns EINTR, and its caller looks again. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = workfcgi_wake;
+    sigemptyset(&action.sa_mask);
+    return sigaction(sig, &action, NULL);
+}
+
+int workfcgi_signal_thread(unsigned long thread, int sig) {
+    return pthread_kill((pthread_t)thread, sig);
+}
+
+unsigned long workfcgi_current_thread(void) {
+    return (unsigned long)pthread_self();
+}
+
+int workfcgi_unblock_signal(int sig) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }

@@ -14,7 +14,10 @@ import Glibc
 /// Shutdown: libfcgi's own SIGTERM handler only sets a flag, and threads stay blocked in accept or in a
 /// read on a kept-alive nginx connection. `stop()` therefore shuts the listening socket down (waking
 /// accept) and shuts down the connections of idle threads (waking their read); busy threads finish their
-/// request, answer it, and then leave.
+/// request, answer it, and then leave. A socket inherited from systemd (socket activation) must keep
+/// listening for the next workfcgi: its descriptor is replaced here by an unconnected socket, and the
+/// threads blocked in accept on it are woken by a signal; their retry then fails, while connections keep
+/// queueing in systemd's socket until the next workfcgi accepts them.
 public final class FastCGIServer: Sendable {
     public typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
 
@@ -40,10 +43,17 @@ public final class FastCGIServer: Sendable {
     private final class Slot: @unchecked Sendable {
         var request = FCGX_Request()
         let idle = Mutex(false)
+        /// The pool thread serving this slot (pthread_t), once it runs.
+        let thread = Atomic<UInt>(0)
     }
+
+    /// Wakes pool threads out of accept on an inherited socket (see `stop`).
+    static let wakeSignal = SIGUSR1
 
     private let socketPath: String
     private let listenFD: Int32
+    /// Passed in by systemd: it stays, bound and listening, after this process.
+    private let inherited: Bool
     private let maxBodyBytes: Int
     private let handler: Handler
     private let access: Access
@@ -56,6 +66,7 @@ public final class FastCGIServer: Sendable {
     /// Must run once per process before any server is created.
     public static func initialize() {
         FCGX_Init()
+        _ = workfcgi_install_wake_signal(wakeSignal)
     }
 
     /// Opens the unix socket at `socketPath` (replacing a stale one) with the given accept backlog.
@@ -77,6 +88,24 @@ public final class FastCGIServer: Sendable {
         if let group = access.group { _ = chown(socketPath, uid_t.max, group) }
         chmod(socketPath, 0o660)
         listenFD = fd
+        inherited = false
+        slots = (0..<threads).map { _ in Slot() }
+    }
+
+    /// Serves a listening socket that systemd opened (socket activation): its owner, group and mode are
+    /// the socket unit's, and the socket file is left in place on exit.
+    public init(
+        inheritedFD fd: Int32, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil,
+        maxBodyBytes: Int, access: Access, handler: @escaping Handler
+    ) {
+        self.name = name
+        self.onThreadStart = onThreadStart
+        self.socketPath = socketPath
+        self.maxBodyBytes = maxBodyBytes
+        self.handler = handler
+        self.access = access
+        listenFD = fd
+        inherited = true
         slots = (0..<threads).map { _ in Slot() }
     }
 
@@ -87,6 +116,8 @@ public final class FastCGIServer: Sendable {
             finished.enter()
             let thread = Thread { [self] in
                 workfcgi_name_thread("\(name)-\(i)")  // for ps, top and /proc
+                slot.thread.store(workfcgi_current_thread(), ordering: .sequentiallyConsistent)
+                _ = workfcgi_unblock_signal(Self.wakeSignal)
                 // E.g. a pool whose requests compute (sync) lowers its threads' priority.
                 onThreadStart?()
                 serve(slot)
@@ -100,7 +131,15 @@ public final class FastCGIServer: Sendable {
     /// Stops accepting; in-flight requests complete. Returns at once; `wait()` blocks until the pool is done.
     public func stop() {
         guard !stopping.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        shutdown(listenFD, Int32(SHUT_RDWR))
+        if inherited {
+            // Not shutdown(): that would stop systemd's socket too. Every accept from now on fails at once.
+            let blank = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            dup2(blank, listenFD)
+            close(blank)
+            wakeAcceptingThreads()
+        } else {
+            shutdown(listenFD, Int32(SHUT_RDWR))
+        }
         for slot in slots {
             slot.idle.withLock { idle in
                 // An idle thread may be parked on a kept-alive connection from nginx: wake its read.
@@ -109,11 +148,21 @@ public final class FastCGIServer: Sendable {
         }
     }
 
-    /// Blocks until every pool thread has left, then removes the socket file.
+    /// Blocks until every pool thread has left, then removes the socket file (unless systemd owns it).
     public func wait() {
-        finished.wait()
+        // A thread about to enter accept when the first signal came is woken by a later one.
+        while finished.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
+            if inherited && stopping.load(ordering: .sequentiallyConsistent) { wakeAcceptingThreads() }
+        }
         close(listenFD)
-        unlink(socketPath)
+        if !inherited { unlink(socketPath) }
+    }
+
+    private func wakeAcceptingThreads() {
+        for slot in slots where slot.idle.withLock({ $0 }) {
+            let thread = slot.thread.load(ordering: .sequentiallyConsistent)
+            if thread != 0 { _ = workfcgi_signal_thread(thread, Self.wakeSignal) }
+        }
     }
 
     private func serve(_ slot: Slot) {

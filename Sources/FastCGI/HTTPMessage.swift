@@ -114,6 +114,8 @@ public struct HTTPResponse: Sendable {
         switch status {
         case 200: "OK"
         case 202: "Accepted"
+        case 303: "See Other"
+        case 403: "Forbidden"
         case 400: "Bad Request"
         case 404: "Not Found"
         case 405: "Method Not Allowed"

@@ -38,14 +38,24 @@ struct Workfcgi: ParsableCommand {
                 build: (BuildInfo.version, BuildInfo.revision))
 
             FastCGIServer.initialize()
+            // Socket activation (workfcgi.socket): systemd holds the sockets, so a restart drops no connection.
+            // A socket systemd did not pass is opened here, as without systemd.
+            let inherited = SystemdSockets.take()
+            func server(_ path: String, _ name: String, threads: Int, compute: Bool) throws -> FastCGIServer {
+                let onStart: (@Sendable () -> Void)? = compute ? Priority.makeCurrentThreadCompute : nil
+                if let fd = inherited[path] ?? inherited[URL(fileURLWithPath: path).standardizedFileURL.path] {
+                    logger.info("listening on a socket from systemd", metadata: ["socket": "\(path)"])
+                    return FastCGIServer(
+                        inheritedFD: fd, socketPath: path, name: name, threads: threads, onThreadStart: onStart,
+                        maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle)
+                }
+                return try FastCGIServer(
+                    socketPath: path, name: name, threads: threads, onThreadStart: onStart, maxBodyBytes: settings.maxBodyBytes,
+                    access: access, handler: api.handle)
+            }
             let servers = [
-                try FastCGIServer(
-                    socketPath: settings.syncSocket, name: "sync", threads: settings.syncThreads,
-                    onThreadStart: Priority.makeCurrentThreadCompute, maxBodyBytes: settings.maxBodyBytes, access: access,
-                    handler: api.handle),
-                try FastCGIServer(
-                    socketPath: settings.apiSocket, name: "api", threads: settings.apiThreads, maxBodyBytes: settings.maxBodyBytes,
-                    access: access, handler: api.handle),
+                try server(settings.syncSocket, "sync", threads: settings.syncThreads, compute: true),
+                try server(settings.apiSocket, "api", threads: settings.apiThreads, compute: false),
             ]
             for server in servers { server.start() }
             return Service(

@@ -28,10 +28,13 @@ import Glibc
             unit = unit.replacingOccurrences(of: "/etc/workfcgi/workfcgi.env", with: dir.appendingPathComponent("env").path)
             try unit.write(to: dir.appendingPathComponent("\(name).service"), atomically: true, encoding: .utf8)
         }
+        try FileManager.default.copyItem(
+            at: Stack.packageRoot.appendingPathComponent("systemd/workfcgi.socket"), to: dir.appendingPathComponent("workfcgi.socket"))
         try "WORKFCGI_RUN_DIR=/tmp\n".write(to: dir.appendingPathComponent("env"), atomically: true, encoding: .utf8)
-        let result = try Stack.run(analyze, ["verify", dir.appendingPathComponent("workfcgi.service").path, dir.appendingPathComponent("deliveryd.service").path])
+        let units = ["workfcgi.service", "workfcgi.socket", "deliveryd.service"].map { dir.appendingPathComponent($0).path }
+        let result = try Stack.run(analyze, ["verify"] + units)
         #expect(result.status == 0, "\(result.output)")
-        #expect(!result.output.contains("workfcgi.service:"), "\(result.output)")
+        #expect(!result.output.contains("workfcgi.service:") && !result.output.contains("workfcgi.socket:"), "\(result.output)")
     }
 
     @Test func unitsAreSandboxed() throws {
@@ -72,7 +75,7 @@ import Glibc
         #expect(install.output.contains("systemctl start \(name)"), "the closing hint names the command that works here")
         defer {
             _ = try? Stack.run(systemctl, ["stop", name, delivery])
-            for path in ["/etc/systemd/system/\(name).service", "/etc/systemd/system/\(delivery).service",
+            for path in ["/etc/systemd/system/\(name).service", "/etc/systemd/system/\(name).socket", "/etc/systemd/system/\(delivery).service",
                          stateDir, runDir, "/var/log/journal/\(name).service.log", "/var/log/journal/\(delivery).service.log"] {
                 try? FileManager.default.removeItem(atPath: path)
             }

@@ -14,4 +14,14 @@ int workfcgi_thread_sched_idle(void);
 /* Names the calling thread for ps, top and /proc (at most 15 bytes are kept). */
 void workfcgi_name_thread(const char *name);
 
+/* Installs a do-nothing handler for `sig` without SA_RESTART: sending it to a thread wakes a blocking call. */
+int workfcgi_install_wake_signal(int sig);
+
+/* pthread_kill, and pthread_self as a plain number (pthread_t is an unsigned long on Linux). */
+int workfcgi_signal_thread(unsigned long thread, int sig);
+unsigned long workfcgi_current_thread(void);
+
+/* Lets the calling thread receive `sig` (threads start with the creating thread's mask, which blocks most). */
+int workfcgi_unblock_signal(int sig);
+
 #endif
