@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "loadgen",
             dependencies: [
-                "Harness",
+                "CCurl", "Digest", "Harness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
@@ -107,6 +107,7 @@ let package = Package(
         .testTarget(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),
+        .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]

@@ -13,3 +13,4 @@ static inline CURLcode workfcgi_curl_setopt_header(CURL *h, size_t (*f)(char *, 
 }
 static inline CURLcode workfcgi_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode workfcgi_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
+static inline CURLMcode workfcgi_curl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }

@@ -55,6 +55,12 @@ public final class DoorbellListener: @unchecked Sendable {
         unlink(path)
     }
 
+    /// Removes the socket file on a clean exit (the process exits without running deinit), so nothing
+    /// rings a daemon that is gone.
+    public func removeSocketFile() {
+        unlink(path)
+    }
+
     /// Waits until rung or `timeout` seconds pass; returns whether it was rung. Drains queued rings, so a
     /// burst of 1,000 enqueues wakes the daemon once, not 1,000 times.
     @discardableResult

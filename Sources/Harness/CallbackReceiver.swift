@@ -26,9 +26,15 @@ public final class CallbackReceiver: Sendable {
     private let task = Mutex<Task<Void, any Error>?>(nil)
     private let state = Mutex<(calls: [ReceivedCallback], attemptsByID: [String: Int])>(([], [:]))
 
+    /// Fraction of deliveries answered 500 at random (to show retries at work), and a delay before answering.
+    private let failRate: Double
+    private let delayMilliseconds: Int
+
     /// Listens on `host` (an IPv4 loopback address) and `port` (0 picks a free one).
-    public init(host: String = "127.0.0.1", port: UInt16 = 0) throws {
+    public init(host: String = "127.0.0.1", port: UInt16 = 0, failRate: Double = 0, delayMilliseconds: Int = 0) throws {
         server = HTTPServer(address: try .inet(ip4: host, port: port), timeout: 30, logger: .disabled)
+        self.failRate = failRate
+        self.delayMilliseconds = delayMilliseconds
     }
 
     /// Starts listening and returns the port.
@@ -91,7 +97,8 @@ public final class CallbackReceiver: Sendable {
             let ms = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
             try await Task.sleep(for: .milliseconds(ms))
         default:
-            break
+            if delayMilliseconds > 0 { try await Task.sleep(for: .milliseconds(delayMilliseconds)) }
+            if failRate > 0 && Double.random(in: 0..<1) < failRate { status = 500 }
         }
         let call = ReceivedCallback(
             path: request.path, webhookID: id, timestamp: request.headers[HTTPHeader("webhook-timestamp")] ?? "",

@@ -4,8 +4,8 @@ import Digest
 import Glibc
 #endif
 
-/// The `payload` ops: CPU work whose size grows geometrically with complexity, from about 100 ms at 1 to
-/// about 5 s at 10 on the reference machine (2-core x86_64, see README). Sizes are fixed functions of the
+/// The `payload` ops: CPU work whose size grows geometrically with complexity, 50x from 1 to 10 (about
+/// 0.1-0.2 s at 1 and 5-14 s at 10 on the 2-core development machine: `workbench`). Sizes are fixed functions of the
 /// complexity, never of the clock, so results are deterministic.
 enum ComputeOp {
     /// 50^((c-1)/9): 1 at complexity 1, 50 at complexity 10.

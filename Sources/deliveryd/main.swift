@@ -72,6 +72,7 @@ struct Deliveryd: ParsableCommand {
                 stop: deliverer.stop,
                 wait: {
                     deliverer.run(doorbell: doorbell)
+                    doorbell.removeSocketFile()
                     store.close()
                 },
                 // The claim loop goes round at least every poll interval, and after every claim.

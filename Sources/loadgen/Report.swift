@@ -1,56 +1,161 @@
 import Foundation
-import Histogram
 
-/// Percentiles of one series of latencies, in milliseconds.
-struct LatencyRow {
-    var name: String
-    var sent: Int
-    var counts: [String: Int]
-    var p50 = 0.0, p95 = 0.0, p99 = 0.0, max = 0.0
-    var rate: Double
-
-    init(name: String, sent: Int, counts: [String: Int], micros: [UInt64], seconds: Double) {
-        self.name = name
-        self.sent = sent
-        self.counts = counts
-        rate = seconds > 0 ? Double(micros.count) / seconds : 0
-        guard !micros.isEmpty else { return }
-        var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
-        for m in micros { histogram.record(Swift.max(1, m)) }
-        p50 = Double(histogram.valueAtPercentile(50)) / 1000
-        p95 = Double(histogram.valueAtPercentile(95)) / 1000
-        p99 = Double(histogram.valueAtPercentile(99)) / 1000
-        max = Double(histogram.max) / 1000
-    }
-}
-
+/// What loadgen prints and writes: the table, the one-line conclusion, JSON, and a self-contained HTML
+/// report (inline SVG, no scripts or external assets).
 enum Report {
-    static func table(_ rows: [LatencyRow]) -> String {
-        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-        func ms(_ v: Double) -> String { String(format: "%.1f", v) }
-        var out = "series                 sent    ok   429   503 other     p50 ms     p95 ms     p99 ms     max ms    per s\n"
+    static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
+    static func ms(_ v: Double) -> String { v >= 100 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+
+    static func table(_ rows: [SeriesStats], callbacks: CallbackSummary) -> String {
+        var out = "series              sent      ok    429    503  other  timeout  conn  goodput/s"
+        out += "     p50     p90     p95     p99   p99.9     max   (ms, successes)\n"
         for r in rows {
-            out += r.name.padding(toLength: 20, withPad: " ", startingAt: 0)
-            out += pad("\(r.sent)", 7) + pad("\(r.counts["ok"] ?? 0)", 6) + pad("\(r.counts["429"] ?? 0)", 6)
-            out += pad("\(r.counts["503"] ?? 0)", 6) + pad("\(r.counts["other"] ?? 0)", 6)
-            out += pad(ms(r.p50), 11) + pad(ms(r.p95), 11) + pad(ms(r.p99), 11) + pad(ms(r.max), 11)
-            out += pad(String(format: "%.0f", r.rate), 9) + "\n"
+            let other = r.byStatus.filter { $0.key != 429 && $0.key != 503 }.values.reduce(0, +)
+            out += r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
+            out += pad("\(r.sent)", 8) + pad("\(r.ok)", 8) + pad("\(r.byStatus[429] ?? 0)", 7) + pad("\(r.byStatus[503] ?? 0)", 7)
+            out += pad("\(other)", 7) + pad("\(r.timeouts)", 9) + pad("\(r.connectionErrors)", 6) + pad(String(format: "%.0f", r.goodput), 11)
+            for p in [50.0, 90, 95, 99, 99.9, 100] { out += pad(ms(r.ms(p)), 8) }
+            out += "\n"
+        }
+        for r in rows where r.refused.totalCount > 0 {
+            out += "  \(r.name) refusals: p50 \(ms(r.ms(50, refusals: true))) ms, p99 \(ms(r.ms(99, refusals: true))) ms, max \(ms(r.ms(100, refusals: true))) ms\n"
+        }
+        for r in rows {
+            for (code, seen) in r.byCode.sorted(by: { $0.value.count > $1.value.count }) {
+                out += "  \(r.name): \(seen.count) × \(seen.status) \(code): \(seen.message)\n"
+            }
+            if let why = r.firstConnectionError { out += "  \(r.name): \(r.connectionErrors) connection errors, first: \(why)\n" }
+        }
+        if callbacks.expected > 0 {
+            out += "  callbacks received \(callbacks.received)/\(callbacks.expected)"
+            out += callbacks.missing > 0 ? ", \(callbacks.missing) never came" : ""
+            out += ", \(callbacks.duplicates) duplicates, "
+            out += callbacks.signaturesChecked ? "\(callbacks.badSignatures) bad signatures\n" : "signatures not checked (no --secret)\n"
         }
         return out
     }
 
-    /// p50 and p99 of each row as bars on one log-free linear scale: the picture of why async holds up.
-    static func chart(_ rows: [LatencyRow], width: Int = 50) -> String {
-        let top = rows.map(\.p99).max() ?? 0
-        guard top > 0 else { return "" }
-        var out = "latency, one █ = \(String(format: "%.1f", top / Double(width))) ms\n"
-        for r in rows {
-            for (label, value) in [("p50", r.p50), ("p99", r.p99)] {
-                let n = Int((value / top * Double(width)).rounded())
-                out += (r.name + " " + label).padding(toLength: 24, withPad: " ", startingAt: 0)
-                out += String(repeating: "█", count: max(n, value > 0 ? 1 : 0)) + " " + String(format: "%.1f", value) + "\n"
-            }
+    /// One line that says what the numbers show.
+    static func conclusion(sync: SeriesStats?, ack: SeriesStats?, callbacks: CallbackSummary) -> String {
+        var parts: [String] = []
+        if let s = sync, s.sent > 0 {
+            let refused = s.byStatus[503] ?? 0
+            parts.append("sync callers waited p99 \(ms(s.ms(99))) ms for an answer and \(refused) of \(s.sent) were turned away with 503")
         }
-        return out
+        if let a = ack, a.sent > 0 {
+            var text = "async callers had their 202 in p99 \(ms(a.ms(99))) ms (\(a.ok) of \(a.sent) accepted)"
+            if let s = sync, s.ok > 0, a.ms(99) > 0 { text += ", \(String(format: "%.0f", s.ms(99) / a.ms(99)))× sooner than sync" }
+            parts.append(text)
+        }
+        if callbacks.expected > 0 {
+            parts.append("\(callbacks.received) of \(callbacks.expected) results arrived by callback (p99 \(ms(callbacks.stats.ms(99))) ms after sending)")
+        }
+        return parts.isEmpty ? "" : "In short: " + parts.joined(separator: "; ") + "."
+    }
+
+    static func json(_ rows: [SeriesStats], callbacks: CallbackSummary, mode: String, pacing: String) throws -> Data {
+        let series = rows.map { r -> [String: Any] in
+            [
+                "series": r.name, "sent": r.sent, "ok": r.ok, "by_status": Dictionary(uniqueKeysWithValues: r.byStatus.map { ("\($0.key)", $0.value) }),
+                "by_code": r.byCode.mapValues { ["count": $0.count, "status": $0.status, "message": $0.message] },
+                "timeouts": r.timeouts, "connection_errors": r.connectionErrors, "goodput_per_second": r.goodput,
+                "throughput_per_second": r.throughput, "seconds": r.seconds,
+                "latency_ms": ["p50": r.ms(50), "p90": r.ms(90), "p95": r.ms(95), "p99": r.ms(99), "p99.9": r.ms(99.9), "max": r.ms(100)],
+                "refusal_latency_ms": ["p50": r.ms(50, refusals: true), "p99": r.ms(99, refusals: true), "max": r.ms(100, refusals: true)],
+                "spectrum": r.spectrum.map { ["percentile": $0.percentile, "ms": $0.ms] },
+            ]
+        }
+        let object: [String: Any] = [
+            "mode": mode, "pacing": pacing, "series": series,
+            "callbacks": [
+                "expected": callbacks.expected, "received": callbacks.received, "missing": callbacks.missing,
+                "duplicates": callbacks.duplicates, "bad_signatures": callbacks.badSignatures, "signatures_checked": callbacks.signaturesChecked,
+            ],
+        ]
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    }
+
+    // MARK: HTML
+
+    static let colors = ["sync response": "#d9480f", "async ack": "#1c7ed6", "async callback": "#2b8a3e"]
+
+    /// A scatter of latency over time (log scale), one colour per series.
+    static func scatter(_ rows: [SeriesStats], id: String, title: String) -> String {
+        let (w, h, left, bottom) = (900.0, 320.0, 60.0, 30.0)
+        let points = rows.flatMap { r in r.timeline.map { (r.name, $0.at, max($0.ms, 0.01), $0.ok) } }
+        guard !points.isEmpty else { return "" }
+        let maxT = max(points.map(\.1).max() ?? 1, 0.001)
+        let logMin = log10(max(points.map(\.2).min() ?? 0.1, 0.01))
+        let logMax = max(log10(points.map(\.2).max() ?? 1), logMin + 1)
+        func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
+        func y(_ v: Double) -> Double { (h - bottom) - (log10(v) - logMin) / (logMax - logMin) * (h - bottom - 10) }
+        var svg = "<svg id=\"\(id)\" class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(title)\">"
+        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
+        var decade = floor(logMin)
+        while decade <= ceil(logMax) {
+            let v = pow(10, decade)
+            if decade >= logMin - 0.01 && decade <= logMax + 0.01 {
+                svg += "<text x=4 y=\(y(v) + 4) font-size=11>\(ms(v)) ms</text><line x1=\(left) y1=\(y(v)) x2=\(w) y2=\(y(v)) stroke=#eee />"
+            }
+            decade += 1
+        }
+        svg += "<text x=\(w - 230) y=\(h - 6) font-size=11>seconds into the run (\(String(format: "%.0f", maxT)) s)</text>"
+        for (name, t, v, ok) in points {
+            let color = colors[name] ?? "#555"
+            svg += "<circle cx=\(String(format: "%.1f", x(t))) cy=\(String(format: "%.1f", y(v))) r=\(ok ? 1.6 : 2.4) fill=\"\(color)\" fill-opacity=\(ok ? "0.55" : "0.9")\(ok ? "" : " stroke=#000 stroke-width=0.4") />"
+        }
+        return svg + "</svg>"
+    }
+
+    /// Percentile curves: latency (log) against percentile on a "nines" scale (50, 90, 99, 99.9, ...).
+    static func percentiles(_ rows: [SeriesStats]) -> String {
+        let (w, h, left, bottom) = (900.0, 320.0, 60.0, 30.0)
+        let curves = rows.map { ($0.name, $0.spectrum.filter { $0.percentile < 100 && $0.ms > 0 }) }.filter { !$0.1.isEmpty }
+        guard !curves.isEmpty else { return "" }
+        let all = curves.flatMap { $0.1.map(\.ms) }
+        let logMin = log10(max(all.min() ?? 0.1, 0.01)), logMax = max(log10(all.max() ?? 1), logMin + 1)
+        let nines = 5.0
+        func x(_ p: Double) -> Double { left + min(-log10(max(1 - p / 100, 1e-5)), nines) / nines * (w - left - 10) }
+        func y(_ v: Double) -> Double { (h - bottom) - (log10(max(v, 0.01)) - logMin) / (logMax - logMin) * (h - bottom - 10) }
+        var svg = "<svg id=percentiles class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"latency by percentile\">"
+        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
+        for (p, label) in [(0.0, "0"), (90, "90"), (99, "99"), (99.9, "99.9"), (99.99, "99.99")] {
+            svg += "<text x=\(x(p) - 8) y=\(h - 8) font-size=11>\(label)</text>"
+        }
+        var decade = floor(logMin)
+        while decade <= ceil(logMax) {
+            let v = pow(10, decade)
+            if decade >= logMin - 0.01 { svg += "<text x=4 y=\(y(v) + 4) font-size=11>\(ms(v)) ms</text>" }
+            decade += 1
+        }
+        for (name, points) in curves {
+            let path = points.map { String(format: "%.1f,%.1f", x($0.percentile), y($0.ms)) }.joined(separator: " ")
+            svg += "<polyline fill=none stroke=\"\(colors[name] ?? "#555")\" stroke-width=2 points=\"\(path)\" />"
+        }
+        return svg + "</svg>"
+    }
+
+    static func html(_ rows: [SeriesStats], callbacks: CallbackSummary, title: String) -> String {
+        func esc(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        let answers = rows.filter { $0.name != "async callback" }
+        let legend = rows.map { "<span style=\"color:\(colors[$0.name] ?? "#555")\">● \(esc($0.name))</span>" }.joined(separator: " &nbsp; ")
+        return """
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(esc(title))</title>
+            <style>body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem;color:#222;max-width:62rem}.chart{width:100%;height:auto;border:1px solid #eee}
+            pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font:12px ui-monospace,monospace}</style></head><body>
+            <h1>\(esc(title))</h1><p>\(esc(conclusion(sync: rows.first { $0.name == "sync response" }, ack: rows.first { $0.name == "async ack" }, callbacks: callbacks)))</p>
+            <pre>\(esc(table(rows, callbacks: callbacks)))</pre>
+            <p>\(legend) &nbsp; (refusals and errors outlined)</p>
+            <h2>Time to answer, over the run</h2><p>Each request's answer: the sync result, or the async 202. Like with like.</p>
+            \(scatter(answers, id: "answers", title: "time to answer over the run"))
+            <h2>Time to callback, over the run</h2><p>From sending the async request to its result arriving here.</p>
+            \(scatter(rows.filter { $0.name == "async callback" }, id: "callbacks", title: "time to callback over the run"))
+            <h2>Latency by percentile</h2>
+            \(percentiles(rows))
+            </body></html>
+
+            """
     }
 }

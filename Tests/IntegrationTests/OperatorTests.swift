@@ -136,6 +136,7 @@ import Testing
         #expect(text.contains("workfcgi_deliveryd_up 1"))
 
         #expect(stack.stop(.deliveryd) == 0)
+        #expect(!FileManager.default.fileExists(atPath: stack.runDirectory + "/deliveryd.sock"), "a clean exit removes the doorbell")
         let t0 = Date()
         try stack.waitFor("deliveryd shown down", timeout: 2) { ((try? metrics()) ?? "").contains("workfcgi_deliveryd_up 0") }
         #expect(Date().timeIntervalSince(t0) < 2)

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+@testable import loadgen
+
+@Suite struct PacingTests {
+    @Test func openLoopSendsOnScheduleWhateverTheServerDoes() {
+        let pacing = Pacing.open(rate: 100)
+        #expect(pacing.intended(0) == 0 && pacing.intended(1) == 10_000_000 && pacing.intended(250) == 2_500_000_000)
+        // 35 ms in: requests 0, 1, 2, 3 are due; 1 already went out.
+        #expect(pacing.due(issued: 1, inFlight: 1, now: 35_000_000) == 3)
+        // However many are still unanswered (a stalled server), the schedule does not wait...
+        #expect(pacing.due(issued: 4, inFlight: 4, now: 95_000_000) == 6)
+        // ...except past the in-flight cap, where the sender falls behind (and latency still counts from the schedule).
+        #expect(pacing.due(issued: 4, inFlight: 4, now: 95_000_000, maxInFlight: 5) == 1)
+    }
+
+    @Test func closedLoopKeepsItsConcurrency() {
+        let pacing = Pacing.closed(concurrency: 8)
+        #expect(pacing.intended(5) == nil)
+        #expect(pacing.due(issued: 100, inFlight: 3, now: 1) == 5)
+        #expect(pacing.due(issued: 100, inFlight: 8, now: 1) == 0)
+    }
+
+    /// wrk2's point, on a simulated server that answers in 1 ms but stalls for one second: measured from
+    /// the intended send times (open loop) the stall shows in the percentiles; measured the closed-loop way
+    /// (from when a blocked client finally sent) it is one slow sample among many fast ones.
+    @Test func coordinatedOmissionIsCorrectedAgainstAStalledServer() {
+        let stall = (start: 500_000_000 as UInt64, end: 1_500_000_000 as UInt64)
+        func serve(at t: UInt64) -> UInt64 { (t >= stall.start && t < stall.end ? stall.end : t) + 1_000_000 }
+        // Open loop: 100/s for 2 s on one connection; each request starts when due or when the previous ends.
+        let open = Pacing.open(rate: 100)
+        var corrected = SeriesStats(name: "open")
+        var free: UInt64 = 0
+        for n in 0..<200 {
+            let sent = max(open.intended(n)!, free)
+            let done = serve(at: sent)
+            free = done
+            corrected.record(Outcome(kind: .success, micros: open.latency(n: n, sent: sent, done: done) / 1000, at: Double(done) / 1e9))
+        }
+        // Closed loop, one client, the same 2 s: the next request goes out when the last returns.
+        let closed = Pacing.closed(concurrency: 1)
+        var naive = SeriesStats(name: "closed")
+        var t: UInt64 = 0
+        var n = 0
+        while t < 2_000_000_000 {
+            let done = serve(at: t)
+            naive.record(Outcome(kind: .success, micros: closed.latency(n: n, sent: t, done: done) / 1000, at: Double(done) / 1e9))
+            t = done
+            n += 1
+        }
+        #expect(corrected.ms(99) > 900, "p99 \(corrected.ms(99)) ms: the stall shows")
+        #expect(corrected.ms(50) > 100, "half the requests were due during the stall: p50 \(corrected.ms(50)) ms")
+        #expect(naive.ms(99) < 2, "closed loop hides it: p99 \(naive.ms(99)) ms")
+        #expect(naive.ms(100) > 900, "as a single slow sample")
+    }
+}
+
+@Suite struct StatsTests {
+    @Test func successesAndRefusalsAreKeptApart() {
+        var s = SeriesStats(name: "sync response")
+        for ms: UInt64 in [10, 20, 30, 40] { s.record(Outcome(kind: .success, micros: ms * 1000, at: 0)) }
+        for _ in 0..<3 {
+            s.record(Outcome(kind: .refused(status: 503, code: "sync_saturated", message: "all 10 sync slots are busy"), micros: 2_000_000, at: 0))
+        }
+        s.record(Outcome(kind: .refused(status: 422, code: "invalid_callback_url", message: "port 1 is not allowed"), micros: 1000, at: 0))
+        s.record(Outcome(kind: .timeout, micros: 0, at: 0))
+        s.record(Outcome(kind: .connectionError("Couldn't connect to server"), micros: 0, at: 0))
+        s.seconds = 2
+        #expect(s.sent == 10 && s.ok == 4 && s.errors == 6 && s.timeouts == 1 && s.connectionErrors == 1)
+        #expect(s.byStatus == [503: 3, 422: 1])
+        #expect(s.byCode["sync_saturated"]?.count == 3 && s.byCode["invalid_callback_url"]?.message == "port 1 is not allowed")
+        #expect(s.ms(100) < 41 && s.ms(50) >= 19.9, "the 2 s refusals are not in the success percentiles")
+        #expect(s.ms(50, refusals: true) > 1900)
+        #expect(s.goodput == 2 && s.throughput == 5)
+        let spectrum = s.spectrum
+        #expect(spectrum.first?.percentile == 0 && spectrum.last?.percentile == 100 && spectrum.count > 5)
+    }
+}
+
+@Suite struct ExpectationTests {
+    @Test func parsesAndJudges() throws {
+        let terms = try Expectation.parse("async.ack.p99<50ms, callbacks=all, sync.503>0, sync.p50<=2s, async.callback.max<1s")
+        #expect(terms.map(\.series) == ["async", "callbacks", "sync", "sync", "callbacks"])
+        #expect(terms[0].value == 50 && terms[3].value == 2000 && terms[2].figure == "503")
+        var ack = SeriesStats(name: "async ack")
+        ack.record(Outcome(kind: .success, micros: 30_000, at: 0))
+        var sync = SeriesStats(name: "sync response")
+        sync.record(Outcome(kind: .refused(status: 503, code: nil, message: nil), micros: 1, at: 0))
+        #expect(terms[0].failure(ack, callbacks: (5, 5)) == nil)
+        #expect(terms[1].failure(nil, callbacks: (5, 5)) == nil)
+        #expect(terms[1].failure(nil, callbacks: (4, 5)) == "callbacks=all: measured 4")
+        #expect(terms[2].failure(sync, callbacks: (0, 0)) == nil)
+        #expect(terms[4].failure(nil, callbacks: (0, 0)) != nil, "no such figure in this run fails")
+        #expect(throws: Expectation.ParseError.self) { try Expectation.parse("p99<5") }
+        #expect(throws: Expectation.ParseError.self) { try Expectation.parse("sync.p99<fast") }
+    }
+
+    @Test func sourceAddressesAreLoopbackOnly() {
+        #expect(LoadGen.addresses("127.0.0.10-127.0.0.12") == ["127.0.0.10", "127.0.0.11", "127.0.0.12"])
+        #expect(LoadGen.addresses("127.0.0.2,127.0.1.3")?.count == 2)
+        #expect(LoadGen.addresses("10.0.0.1") == nil && LoadGen.addresses("127.0.0.9-127.0.0.3") == nil)
+        #expect(LoadGen.seconds("30s") == 30 && LoadGen.seconds("2m") == 120 && LoadGen.seconds("500ms") == 0.5 && LoadGen.seconds("x") == nil)
+    }
+
+    @Test func signaturesVerifyTheStandardWebhooksTestVector() throws {
+        // The Standard Webhooks specification's example.
+        let check = try #require(SignatureCheck(secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+        let body = Array(#"{"test": 2432232314}"#.utf8)
+        #expect(check.verifies(id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: "1614265330", body: body,
+            header: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="))
+        #expect(!check.verifies(id: "msg_other", timestamp: "1614265330", body: body, header: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="))
+    }
+}
