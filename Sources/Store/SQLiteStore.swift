@@ -55,13 +55,15 @@ public final class SQLiteStore: JobStore {
     }
 
     public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int = .max) throws -> EnqueueOutcome {
-        try committed { db in
+        // Serialized here, on the request's thread: the writer thread is the one every 202 waits on.
+        let (inputText, specText) = (job.input.text, job.spec.stored.text)
+        return try committed { db in
             if let key = job.idempotencyKey {
                 let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
                 if let row = existing.first, let id = row.text(0) {
                     let dayMs: Int64 = 24 * 3600 * 1000
                     if (row.int(1) ?? 0) > job.createdAt - dayMs {
-                        return row.text(2) == job.input.text ? EnqueueOutcome.duplicate(id: id) : .keyReused(id: id)
+                        return row.text(2) == inputText ? EnqueueOutcome.duplicate(id: id) : .keyReused(id: id)
                     }
                     // Older than a day: the key may be used again.
                     try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = ?", [.text(id)])
@@ -88,15 +90,16 @@ public final class SQLiteStore: JobStore {
                 VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(job.id), .text(job.spec.op.rawValue), .text(job.input.text), .text(job.callbackURL),
+                    .text(job.id), .text(job.spec.op.rawValue), .text(inputText), .text(job.callbackURL),
                     job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt), .text(job.client),
-                    .int(turn), .text(job.spec.stored.text),
+                    .int(turn), .text(specText),
                 ])
             return EnqueueOutcome.accepted(id: job.id)
         }
     }
 
     public func recordSync(_ record: SyncRecord) throws {
+        let (inputText, resultText) = (record.input.text, record.result.text)
         try committed { db in
             try db.query(
                 """
@@ -104,7 +107,7 @@ public final class SQLiteStore: JobStore {
                 VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(record.id), .text(record.op.rawValue), .text(record.input.text), .text(record.result.text),
+                    .text(record.id), .text(record.op.rawValue), .text(inputText), .text(resultText),
                     .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
                 ])
             return true

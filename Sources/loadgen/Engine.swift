@@ -34,6 +34,8 @@ final class Engine: @unchecked Sendable {
         var series = 0
         var n = 0
         var sent: UInt64 = 0
+        /// The series whose options the handle carries (set once, kept between transfers); -1 for none.
+        var configuredFor = -1
         init(handle: UnsafeMutableRawPointer) { self.handle = handle }
     }
 
@@ -102,21 +104,25 @@ final class Engine: @unchecked Sendable {
                     transfer.n = issued[i]
                     transfer.sent = DispatchTime.now().uptimeNanoseconds - start
                     let h = transfer.handle
-                    _ = workfcgi_curl_setopt_string(h, CURLOPT_URL, series[i].url)
-                    _ = workfcgi_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-                    _ = workfcgi_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
-                    _ = workfcgi_curl_setopt_string(h, CURLOPT_NOPROXY, "*")
-                    if series[i].get {
-                        _ = workfcgi_curl_setopt_long(h, CURLOPT_HTTPGET, 1)
-                    } else {
-                        _ = workfcgi_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers)
-                        _ = workfcgi_curl_setopt_long(h, CURLOPT_POSTFIELDSIZE, series[i].body.count)
-                        series[i].body.withUnsafeBufferPointer { b in
-                            _ = workfcgi_curl_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: b.baseAddress))
+                    // An easy handle keeps its options between transfers: set them when it changes series only.
+                    if transfer.configuredFor != i {
+                        transfer.configuredFor = i
+                        _ = workfcgi_curl_setopt_string(h, CURLOPT_URL, series[i].url)
+                        _ = workfcgi_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+                        _ = workfcgi_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
+                        _ = workfcgi_curl_setopt_string(h, CURLOPT_NOPROXY, "*")
+                        if series[i].get {
+                            _ = workfcgi_curl_setopt_long(h, CURLOPT_HTTPGET, 1)
+                        } else {
+                            _ = workfcgi_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers)
+                            _ = workfcgi_curl_setopt_long(h, CURLOPT_POSTFIELDSIZE, series[i].body.count)
+                            series[i].body.withUnsafeBufferPointer { b in
+                                _ = workfcgi_curl_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: b.baseAddress))
+                            }
                         }
+                        _ = workfcgi_curl_setopt_write(h, onBody)
+                        _ = workfcgi_curl_setopt_pointer(h, CURLOPT_WRITEDATA, Unmanaged.passUnretained(transfer as AnyObject).toOpaque())
                     }
-                    _ = workfcgi_curl_setopt_write(h, onBody)
-                    _ = workfcgi_curl_setopt_pointer(h, CURLOPT_WRITEDATA, Unmanaged.passUnretained(transfer as AnyObject).toOpaque())
                     if !sources.isEmpty {
                         _ = workfcgi_curl_setopt_string(h, CURLOPT_INTERFACE, "host!" + sources[source % sources.count])
                         source += 1
@@ -147,7 +153,8 @@ final class Engine: @unchecked Sendable {
                     kind = .connectionError(String(cString: curl_easy_strerror(code)))
                 } else if status == s.okStatus {
                     kind = .success
-                    requestID = Self.field("request_id", in: transfer.body)
+                    // Only async acknowledgements carry an id worth keeping (for the callbacks).
+                    if s.okStatus == 202 { requestID = Self.field("request_id", in: transfer.body) }
                 } else {
                     kind = .refused(status: status, code: Self.field("code", in: transfer.body), message: Self.field("message", in: transfer.body))
                 }

@@ -102,7 +102,7 @@ struct LoadGen: AsyncParsableCommand {
         let sources = sourceAddresses.flatMap(Self.addresses) ?? []
         let engine = Engine(timeout: timeout, sources: sources)
         let receiver = try CallbackReceiver(port: receiverPort, failRate: receiverFailRate, delayMilliseconds: receiverDelay)
-        let wantsAsync = mode != .sync
+        let wantsAsync = mode == .async || mode == .both || mode == .mixed
         let port = wantsAsync ? try await receiver.start() : 0
         var asyncObject = workBody
         asyncObject["callback_url"] = "http://127.0.0.1:\(port)/ok/loadgen"
