@@ -1,10 +1,16 @@
 import CCurl
+import CSystem
 import Foundation
 import Synchronization
 
-/// The HTTP engine: one thread drives every transfer through libcurl's multi interface (kept-alive
-/// connections, thousands in flight, no thread each). Several series can run at once (`--mode mixed`), each
-/// with its own pacing; every request's outcome is classified as it ends.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP engine: one thread drives every transfer through libcurl's multi socket interface and epoll
+/// (kept-alive connections, thousands in flight, no thread each, and only ready sockets looked at).
+/// Several series can run at once (`--mode mixed`), each with its own pacing; every request's outcome is
+/// classified as it ends.
 final class Engine: @unchecked Sendable {
     struct Series: Sendable {
         var name: String
@@ -59,12 +65,45 @@ final class Engine: @unchecked Sendable {
         var errors: Int
     }
 
+    /// What curl asks of the event loop: the epoll set to keep its sockets in, and its next timeout.
+    private final class Events {
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        /// Milliseconds until curl wants `socket_action(CURL_SOCKET_TIMEOUT)`; -1 for none.
+        var timeout = -1
+        deinit { close(epoll) }
+    }
+
     /// Runs every series to its end (count or duration, then its last answers), calling `progress` about
     /// four times a second from the engine's thread.
     func run(_ series: [Series], progress: (Progress) -> Void) -> [Result] {
         let multi = curl_multi_init()!
         defer { curl_multi_cleanup(multi) }
         _ = workfcgi_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 20_000)
+        let events = Events()
+        let context = Unmanaged.passUnretained(events).toOpaque()
+        let onSocket: @convention(c) (UnsafeMutableRawPointer?, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = {
+            _, fd, what, userp, _ in
+            guard let userp else { return 0 }
+            let events = Unmanaged<Events>.fromOpaque(userp).takeUnretainedValue()
+            if what == CURL_POLL_REMOVE {
+                epoll_ctl(events.epoll, EPOLL_CTL_DEL, fd, nil)
+                return 0
+            }
+            var wanted: UInt32 = 0
+            if what == CURL_POLL_IN || what == CURL_POLL_INOUT { wanted |= EPOLLIN.rawValue }
+            if what == CURL_POLL_OUT || what == CURL_POLL_INOUT { wanted |= EPOLLOUT.rawValue }
+            var event = epoll_event(events: wanted, data: epoll_data_t(fd: fd))
+            if epoll_ctl(events.epoll, EPOLL_CTL_MOD, fd, &event) != 0 { epoll_ctl(events.epoll, EPOLL_CTL_ADD, fd, &event) }
+            return 0
+        }
+        let onTimer: @convention(c) (UnsafeMutableRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32 = { _, ms, userp in
+            guard let userp else { return 0 }
+            Unmanaged<Events>.fromOpaque(userp).takeUnretainedValue().timeout = ms
+            return 0
+        }
+        _ = workfcgi_curl_multi_socket_function(multi, onSocket, context)
+        _ = workfcgi_curl_multi_timer_function(multi, onTimer, context)
+        var ready = [epoll_event](repeating: epoll_event(), count: 256)
         var idle: [Transfer] = []
         var running: [UnsafeMutableRawPointer: Transfer] = [:]
         var issued = [Int](repeating: 0, count: series.count)
@@ -134,7 +173,10 @@ final class Engine: @unchecked Sendable {
                 }
             }
             var active: Int32 = 0
-            curl_multi_perform(multi, &active)
+            if events.timeout == 0 {
+                events.timeout = -1
+                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &active)
+            }
             var left: Int32 = 0
             while let message = curl_multi_info_read(multi, &left) {
                 guard message.pointee.msg == CURLMSG_DONE, let h = message.pointee.easy_handle, let transfer = running.removeValue(forKey: h)
@@ -173,15 +215,27 @@ final class Engine: @unchecked Sendable {
                 progress(Progress(elapsed: Double(after) / 1e9, sent: issued.reduce(0, +), errors: errors))
             }
             if series.indices.allSatisfy({ finishedIssuing($0, after) }) && running.isEmpty { break }
-            // Wake for the next open-loop send; completions wake the poll by themselves.
+            // Wait for a ready socket, curl's next timeout, or the next open-loop send.
             var wait: Int32 = 50
+            if events.timeout >= 0 { wait = min(wait, Int32(events.timeout)) }
             for i in series.indices where !finishedIssuing(i, after) {
                 if let next = series[i].pacing.intended(issued[i]) {
                     wait = min(wait, Int32(max(0, (Int64(next) - Int64(after)) / 1_000_000)))
                 }
             }
-            var ready: Int32 = 0
-            if wait > 0 { curl_multi_poll(multi, nil, 0, wait, &ready) }
+            let n = epoll_wait(events.epoll, &ready, Int32(ready.count), wait)
+            if n > 0 {
+                for e in ready[0..<Int(n)] {
+                    var flags: Int32 = 0
+                    if e.events & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
+                    if e.events & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
+                    if e.events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
+                    curl_multi_socket_action(multi, e.data.fd, flags, &active)
+                }
+            } else if events.timeout >= 0 && events.timeout <= Int(wait) {
+                events.timeout = -1
+                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &active)
+            }
         }
         for transfer in idle { curl_easy_cleanup(transfer.handle) }
         return results

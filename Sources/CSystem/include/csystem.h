@@ -1,6 +1,9 @@
 #ifndef WORKFCGI_CSYSTEM_H
 #define WORKFCGI_CSYSTEM_H
 
+/* epoll, which Swift's Glibc module leaves out (loadgen's event loop). */
+#include <sys/epoll.h>
+
 /* Linux specifics that Swift's Glibc module does not expose (they need _GNU_SOURCE, which is defined only
  * inside csystem.c: defining it in a header would change system types under other modules). */
 
