@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "loadgen",
             dependencies: [
-                "CCurl", "CSystem", "Digest", "Harness",
+                "CSystem", "Digest", "Harness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

@@ -13,16 +13,3 @@ static inline CURLcode workfcgi_curl_setopt_header(CURL *h, size_t (*f)(char *, 
 }
 static inline CURLcode workfcgi_curl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 static inline CURLcode workfcgi_curl_getinfo_double(CURL *h, CURLINFO i, double *v) { return curl_easy_getinfo(h, i, v); }
-static inline CURLMcode workfcgi_curl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
-/* The multi socket interface: curl tells which sockets to watch and when to time out; the caller's
- * event loop (epoll) says which are ready. */
-typedef int (*workfcgi_curl_socket_cb)(CURL *, curl_socket_t, int, void *, void *);
-typedef int (*workfcgi_curl_timer_cb)(CURLM *, long, void *);
-static inline CURLMcode workfcgi_curl_multi_socket_function(CURLM *m, workfcgi_curl_socket_cb f, void *data) {
-    CURLMcode rc = curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, f);
-    return rc != CURLM_OK ? rc : curl_multi_setopt(m, CURLMOPT_SOCKETDATA, data);
-}
-static inline CURLMcode workfcgi_curl_multi_timer_function(CURLM *m, workfcgi_curl_timer_cb f, void *data) {
-    CURLMcode rc = curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
-    return rc != CURLM_OK ? rc : curl_multi_setopt(m, CURLMOPT_TIMERDATA, data);
-}

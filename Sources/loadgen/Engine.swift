@@ -1,16 +1,16 @@
-import CCurl
 import CSystem
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The HTTP engine: one thread drives every transfer through libcurl's multi socket interface and epoll
-/// (kept-alive connections, thousands in flight, no thread each, and only ready sockets looked at).
-/// Several series can run at once (`--mode mixed`), each with its own pacing; every request's outcome is
-/// classified as it ends.
+/// The HTTP engine: one thread, non-blocking keep-alive connections on epoll, each request written as
+/// prepared bytes and each answer parsed just enough (status line, Content-Length or chunked, the error
+/// code) — the work wrk does per request, so the generator is not what a run measures. Several series can
+/// run at once (`--mode mixed`), each with its own pacing and connections; every outcome is classified as
+/// it ends. An open loop's due requests wait for a free connection, their latency counting from the
+/// intended time all the same.
 final class Engine: @unchecked Sendable {
     struct Series: Sendable {
         var name: String
@@ -22,6 +22,8 @@ final class Engine: @unchecked Sendable {
         var okStatus: Int
         /// GET instead of POST (no body): `--mode get`, e.g. /healthz against wrk.
         var get = false
+        /// Kept-alive connections of this series (in a closed loop, also the requests in flight).
+        var connections = 50
     }
 
     /// What one request produced, for the statistics and for the callback bookkeeping.
@@ -33,79 +35,178 @@ final class Engine: @unchecked Sendable {
         var sentAt: Date
     }
 
-    /// One easy handle and the bytes of the response it is receiving.
-    private final class Transfer {
-        let handle: UnsafeMutableRawPointer
-        var body: [UInt8] = []
-        var series = 0
-        var n = 0
-        var sent: UInt64 = 0
-        /// The series whose options the handle carries (set once, kept between transfers); -1 for none.
-        var configuredFor = -1
-        init(handle: UnsafeMutableRawPointer) { self.handle = handle }
-    }
-
-    let timeout: Double
-    let sources: [String]
-    private let headers: UnsafeMutablePointer<curl_slist>?
-
-    init(timeout: Double, sources: [String]) {
-        self.timeout = timeout
-        self.sources = sources
-        var list: UnsafeMutablePointer<curl_slist>? = curl_slist_append(nil, "Content-Type: application/json")
-        list = curl_slist_append(list, "Expect:")
-        headers = list
-    }
-
-    deinit { curl_slist_free_all(headers) }
-
     struct Progress: Sendable {
         var elapsed: Double
         var sent: Int
         var errors: Int
     }
 
-    /// What curl asks of the event loop: the epoll set to keep its sockets in, and its next timeout.
-    private final class Events {
-        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        /// Milliseconds until curl wants `socket_action(CURL_SOCKET_TIMEOUT)`; -1 for none.
-        var timeout = -1
-        deinit { close(epoll) }
+    struct URLError: Error, CustomStringConvertible { var description: String }
+
+    let timeout: Double
+    let sources: [String]
+
+    init(timeout: Double, sources: [String]) {
+        self.timeout = timeout
+        self.sources = sources
+    }
+
+    /// One connection and the request it carries.
+    private final class Connection {
+        let series: Int
+        var fd: Int32 = -1
+        var connecting = false
+        var busy = false
+        var n = 0
+        var sent: UInt64 = 0
+        var written = 0
+        var input: [UInt8] = []
+        init(series: Int) { self.series = series }
+    }
+
+    /// http://HOST:PORT/PATH → a resolved IPv4 address, and the request's bytes.
+    static func prepare(_ s: Series) throws(URLError) -> (address: sockaddr_in, request: [UInt8]) {
+        guard s.url.hasPrefix("http://") else { throw URLError(description: "\(s.url): only http:// URLs") }
+        let rest = s.url.dropFirst(7)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        let authority = String(rest[..<slash])
+        let path = rest[slash...].isEmpty ? "/" : String(rest[slash...])
+        let parts = authority.split(separator: ":")
+        let host = String(parts.first ?? "127.0.0.1")
+        let port = parts.count > 1 ? UInt16(parts[1]) : 80
+        guard let port else { throw URLError(description: "\(s.url): bad port") }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0, let first = list, let sa = first.pointee.ai_addr else {
+            throw URLError(description: "\(s.url): \(host) does not resolve to an IPv4 address")
+        }
+        defer { freeaddrinfo(list) }
+        var address = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+        address.sin_port = port.bigEndian
+        var head = "\(s.get ? "GET" : "POST") \(path) HTTP/1.1\r\nHost: \(authority)\r\nUser-Agent: workfcgi-loadgen\r\n"
+        if !s.get { head += "Content-Type: application/json\r\nContent-Length: \(s.body.count)\r\n" }
+        return (address, Array((head + "\r\n").utf8) + (s.get ? [] : s.body))
+    }
+
+    /// Where a complete answer ends in `buffer` and its status, or nil while it is incomplete. `closed`: the
+    /// peer has closed, which ends an answer that has neither a length nor chunks. Works on bytes: this runs
+    /// once per request, and String processing here cost more than the rest of the engine.
+    static func parse(_ buffer: [UInt8], closed: Bool) -> (end: Int, status: Int, bodyStart: Int, keepAlive: Bool)? {
+        guard buffer.count >= 16, let headerEnd = find([13, 10, 13, 10], in: buffer, from: 0) else { return nil }
+        // "HTTP/1.1 200 ..."
+        guard buffer[0] == UInt8(ascii: "H"), let status = number(buffer, 9, 12, radix: 10) else { return (buffer.count, 0, buffer.count, false) }
+        var length: Int?
+        var chunked = false
+        var keepAlive = buffer[7] == UInt8(ascii: "1")
+        var line = (find([13, 10], in: buffer, from: 0) ?? headerEnd) + 2
+        while line < headerEnd {
+            let lineEnd = find([13, 10], in: buffer, from: line) ?? headerEnd
+            if let value = headerValue(buffer, line, lineEnd, "content-length:") {
+                length = number(buffer, value, lineEnd, radix: 10)
+            } else if let value = headerValue(buffer, line, lineEnd, "transfer-encoding:") {
+                chunked = contains(buffer, value, lineEnd, "chunked")
+            } else if let value = headerValue(buffer, line, lineEnd, "connection:") {
+                keepAlive = !contains(buffer, value, lineEnd, "close")
+            }
+            line = lineEnd + 2
+        }
+        let bodyStart = headerEnd + 4
+        if let length { return buffer.count >= bodyStart + length ? (bodyStart + length, status, bodyStart, keepAlive) : nil }
+        if chunked {
+            var i = bodyStart
+            while true {
+                guard let lineEnd = find([13, 10], in: buffer, from: i) else { return nil }
+                var sizeEnd = i
+                while sizeEnd < lineEnd && buffer[sizeEnd] != UInt8(ascii: ";") && buffer[sizeEnd] != 32 { sizeEnd += 1 }
+                guard let size = number(buffer, i, sizeEnd, radix: 16) else { return (buffer.count, status, bodyStart, false) }
+                if size == 0 {
+                    // The last chunk, then trailers (usually none) up to an empty line.
+                    guard let end = find([13, 10, 13, 10], in: buffer, from: lineEnd) else { return nil }
+                    return (end + 4, status, bodyStart, keepAlive)
+                }
+                i = lineEnd + 2 + size + 2
+                if i > buffer.count { return nil }
+            }
+        }
+        return closed ? (buffer.count, status, bodyStart, false) : nil
+    }
+
+    /// Where the value of header `name` (lower case, with its colon) starts, when the line at start..<end is it.
+    static func headerValue(_ b: [UInt8], _ start: Int, _ end: Int, _ name: StaticString) -> Int? {
+        let count = name.utf8CodeUnitCount
+        guard end - start >= count else { return nil }
+        let matches = name.withUTF8Buffer { n -> Bool in
+            for k in 0..<count {
+                var c = b[start + k]
+                if c >= 65 && c <= 90 { c += 32 }
+                if c != n[k] { return false }
+            }
+            return true
+        }
+        guard matches else { return nil }
+        var i = start + count
+        while i < end && b[i] == 32 { i += 1 }
+        return i
+    }
+
+    static func contains(_ b: [UInt8], _ start: Int, _ end: Int, _ word: StaticString) -> Bool {
+        let lower = (b[start..<end].map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 })
+        return word.withUTF8Buffer { w in find(Array(w), in: lower, from: 0) != nil }
+    }
+
+    static func number(_ b: [UInt8], _ start: Int, _ end: Int, radix: Int) -> Int? {
+        var value = 0
+        var digits = 0
+        for i in start..<min(end, b.count) {
+            let c = b[i]
+            let d: Int
+            switch c {
+            case 48...57: d = Int(c) - 48
+            case 97...102 where radix == 16: d = Int(c) - 87
+            case 65...70 where radix == 16: d = Int(c) - 55
+            case 32 where digits == 0: continue
+            default: return digits > 0 ? value : nil
+            }
+            value = value * radix + d
+            digits += 1
+            if value > 1 << 40 { return nil }
+        }
+        return digits > 0 ? value : nil
+    }
+
+    static func find(_ needle: [UInt8], in buffer: [UInt8], from start: Int) -> Int? {
+        guard buffer.count >= needle.count, start <= buffer.count - needle.count else { return nil }
+        return buffer.withUnsafeBufferPointer { b -> Int? in
+            var i = max(0, start)
+            outer: while i <= b.count - needle.count {
+                for (k, byte) in needle.enumerated() where b[i + k] != byte {
+                    i += 1
+                    continue outer
+                }
+                return i
+            }
+            return nil
+        }
     }
 
     /// Runs every series to its end (count or duration, then its last answers), calling `progress` about
     /// four times a second from the engine's thread.
     func run(_ series: [Series], progress: (Progress) -> Void) -> [Result] {
-        let multi = curl_multi_init()!
-        defer { curl_multi_cleanup(multi) }
-        _ = workfcgi_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 20_000)
-        let events = Events()
-        let context = Unmanaged.passUnretained(events).toOpaque()
-        let onSocket: @convention(c) (UnsafeMutableRawPointer?, Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = {
-            _, fd, what, userp, _ in
-            guard let userp else { return 0 }
-            let events = Unmanaged<Events>.fromOpaque(userp).takeUnretainedValue()
-            if what == CURL_POLL_REMOVE {
-                epoll_ctl(events.epoll, EPOLL_CTL_DEL, fd, nil)
-                return 0
+        var prepared: [(address: sockaddr_in, request: [UInt8])] = []
+        for s in series {
+            do {
+                prepared.append(try Self.prepare(s))
+            } catch {
+                FileHandle.standardError.write(Data("loadgen: \(error)\n".utf8))
+                return []
             }
-            var wanted: UInt32 = 0
-            if what == CURL_POLL_IN || what == CURL_POLL_INOUT { wanted |= EPOLLIN.rawValue }
-            if what == CURL_POLL_OUT || what == CURL_POLL_INOUT { wanted |= EPOLLOUT.rawValue }
-            var event = epoll_event(events: wanted, data: epoll_data_t(fd: fd))
-            if epoll_ctl(events.epoll, EPOLL_CTL_MOD, fd, &event) != 0 { epoll_ctl(events.epoll, EPOLL_CTL_ADD, fd, &event) }
-            return 0
         }
-        let onTimer: @convention(c) (UnsafeMutableRawPointer?, Int, UnsafeMutableRawPointer?) -> Int32 = { _, ms, userp in
-            guard let userp else { return 0 }
-            Unmanaged<Events>.fromOpaque(userp).takeUnretainedValue().timeout = ms
-            return 0
-        }
-        _ = workfcgi_curl_multi_socket_function(multi, onSocket, context)
-        _ = workfcgi_curl_multi_timer_function(multi, onTimer, context)
-        var ready = [epoll_event](repeating: epoll_event(), count: 256)
-        var idle: [Transfer] = []
-        var running: [UnsafeMutableRawPointer: Transfer] = [:]
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        defer { close(epoll) }
+        let connections = series.indices.map { i in (0..<max(1, series[i].connections)).map { _ in Connection(series: i) } }
+        var byFD: [Int32: Connection] = [:]
         var issued = [Int](repeating: 0, count: series.count)
         var inFlight = [Int](repeating: 0, count: series.count)
         var results: [Result] = []
@@ -114,130 +215,167 @@ final class Engine: @unchecked Sendable {
         let start = DispatchTime.now().uptimeNanoseconds
         let wallStart = Date()
         var lastProgress: UInt64 = 0
-        let onBody: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = { data, size, count, context in
-            guard let data, let context else { return 0 }
-            let transfer = Unmanaged<AnyObject>.fromOpaque(context).takeUnretainedValue() as! Transfer
-            if transfer.body.count < 65_536 {
-                data.withMemoryRebound(to: UInt8.self, capacity: size * count) {
-                    transfer.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: size * count))
-                }
-            }
-            return size * count
-        }
+        let timeoutNs = UInt64(timeout * 1e9)
+        var events = [epoll_event](repeating: epoll_event(), count: 512)
+        var scratch = [UInt8](repeating: 0, count: 65_536)
 
-        func finishedIssuing(_ i: Int, _ now: UInt64) -> Bool {
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds - start }
+        func finishedIssuing(_ i: Int, _ t: UInt64) -> Bool {
             if let limit = series[i].requests, issued[i] >= limit { return true }
-            if let seconds = series[i].duration, Double(now) / 1e9 >= seconds { return true }
+            if let seconds = series[i].duration, Double(t) / 1e9 >= seconds { return true }
             return false
+        }
+        func drop(_ c: Connection) {
+            if c.fd >= 0 {
+                epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nil)
+                byFD[c.fd] = nil
+                close(c.fd)
+            }
+            c.fd = -1
+            c.connecting = false
+            c.input.removeAll(keepingCapacity: true)
+        }
+        func watch(_ c: Connection, writing: Bool) {
+            var event = epoll_event(events: EPOLLIN.rawValue | (writing ? EPOLLOUT.rawValue : 0), data: epoll_data_t(fd: c.fd))
+            if epoll_ctl(epoll, EPOLL_CTL_MOD, c.fd, &event) != 0 { epoll_ctl(epoll, EPOLL_CTL_ADD, c.fd, &event) }
+        }
+        func finish(_ c: Connection, _ kind: Outcome.Kind, body: ArraySlice<UInt8> = []) {
+            let s = series[c.series]
+            let done = now()
+            var requestID: String?
+            var outcome = kind
+            if case .refused(let status, _, _) = kind {
+                let bytes = Array(body)
+                outcome = .refused(status: status, code: Self.field("code", in: bytes), message: Self.field("message", in: bytes))
+            } else if kind == .success && s.okStatus == 202 {
+                requestID = Self.field("request_id", in: Array(body))
+            }
+            if outcome != .success { errors += 1 }
+            let latency = s.pacing.latency(n: c.n, sent: c.sent, done: done)
+            let sentAt = wallStart.addingTimeInterval(Double(s.pacing.intended(c.n) ?? c.sent) / 1e9)
+            results.append(Result(
+                series: c.series, outcome: Outcome(kind: outcome, micros: latency / 1000, at: Double(done) / 1e9), requestID: requestID,
+                sentAt: sentAt))
+            c.busy = false
+            inFlight[c.series] -= 1
+        }
+        func send(_ c: Connection) {
+            let request = prepared[c.series].request
+            while c.written < request.count {
+                let n = request[c.written...].withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { c.written += n; continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { watch(c, writing: true); return }
+                finish(c, .connectionError(String(cString: strerror(errno))))
+                drop(c)
+                return
+            }
+            watch(c, writing: false)
+        }
+        func begin(_ c: Connection, _ i: Int) {
+            c.busy = true
+            c.n = issued[i]
+            c.sent = now()
+            c.written = 0
+            c.input.removeAll(keepingCapacity: true)
+            issued[i] += 1
+            inFlight[i] += 1
+            if c.fd < 0 {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                if !sources.isEmpty {
+                    var local = sockaddr_in()
+                    local.sin_family = sa_family_t(AF_INET)
+                    inet_pton(AF_INET, sources[source % sources.count], &local.sin_addr)
+                    source += 1
+                    _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                }
+                var address = prepared[i].address
+                let rc = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                c.fd = fd
+                byFD[fd] = c
+                if rc != 0 && errno != EINPROGRESS {
+                    finish(c, .connectionError(String(cString: strerror(errno))))
+                    drop(c)
+                    return
+                }
+                c.connecting = rc != 0
+                if c.connecting { watch(c, writing: true); return }
+            }
+            send(c)
         }
 
         while true {
-            let now = DispatchTime.now().uptimeNanoseconds - start
-            for i in series.indices where !finishedIssuing(i, now) {
-                var due = series[i].pacing.due(issued: issued[i], inFlight: inFlight[i], now: now)
+            let t = now()
+            for i in series.indices where !finishedIssuing(i, t) {
+                var due = series[i].pacing.due(issued: issued[i], inFlight: inFlight[i], now: t)
                 if let limit = series[i].requests { due = min(due, limit - issued[i]) }
-                for _ in 0..<max(0, due) {
-                    let transfer = idle.popLast() ?? Transfer(handle: curl_easy_init())
-                    transfer.body.removeAll(keepingCapacity: true)
-                    transfer.series = i
-                    transfer.n = issued[i]
-                    transfer.sent = DispatchTime.now().uptimeNanoseconds - start
-                    let h = transfer.handle
-                    // An easy handle keeps its options between transfers: set them when it changes series only.
-                    if transfer.configuredFor != i {
-                        transfer.configuredFor = i
-                        _ = workfcgi_curl_setopt_string(h, CURLOPT_URL, series[i].url)
-                        _ = workfcgi_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
-                        _ = workfcgi_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
-                        _ = workfcgi_curl_setopt_string(h, CURLOPT_NOPROXY, "*")
-                        if series[i].get {
-                            _ = workfcgi_curl_setopt_long(h, CURLOPT_HTTPGET, 1)
-                        } else {
-                            _ = workfcgi_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers)
-                            _ = workfcgi_curl_setopt_long(h, CURLOPT_POSTFIELDSIZE, series[i].body.count)
-                            series[i].body.withUnsafeBufferPointer { b in
-                                _ = workfcgi_curl_setopt_pointer(h, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: b.baseAddress))
-                            }
-                        }
-                        _ = workfcgi_curl_setopt_write(h, onBody)
-                        _ = workfcgi_curl_setopt_pointer(h, CURLOPT_WRITEDATA, Unmanaged.passUnretained(transfer as AnyObject).toOpaque())
-                    }
-                    if !sources.isEmpty {
-                        _ = workfcgi_curl_setopt_string(h, CURLOPT_INTERFACE, "host!" + sources[source % sources.count])
-                        source += 1
-                    }
-                    running[h] = transfer
-                    curl_multi_add_handle(multi, h)
-                    issued[i] += 1
-                    inFlight[i] += 1
+                var k = 0
+                while due > 0 && k < connections[i].count {
+                    let c = connections[i][k]
+                    k += 1
+                    guard !c.busy else { continue }
+                    begin(c, i)
+                    due -= 1
                 }
             }
-            var active: Int32 = 0
-            if events.timeout == 0 {
-                events.timeout = -1
-                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &active)
+            // Wait for a ready socket, the next open-loop send, or the next timeout check.
+            var wait: Int32 = 20
+            for i in series.indices where !finishedIssuing(i, t) {
+                if let next = series[i].pacing.intended(issued[i]) { wait = min(wait, Int32(max(0, (Int64(next) - Int64(t)) / 1_000_000))) }
             }
-            var left: Int32 = 0
-            while let message = curl_multi_info_read(multi, &left) {
-                guard message.pointee.msg == CURLMSG_DONE, let h = message.pointee.easy_handle, let transfer = running.removeValue(forKey: h)
-                else { continue }
-                let code = message.pointee.data.result
-                curl_multi_remove_handle(multi, h)
-                let done = DispatchTime.now().uptimeNanoseconds - start
-                let s = series[transfer.series]
-                var status = 0
-                _ = workfcgi_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
-                let kind: Outcome.Kind
-                var requestID: String?
-                if code == CURLE_OPERATION_TIMEDOUT {
-                    kind = .timeout
-                } else if code != CURLE_OK {
-                    kind = .connectionError(String(cString: curl_easy_strerror(code)))
-                } else if status == s.okStatus {
-                    kind = .success
-                    // Only async acknowledgements carry an id worth keeping (for the callbacks).
-                    if s.okStatus == 202 { requestID = Self.field("request_id", in: transfer.body) }
-                } else {
-                    kind = .refused(status: status, code: Self.field("code", in: transfer.body), message: Self.field("message", in: transfer.body))
+            let n = epoll_wait(epoll, &events, Int32(events.count), wait)
+            for e in events[0..<max(0, Int(n))] {
+                guard let c = byFD[e.data.fd], c.busy else {
+                    // An idle kept-alive connection closed by the server: forget it.
+                    if let c = byFD[e.data.fd] { drop(c) }
+                    continue
                 }
-                if kind != .success { errors += 1 }
-                let latency = s.pacing.latency(n: transfer.n, sent: transfer.sent, done: done)
-                let sentAt = wallStart.addingTimeInterval(Double(s.pacing.intended(transfer.n) ?? transfer.sent) / 1e9)
-                results.append(Result(
-                    series: transfer.series, outcome: Outcome(kind: kind, micros: latency / 1000, at: Double(done) / 1e9),
-                    requestID: requestID, sentAt: sentAt))
-                inFlight[transfer.series] -= 1
-                idle.append(transfer)
+                if c.connecting {
+                    var error: Int32 = 0
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                    c.connecting = false
+                    if error != 0 {
+                        finish(c, .connectionError(String(cString: strerror(error))))
+                        drop(c)
+                        continue
+                    }
+                }
+                if e.events & EPOLLOUT.rawValue != 0 && c.written < prepared[c.series].request.count { send(c) }
+                guard c.busy, e.events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { continue }
+                var closed = false
+                while true {
+                    let got = recv(c.fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
+                    if got > 0 { c.input.append(contentsOf: scratch[0..<got]); continue }
+                    if got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { closed = true }
+                    break
+                }
+                if let answer = Self.parse(c.input, closed: closed) {
+                    let body = c.input[answer.bodyStart..<answer.end]
+                    finish(c, answer.status == series[c.series].okStatus ? .success : .refused(status: answer.status, code: nil, message: nil), body: body)
+                    if !answer.keepAlive || closed { drop(c) } else { c.input.removeAll(keepingCapacity: true) }
+                } else if closed {
+                    finish(c, .connectionError(c.input.isEmpty ? "connection closed before an answer" : "connection closed mid-answer"))
+                    drop(c)
+                }
             }
-            let after = DispatchTime.now().uptimeNanoseconds - start
+            let after = now()
+            for group in connections {
+                for c in group where c.busy && after - c.sent > timeoutNs {
+                    finish(c, .timeout)
+                    drop(c)
+                }
+            }
             if after - lastProgress > 250_000_000 {
                 lastProgress = after
                 progress(Progress(elapsed: Double(after) / 1e9, sent: issued.reduce(0, +), errors: errors))
             }
-            if series.indices.allSatisfy({ finishedIssuing($0, after) }) && running.isEmpty { break }
-            // Wait for a ready socket, curl's next timeout, or the next open-loop send.
-            var wait: Int32 = 50
-            if events.timeout >= 0 { wait = min(wait, Int32(events.timeout)) }
-            for i in series.indices where !finishedIssuing(i, after) {
-                if let next = series[i].pacing.intended(issued[i]) {
-                    wait = min(wait, Int32(max(0, (Int64(next) - Int64(after)) / 1_000_000)))
-                }
-            }
-            let n = epoll_wait(events.epoll, &ready, Int32(ready.count), wait)
-            if n > 0 {
-                for e in ready[0..<Int(n)] {
-                    var flags: Int32 = 0
-                    if e.events & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
-                    if e.events & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
-                    if e.events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
-                    curl_multi_socket_action(multi, e.data.fd, flags, &active)
-                }
-            } else if events.timeout >= 0 && events.timeout <= Int(wait) {
-                events.timeout = -1
-                curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &active)
-            }
+            if series.indices.allSatisfy({ finishedIssuing($0, after) }) && inFlight.allSatisfy({ $0 == 0 }) { break }
         }
-        for transfer in idle { curl_easy_cleanup(transfer.handle) }
+        for group in connections { for c in group { drop(c) } }
         return results
     }
 

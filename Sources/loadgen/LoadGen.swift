@@ -33,7 +33,7 @@ struct LoadGen: AsyncParsableCommand {
     @Option(help: "The JSON body of every request (async adds callback_url).") var body = #"{"payload":{"operation":"hash","complexity":1}}"#
     @Option(help: "Requests per series (ignored with --duration).") var requests = 200
     @Option(help: "How long each series sends, e.g. 30s or 2m (instead of --requests).") var duration: String?
-    @Option(help: "Closed loop: requests in flight per series.") var concurrency = 50
+    @Option(help: "Connections per series; in a closed loop also the requests in flight.") var concurrency = 50
     @Option(help: "Open loop: requests per second per series, latency counted from each intended send time.") var rate: Double?
     @Option(help: "Open loop for the async series alone (e.g. a steady async stream beside a closed-loop sync storm in --mode mixed).")
     var asyncRate: Double?
@@ -112,7 +112,7 @@ struct LoadGen: AsyncParsableCommand {
             let bytes = Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data())
             return Engine.Series(
                 name: name, url: url + path, body: bytes, pacing: pacing, requests: seconds == nil ? requests : nil, duration: seconds,
-                okStatus: ok)
+                okStatus: ok, connections: concurrency)
         }
         let sync = series("sync response", "/sync", workBody, ok: 200)
         let ack = series("async ack", "/async", asyncObject, ok: 202, pacing: asyncRate.map { .open(rate: $0) } ?? pacing)

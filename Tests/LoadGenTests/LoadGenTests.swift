@@ -112,3 +112,31 @@ import Testing
         #expect(!check.verifies(id: "msg_other", timestamp: "1614265330", body: body, header: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="))
     }
 }
+
+@Suite struct ResponseParserTests {
+    func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    @Test func contentLengthAndChunkedAnswersEndWhereTheySay() throws {
+        let plain = bytes("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nhello")
+        let p = try #require(Engine.parse(plain, closed: false))
+        #expect(p.status == 202 && p.end == plain.count && p.keepAlive && Array(plain[p.bodyStart..<p.end]) == bytes("hello"))
+        #expect(Engine.parse(Array(plain.dropLast()), closed: false) == nil, "one byte short: incomplete")
+
+        let chunked = bytes("HTTP/1.1 503 Service Unavailable\r\nTRANSFER-ENCODING: chunked\r\nConnection: close\r\n\r\n4\r\nabcd\r\n3;x=y\r\nefg\r\n0\r\n\r\n")
+        let c = try #require(Engine.parse(chunked + bytes("HTTP/1.1 200 OK\r\n"), closed: false))
+        #expect(c.status == 503 && c.end == chunked.count && !c.keepAlive, "ends at the last chunk, not at what follows")
+        #expect(Engine.parse(Array(chunked.dropLast(2)), closed: false) == nil)
+
+        let unbounded = bytes("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nbody until close")
+        #expect(Engine.parse(unbounded, closed: false) == nil)
+        #expect(Engine.parse(unbounded, closed: true)?.end == unbounded.count)
+        #expect(Engine.parse(bytes("garbage that is not http\r\n\r\n"), closed: false)?.status == 0)
+    }
+
+    @Test func errorFieldsAreFoundWithoutAFullParse() {
+        let body = Array(#"{"error":{"code":"sync_saturated","message":"all 10 \"slots\" busy"}}"#.utf8)
+        #expect(Engine.field("code", in: body) == "sync_saturated")
+        #expect(Engine.field("message", in: body) == #"all 10 "slots" busy"#)
+        #expect(Engine.field("request_id", in: body) == nil)
+    }
+}
