@@ -40,9 +40,15 @@ enum Report {
         var parts: [String] = []
         if let s = sync, s.sent > 0 {
             let refused = s.byStatus[503] ?? 0
-            parts.append("sync callers waited p99 \(ms(s.ms(99))) ms for an answer and \(refused) of \(s.sent) were turned away with 503")
+            if s.ok == 0 {
+                parts.append("no sync caller got a result (\(refused) × 503, \(s.timeouts) timeouts, \(s.connectionErrors) connection errors)")
+            } else {
+                parts.append("sync callers waited p99 \(ms(s.ms(99))) ms for an answer and \(refused) of \(s.sent) were turned away with 503")
+            }
         }
-        if let a = ack, a.sent > 0 {
+        if let a = ack, a.sent > 0, a.ok == 0 {
+            parts.append("no async caller was accepted (\(a.timeouts) timeouts, \(a.connectionErrors) connection errors)")
+        } else if let a = ack, a.sent > 0 {
             var text = "async callers had their 202 in p99 \(ms(a.ms(99))) ms (\(a.ok) of \(a.sent) accepted)"
             if let s = sync, s.ok > 0, a.ms(99) > 0 { text += ", \(String(format: "%.0f", s.ms(99) / a.ms(99)))× sooner than sync" }
             parts.append(text)

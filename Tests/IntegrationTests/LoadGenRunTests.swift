@@ -54,6 +54,7 @@ import Testing
         let dead = try Stack.run(Self.loadgen, ["--url", "http://127.0.0.1:\(try Stack.freePort())", "--mode", "sync", "--requests", "5", "--quiet"])
         #expect(dead.status == 1 && dead.output.contains("nothing succeeded"), "\(dead.output)")
         #expect(dead.output.contains("connection errors"), "says why")
+        #expect(dead.output.contains("no sync caller got a result"), "and the conclusion does not pretend otherwise")
 
         let stack = try Stack()
         try stack.start([.workfcgi, .nginx])
