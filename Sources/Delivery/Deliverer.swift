@@ -231,8 +231,7 @@ public final class Deliverer: Sendable {
     static let saveOnItsOwnAfterMs = 100.0
 
     /// Runs the work if it has not run yet, then starts one delivery attempt (recorded when it ends).
-    func process(_ claimed: ClaimedJob) {
-        let job = claimed
+    func process(_ job: ClaimedJob) {
         var computed: ComputedResult?
         do {
             let work: Work

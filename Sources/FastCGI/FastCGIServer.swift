@@ -70,16 +70,10 @@ public final class FastCGIServer: Sendable {
     }
 
     /// Opens the unix socket at `socketPath` (replacing a stale one) with the given accept backlog.
-    public init(
+    public convenience init(
         socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil, backlog: Int = 256,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) throws {
-        self.name = name
-        self.onThreadStart = onThreadStart
-        self.socketPath = socketPath
-        self.maxBodyBytes = maxBodyBytes
-        self.handler = handler
-        self.access = access
         unlink(socketPath)
         let fd = FCGX_OpenSocket(socketPath, Int32(backlog))
         guard fd >= 0 else { throw Error(description: "cannot listen on \(socketPath): \(String(cString: strerror(errno)))") }
@@ -87,25 +81,34 @@ public final class FastCGIServer: Sendable {
         // that group) leaves the process's own group, which suits nginx running as this same user.
         if let group = access.group { _ = chown(socketPath, uid_t.max, group) }
         chmod(socketPath, 0o660)
-        listenFD = fd
-        inherited = false
-        slots = (0..<threads).map { _ in Slot() }
+        self.init(
+            listenFD: fd, inherited: false, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
+            maxBodyBytes: maxBodyBytes, access: access, handler: handler)
     }
 
     /// Serves a listening socket that systemd opened (socket activation): its owner, group and mode are
     /// the socket unit's, and the socket file is left in place on exit.
-    public init(
+    public convenience init(
         inheritedFD fd: Int32, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) {
+        self.init(
+            listenFD: fd, inherited: true, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
+            maxBodyBytes: maxBodyBytes, access: access, handler: handler)
+    }
+
+    private init(
+        listenFD: Int32, inherited: Bool, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)?,
+        maxBodyBytes: Int, access: Access, handler: @escaping Handler
+    ) {
+        self.listenFD = listenFD
+        self.inherited = inherited
+        self.socketPath = socketPath
         self.name = name
         self.onThreadStart = onThreadStart
-        self.socketPath = socketPath
         self.maxBodyBytes = maxBodyBytes
-        self.handler = handler
         self.access = access
-        listenFD = fd
-        inherited = true
+        self.handler = handler
         slots = (0..<threads).map { _ in Slot() }
     }
 
