@@ -212,11 +212,14 @@ public final class FastCGIServer: Sendable {
 
     private func read(_ request: FCGX_Request) -> HTTPRequest {
         var params: [(name: String, value: String)] = []
+        params.reserveCapacity(32)
         var env = request.envp
         while let entry = env?.pointee {
-            let text = String(cString: entry)
-            if let eq = text.firstIndex(of: "=") {
-                params.append((String(text[..<eq]), String(text[text.index(after: eq)...])))
+            // Split at the first "=" on the bytes: Character-by-Character search cost more than the rest of
+            // a 404 put together (callgrind).
+            if let eq = strchr(entry, Int32(UInt8(ascii: "="))) {
+                let name = UnsafeRawBufferPointer(start: entry, count: entry.distance(to: eq))
+                params.append((String(decoding: name, as: UTF8.self), String(cString: eq + 1)))
             }
             env = env?.advanced(by: 1)
         }

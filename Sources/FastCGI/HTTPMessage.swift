@@ -33,24 +33,45 @@ public struct HTTPRequest: Sendable {
     /// The request described by FastCGI params, body not yet read. Every param is untrusted (anyone who can
     /// reach the socket chooses them): a value that is malformed or out of range is ignored, never trusted.
     public init(params: [(name: String, value: String)]) {
-        var values: [String: String] = [:]
+        var method = "GET", documentURI: String?, scriptName: String?, queryString = "", remote = ""
+        var start: String?, length: String?, contentType: String?
         var headers: [String: String] = [:]
         for (name, value) in params {
-            if name.hasPrefix("HTTP_") {
-                headers[name.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")] = value
-            } else {
-                values[name] = value
+            if name.utf8.starts(with: "HTTP_".utf8) {
+                headers[Self.headerName(cgi: name)] = value
+                continue
+            }
+            // Later duplicates win, as they would in a dictionary.
+            switch name {
+            case "REQUEST_METHOD": method = value
+            case "DOCUMENT_URI": documentURI = value
+            case "SCRIPT_NAME": scriptName = value
+            case "QUERY_STRING": queryString = value
+            case "REMOTE_ADDR": remote = value
+            case "REQUEST_START": start = value
+            case "CONTENT_LENGTH": length = value
+            case "CONTENT_TYPE": contentType = value
+            default: break
             }
         }
-        if let contentType = values["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
+        if let contentType, !contentType.isEmpty { headers["content-type"] = contentType }
         self.init(
-            method: values["REQUEST_METHOD"] ?? "GET",
-            path: values["DOCUMENT_URI"] ?? values["SCRIPT_NAME"] ?? "/",
-            query: Self.parseQuery(values["QUERY_STRING"] ?? ""),
-            headers: headers,
-            remoteAddress: values["REMOTE_ADDR"] ?? "",
-            receivedAt: values["REQUEST_START"].flatMap(Self.parseTimestamp))
-        declaredLength = values["CONTENT_LENGTH"].flatMap { Int($0) }.map { max(0, $0) } ?? 0
+            method: method, path: documentURI ?? scriptName ?? "/", query: Self.parseQuery(queryString), headers: headers,
+            remoteAddress: remote, receivedAt: start.flatMap(Self.parseTimestamp))
+        declaredLength = length.flatMap { Int($0) }.map { max(0, $0) } ?? 0
+    }
+
+    /// `HTTP_IDEMPOTENCY_KEY` -> `idempotency-key`, byte by byte (header names are ASCII tokens).
+    static func headerName(cgi name: String) -> String {
+        var bytes = Array(name.utf8.dropFirst(5))
+        for i in bytes.indices {
+            switch bytes[i] {
+            case UInt8(ascii: "_"): bytes[i] = UInt8(ascii: "-")
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): bytes[i] += 32
+            default: break
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// nginx's `$msec` ("1700000000.123"): accepted only as a finite time between 2001 and 2286, so that no

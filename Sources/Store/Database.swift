@@ -139,11 +139,12 @@ final class Database: @unchecked Sendable {
 
     /// Runs `body` in a write transaction (BEGIN IMMEDIATE: take the write lock up front, so a busy
     /// database is waited for at the start instead of failing half-way).
+    /// BEGIN and COMMIT are cached statements like any query: sqlite3_exec parses its text on every call.
     func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+        try query("BEGIN IMMEDIATE")
         do {
             let value = try body()
-            try execute("COMMIT")
+            try query("COMMIT")
             return value
         } catch {
             try? execute("ROLLBACK")

@@ -83,16 +83,18 @@ final class GroupCommitWriter: @unchecked Sendable {
     private func commit(_ batch: [Ticket]) {
         do {
             try db.transaction {
-                for (i, ticket) in batch.enumerated() {
-                    // A savepoint per write: one failing write (say, a constraint) fails alone.
-                    try db.execute("SAVEPOINT w\(i)")
+                for ticket in batch {
+                    // A savepoint per write: one failing write (say, a constraint) fails alone. One name for
+                    // all (they never nest), so the statements are prepared once and cached.
+                    try db.query("SAVEPOINT w")
                     do {
                         try ticket.write(db)
-                        try db.execute("RELEASE w\(i)")
+                        try db.query("RELEASE w")
                     } catch {
                         ticket.error = error
                         do {
-                            try db.execute("ROLLBACK TO w\(i); RELEASE w\(i)")
+                            try db.query("ROLLBACK TO w")
+                            try db.query("RELEASE w")
                         } catch {
                             // SQLite rolled the whole transaction back itself (it may on SQLITE_FULL or an
                             // I/O error): the batch is lost, and the write's own error says why.

@@ -100,6 +100,12 @@ import Testing
         #expect(IPAddress("01.2.3.4") == nil)
         #expect(IPAddress("1.2.3") == nil)
         #expect(IPAddress("256.1.1.1") == nil)
+        for bad in ["", ".", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", "00.1.1.1", "1000.1.1.1", "１.2.3.4", "1.2.3.-4", "0x7f.0.0.1"] {
+            #expect(IPAddress(bad) == nil, "\(bad)")
+        }
+        #expect(IPAddress("0.0.0.0")?.bytes == [0, 0, 0, 0])
+        #expect(IPAddress("255.255.255.255")?.bytes == [255, 255, 255, 255])
+        #expect(IPAddress("10.0.100.9")?.bytes == [10, 0, 100, 9])
         #expect(CIDR("10.0.0.0/33") == nil)
         #expect(IPAddress("::ffff:127.0.0.1")?.description == "::ffff:127.0.0.1")
     }

@@ -34,6 +34,20 @@ import Testing
         #expect(request.declaredLength == 12)
     }
 
+    @Test func headerNamesAndFallbacks() {
+        let request = HTTPRequest(params: [
+            ("SCRIPT_NAME", "/healthz"), ("HTTP_X_FORWARDED_FOR", "a"), ("HTTP_Content_Type", "text/plain"),
+            ("CONTENT_TYPE", "application/json"), ("REQUEST_METHOD", "GET"), ("REQUEST_METHOD", "HEAD"), ("HTTP_", "empty"),
+        ])
+        #expect(request.path == "/healthz")  // no DOCUMENT_URI
+        #expect(request.method == "HEAD")  // later duplicates win
+        #expect(request.headers["x-forwarded-for"] == "a")
+        #expect(request.headers["content-type"] == "application/json")  // CONTENT_TYPE wins over the header copy
+        #expect(request.headers[""] == "empty")
+        #expect(HTTPRequest(params: []).method == "GET")
+        #expect(HTTPRequest(params: []).path == "/")
+    }
+
     @Test(arguments: ["-5", "abc", "99999999999999999999999", ""])
     func malformedContentLengthIsZero(value: String) {
         #expect(HTTPRequest(params: [("CONTENT_LENGTH", value)]).declaredLength == 0)

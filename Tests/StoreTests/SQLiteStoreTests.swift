@@ -296,6 +296,8 @@ import WorkEngine
         #expect(a < b)
         #expect(RequestID.isValid(a))
         #expect(Array(a)[14] == "7")
+        #expect(a.hasPrefix("0000000f-4240-7"))  // 1,000,000 ms = 0xf4240 in the first 48 bits
+        #expect(a.count == 36 && "89ab".contains(Array(a)[19]))  // RFC 4122 variant
         #expect(!RequestID.isValid("../../etc"))
         #expect(!RequestID.isValid("01A21618-28C3-7FB4-A704-19A00CF1C59D"))
     }
