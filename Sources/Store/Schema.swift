@@ -87,6 +87,12 @@ enum Schema {
         """
         ALTER TABLE daemon ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
         """,
+        // 8: two indexes no query uses any more (claims walk requests_turns, the backlog is a counter since 5),
+        // but every insert and every status change paid for.
+        """
+        DROP INDEX IF EXISTS requests_due;
+        DROP INDEX IF EXISTS requests_backlog;
+        """,
     ]
 
     /// Data steps that SQL cannot do, run right after the migration of the same number.
