@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/file.h>
 
 int workfcgi_tune_malloc(int arenas) {
     /* Also keep up to 16 MiB of freed memory instead of returning it at once: giving it back with madvise
@@ -49,4 +51,12 @@ int workfcgi_unblock_signal(int sig) {
     sigemptyset(&set);
     sigaddset(&set, sig);
     return pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int workfcgi_flock(int fd, int exclusive) {
+    int rc;
+    do {
+        rc = flock(fd, exclusive ? LOCK_EX : LOCK_UN);
+    } while (rc != 0 && errno == EINTR);
+    return rc;
 }

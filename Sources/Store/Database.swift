@@ -1,4 +1,5 @@
 import CSQLite
+import CSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -28,21 +29,25 @@ struct SQLiteError: Error, Sendable, CustomStringConvertible {
 final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
+    /// `<database>-writer`, flock'ed around every write transaction; -1 when it cannot be opened.
+    private let writerLock: Int32
 
     /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
     /// `cacheKiB` is this connection's page cache (SQLite's default is 2 MiB per connection).
     init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
+        writerLock = open(path + "-writer", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close(handle)
             handle = nil
+            if writerLock >= 0 { close(writerLock) }
             throw SQLiteError(code: rc, message: "\(path): \(message)")
         }
         // The database holds every job's input, result and callback URL: owner only, whatever the umask
         // was when a file was created (SQLite gives -wal and -shm the main file's mode).
-        for suffix in ["", "-wal", "-shm"] { chmod(path + suffix, 0o600) }
+        for suffix in ["", "-wal", "-shm", "-writer"] { chmod(path + suffix, 0o600) }
         sqlite3_extended_result_codes(handle, 1)
         // Writers (two processes, several threads) meet at the write lock: wait for it rather than fail, but
         // in steps of 0.1 ms, then 1 ms. SQLite's own busy_timeout sleeps 1, 2, 5, ... up to 100 ms per retry,
@@ -75,6 +80,7 @@ final class Database: @unchecked Sendable {
     deinit {
         for (_, s) in statements { sqlite3_finalize(s) }
         sqlite3_close_v2(handle)
+        if writerLock >= 0 { close(writerLock) }
     }
 
     private func error(_ rc: Int32) -> SQLiteError {
@@ -140,7 +146,15 @@ final class Database: @unchecked Sendable {
     /// Runs `body` in a write transaction (BEGIN IMMEDIATE: take the write lock up front, so a busy
     /// database is waited for at the start instead of failing half-way).
     /// BEGIN and COMMIT are cached statements like any query: sqlite3_exec parses its text on every call.
+    ///
+    /// Writers of every process first queue on a blocking flock of `<database>-writer`. SQLite's own write
+    /// lock cannot be waited on, only polled (the busy handler): measured under an /async storm with deliveryd
+    /// delivering, the group-commit thread and deliveryd met its lock ~5,500 times a second, each poll a sleep,
+    /// and deliveryd claimed 700 jobs/s while workfcgi accepted 2,500. The kernel wakes a flock waiter the
+    /// moment the holder lets go. SQLite's lock still decides; the flock only orders those who take it.
     func transaction<T>(_ body: () throws -> T) throws -> T {
+        if writerLock >= 0 { _ = workfcgi_flock(writerLock, 1) }
+        defer { if writerLock >= 0 { _ = workfcgi_flock(writerLock, 0) } }
         try query("BEGIN IMMEDIATE")
         do {
             let value = try body()

@@ -94,7 +94,7 @@ import Glibc
         let run = stack.runDirectory
         let secret = try String(contentsOfFile: run + "/webhook-secret", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(secret.hasPrefix("whsec_"))
-        for file in ["workfcgi.db", "workfcgi.db-wal", "workfcgi.db-shm", "webhook-secret"] {
+        for file in ["workfcgi.db", "workfcgi.db-wal", "workfcgi.db-shm", "workfcgi.db-writer", "webhook-secret"] {
             let mode = try FileManager.default.attributesOfItem(atPath: run + "/" + file)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file) is \(String(mode ?? 0, radix: 8))")
         }

@@ -283,7 +283,7 @@ import WorkEngine
         defer { umask(old) }
         let db = try SQLiteStore(path: dir + "/m.db")
         _ = try db.enqueue(job(Clock.nowMillis()), backlogLimit: 10)
-        for file in ["m.db", "m.db-wal", "m.db-shm"] {
+        for file in ["m.db", "m.db-wal", "m.db-shm", "m.db-writer"] {
             let mode = try FileManager.default.attributesOfItem(atPath: dir + "/" + file)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file): \(String(mode ?? 0, radix: 8))")
         }

@@ -27,4 +27,7 @@ unsigned long workfcgi_current_thread(void);
 /* Lets the calling thread receive `sig` (threads start with the creating thread's mask, which blocks most). */
 int workfcgi_unblock_signal(int sig);
 
+/* flock(fd, LOCK_EX) or LOCK_UN, retried on EINTR (Swift's Glibc names both the call and `struct flock`). */
+int workfcgi_flock(int fd, int exclusive);
+
 #endif
