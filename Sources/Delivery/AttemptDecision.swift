@@ -36,8 +36,10 @@ public struct AttemptDecision: Sendable {
     public enum Start: Sendable, Equatable {
         /// Send the callback to this target; report its end to the host's gate under `host`.
         case send(CallbackTarget, host: String)
-        /// The host is at its limit or its circuit is open: look at the job again at `until`. Not an attempt.
+        /// The host's circuit is open: look at the job again at `until`. Not an attempt.
         case postpone(until: UnixMillis, reason: String)
+        /// The host is at its concurrency limit: hold the job until one of its attempts ends, then ask again.
+        case wait(CallbackTarget, host: String)
         /// Nothing is sent: this attempt has ended already.
         case ended(AttemptEnd)
     }
@@ -53,6 +55,7 @@ public struct AttemptDecision: Sendable {
         let host = "\(target.host):\(target.port)"
         switch admit(host) {
         case .go: return .send(target, host: host)
+        case .busy: return .wait(target, host: host)
         case .later(let until, let reason): return .postpone(until: until, reason: reason)
         }
     }

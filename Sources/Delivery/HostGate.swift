@@ -18,6 +18,8 @@ public struct HostGate: Sendable {
 
     public enum Admission: Sendable, Equatable {
         case go
+        /// The host has `concurrency` attempts in flight: wait for one of them to end.
+        case busy
         /// Not now: look at the job again at this time. Costs the job no attempt.
         case later(until: Int64, reason: String)
     }
@@ -52,12 +54,13 @@ public struct HostGate: Sendable {
             h.inFlight += 1
             return .go
         }
-        guard h.inFlight < options.concurrency else {
-            return .later(until: now + 250, reason: "\(options.concurrency) callbacks already in flight to this host")
-        }
+        guard h.inFlight < options.concurrency else { return .busy }
         h.inFlight += 1
         return .go
     }
+
+    /// Whether `host` has as many attempts in flight as it may.
+    public func isFull(_ host: String) -> Bool { (hosts[host]?.inFlight ?? 0) >= options.concurrency }
 
     /// Reports an admitted attempt's end. `healthy`: the host answered with something other than 5xx/429.
     public mutating func finish(_ host: String, healthy: Bool, now: Int64) {

@@ -19,6 +19,11 @@ import Testing
         #expect(start == .postpone(until: 5_000, reason: "circuit open"))
     }
 
+    @Test func waitsWithoutAnAttemptWhenTheHostIsBusy() {
+        let start = decision.start(vetted: .success(target)) { _ in .busy }
+        #expect(start == .wait(target, host: "93.184.216.34:80"))
+    }
+
     @Test func aRefusedURLEndsAtOnceWithoutAskingTheGateAndGivesUp() {
         var asked = false
         let refusal = CallbackURLRefusal("host x resolves to 10.0.0.1")
