@@ -71,7 +71,8 @@ public struct Settings: Sendable, Equatable {
         syncConcurrency = try env.int("SYNC_CONCURRENCY", default: 10, 1...1000)
         syncWaitMilliseconds = Int(try env.duration("SYNC_WAIT", default: 2, 0...300) * 1000)
         syncThreads = try env.int("SYNC_THREADS", default: 64, 1...4096)
-        apiThreads = try env.int("API_THREADS", default: 16, 1...4096)
+        // Each /async holds its thread until its group commit: the threads bound how many share one commit.
+        apiThreads = try env.int("API_THREADS", default: 64, 1...4096)
         maxBodyBytes = try env.int("MAX_BODY_BYTES", default: 1_048_576, 1024...(64 << 20))
         backlogLimit = try env.int("BACKLOG_LIMIT", default: 1000, 1...10_000_000)
         clientBacklogLimit = try env.int("CLIENT_BACKLOG_LIMIT", default: 500, 1...10_000_000)
