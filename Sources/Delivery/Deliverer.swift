@@ -166,6 +166,7 @@ public final class Deliverer: Sendable {
                 continue
             }
             let claimed: [ClaimedJob]
+            let claimBegan = DispatchTime.now()
             do {
                 claimed = try store.claim(limit: free, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
             } catch {
@@ -180,6 +181,7 @@ public final class Deliverer: Sendable {
             stats.withLock { s in for job in claimed { s.claimLag.observe(Double(now - job.dueAt) / 1000) } }
             queue.withLock { $0.append(contentsOf: claimed) }
             for _ in claimed { work.signal() }
+            Self.pace(since: claimBegan)
         }
         // Wake every worker so it sees `stopping` once its queue is empty.
         for _ in 0..<options.workers { work.signal() }
@@ -398,11 +400,27 @@ public final class Deliverer: Sendable {
 
     /// Writes finished attempts, each burst in one transaction, until the dispatcher has stopped and
     /// nothing is left.
+    /// The claim loop and the recorder each write at most once per interval: under load, jobs and attempts
+    /// gather into fewer, larger transactions (each a turn at the write lock workfcgi's /async commits also
+    /// wait for); when idle, the first write after a pause goes at once. The drain of 5,000 jobs went from
+    /// 1,620-2,040 callbacks/s (five runs) to 2,620 and 2,650 with 5 ms (two runs; 2-3 ms: 1,600-4,060).
+    static let minWriteInterval = 0.005
+
+    /// Sleeps until `interval` seconds after `start`, if that is still ahead.
+    private static func pace(since start: DispatchTime, _ interval: Double = minWriteInterval) {
+        let left = Double(start.uptimeNanoseconds) / 1e9 + interval - Double(DispatchTime.now().uptimeNanoseconds) / 1e9
+        if left > 0 { usleep(UInt32(left * 1e6)) }
+    }
+
     private func recorderLoop() {
         while true {
             recorderWake.wait()
             let batch = finishedAttempts.withLock { q in defer { q.removeAll() }; return q }
-            if !batch.isEmpty { record(batch) }
+            if !batch.isEmpty {
+                let began = DispatchTime.now()
+                record(batch)
+                Self.pace(since: began)
+            }
             if batch.isEmpty && dispatcherStopped.load(ordering: .sequentiallyConsistent) { return }
         }
     }
