@@ -26,6 +26,9 @@ public final class API: Sendable {
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
     private let healthSnapshot = Mutex<(takenAt: UInt64, fields: [String: JSONValue]?)>((0, nil))
+    /// /healthz's whole answer, reused for the same 100 ms: a probe then costs about what a 404 does (88,000
+    /// instructions against 67,000 for a 404 when each built and encoded its JSON; callgrind).
+    private let healthAnswer = Mutex<(takenAt: UInt64, response: HTTPResponse?)>((0, nil))
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
@@ -206,6 +209,7 @@ public final class API: Sendable {
             doorbell.ring()
             // This process's own writes show in /healthz at once; deliveryd's within 100 ms.
             healthSnapshot.withLock { $0.fields = nil }
+            healthAnswer.withLock { $0.response = nil }
             return accepted(id: id, replayed: false)
         case .duplicate(let id):
             return accepted(id: id, replayed: true)
@@ -338,9 +342,16 @@ public final class API: Sendable {
     // MARK: GET /healthz
 
     private func health() -> HTTPResponse {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if let cached = healthAnswer.withLock({ $0.response != nil && now - $0.takenAt < 100_000_000 ? $0.response : nil }) {
+            return cached
+        }
         let body = healthFields()
-        guard body["db_connected"] == true else { return JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")]) }
-        return JSONResponse.ok(200, .object(body))
+        let response =
+            body["db_connected"] == true
+            ? JSONResponse.ok(200, .object(body)) : JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")])
+        healthAnswer.withLock { $0 = (now, response) }
+        return response
     }
 
     /// What /healthz (and the operator page) show.
