@@ -144,14 +144,15 @@ final class Database: @unchecked Sendable {
     }
 
     /// Runs `body` in a write transaction (BEGIN IMMEDIATE: take the write lock up front, so a busy
-    /// database is waited for at the start instead of failing half-way).
-    /// BEGIN and COMMIT are cached statements like any query: sqlite3_exec parses its text on every call.
+    /// database is waited for at the start instead of failing half-way). BEGIN and COMMIT are cached
+    /// statements like any query: sqlite3_exec would parse their text on every call.
     ///
     /// Writers of every process first queue on a blocking flock of `<database>-writer`. SQLite's own write
     /// lock cannot be waited on, only polled (the busy handler): measured under an /async storm with deliveryd
     /// delivering, the group-commit thread and deliveryd met its lock ~5,500 times a second, each poll a sleep,
     /// and deliveryd claimed 700 jobs/s while workfcgi accepted 2,500. The kernel wakes a flock waiter the
-    /// moment the holder lets go. SQLite's lock still decides; the flock only orders those who take it.
+    /// moment the holder lets go. SQLite's lock still decides; the flock only orders those who take it. The
+    /// wait has no timeout: a holder stuck in I/O stops the watchdog's round trips, and systemd restarts it.
     func transaction<T>(_ body: () throws -> T) throws -> T {
         if writerLock >= 0 { _ = workfcgi_flock(writerLock, 1) }
         defer { if writerLock >= 0 { _ = workfcgi_flock(writerLock, 0) } }
