@@ -75,8 +75,8 @@ public final class SQLiteStore: JobStore {
             // their span bounds how many there are.
             let turns = try db.query(
                 """
-                SELECT (SELECT min(turn) FROM requests WHERE client = ?1 AND status IN ('pending', 'processing', 'delivering')),
-                       (SELECT max(turn) FROM requests WHERE client = ?1 AND status IN ('pending', 'processing', 'delivering'))
+                SELECT (SELECT min(turn) FROM requests WHERE client = ?1 AND \(Schema.unfinished)),
+                       (SELECT max(turn) FROM requests WHERE client = ?1 AND \(Schema.unfinished))
                 """, [.text(job.client)]
             ).first
             let (low, high) = (turns?.int(0), turns?.int(1))
@@ -131,7 +131,7 @@ public final class SQLiteStore: JobStore {
                         -- INDEXED BY: left to itself the planner picks the status index and sorts every unfinished
                         -- job (48 ms per claim at 100,000).
                         SELECT id FROM requests INDEXED BY requests_turns
-                        WHERE status IN ('pending', 'processing', 'delivering') AND next_attempt_at <= ?1 AND lease_until <= ?1
+                        WHERE \(Schema.unfinished) AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
                         attempt_base, next_attempt_at

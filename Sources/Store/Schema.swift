@@ -93,7 +93,20 @@ enum Schema {
         DROP INDEX IF EXISTS requests_due;
         DROP INDEX IF EXISTS requests_backlog;
         """,
+        // 9: the same partial indexes with a condition SQLite checks by comparing: an IN list of three values
+        // is built into a temporary b-tree for every insert and every status change that touches them (an
+        // insert took 22 us with the IN lists and 7.5 us without; status updates 21.7 and 8.8 us). An unfinished
+        // job is one that is neither completed nor failed. Queries name the same condition to use the indexes.
+        """
+        DROP INDEX requests_client_turns;
+        DROP INDEX requests_turns;
+        CREATE INDEX requests_client_turns ON requests(client, turn) WHERE \(Self.unfinished);
+        CREATE INDEX requests_turns ON requests(turn, next_attempt_at) WHERE \(Self.unfinished);
+        """,
     ]
+
+    /// The partial indexes' condition (schema 9), spelled exactly so in the queries that use them.
+    static let unfinished = "status <> 'completed' AND status <> 'failed'"
 
     /// Data steps that SQL cannot do, run right after the migration of the same number.
     static let fixups: [Int: @Sendable (Database) throws -> Void] = [
