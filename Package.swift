@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
 
         // I/O libraries.
-        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Digest", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.

@@ -1,3 +1,4 @@
+import Digest
 import Foundation
 
 /// A JSON document as a value: what requests are parsed into and results are built from.
@@ -90,10 +91,8 @@ public enum JSONValue: Sendable, Equatable, Encodable {
             case 0x08: out.append(contentsOf: #"\b"#.utf8)
             case 0x0C: out.append(contentsOf: #"\f"#.utf8)
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
                 out.append(contentsOf: #"\u00"#.utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xf)])
+                Digest.appendHex(CollectionOfOne(byte), to: &out)
             default: out.append(byte)
             }
         }
