@@ -22,6 +22,7 @@ public final class API: Sendable {
     private let syncInFlight = Atomic<Int>(0)
     private let metrics = Metrics()
     private let operatorPage = OperatorPage()
+    private let operators: OperatorRule
     private let logger: Logger
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
@@ -29,10 +30,12 @@ public final class API: Sendable {
     /// /healthz's whole answer, reused for the same 100 ms: a probe then costs about what a 404 does (88,000
     /// instructions against 67,000 for a 404 when each built and encoded its JSON; callgrind).
     private let healthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
+    /// The same for operators, whose answer also names the callback hosts with open circuits.
+    private let operatorHealthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
-        logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown")
+        operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown")
     ) {
         self.logger = logger
         self.store = store
@@ -40,18 +43,27 @@ public final class API: Sendable {
         self.policy = policy
         self.doorbell = doorbell
         self.settings = settings
+        self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
         metrics.build(version: build.version, revision: build.revision)
     }
 
-    public func handle(_ request: HTTPRequest) -> HTTPResponse {
+    /// Answers a request that came in on `pool`'s socket.
+    public func handle(_ request: HTTPRequest, pool: Pool) -> HTTPResponse {
         let started = DispatchTime.now().uptimeNanoseconds
-        var (route, response) = routed(request)
-        metrics.responded(route: route, status: response.status)
+        let route = Route(path: request.path)
+        var response: HTTPResponse
+        do throws(APIError) {
+            response = try routed(request, route, pool: pool)
+        } catch {
+            response = error.response
+        }
+        let name = route?.name ?? "other"
+        metrics.responded(route: name, status: response.status)
         if settings.accessLog && logger.logLevel <= .info {
             // No bodies, no query strings, no headers: nothing a client sent that could be secret.
             var metadata: Logger.Metadata = [
-                "method": "\(request.method)", "route": "\(route)", "status": "\(response.status)",
+                "method": "\(request.method)", "route": "\(name)", "status": "\(response.status)",
                 "duration_ms": "\(Double((DispatchTime.now().uptimeNanoseconds - started) / 1000) / 1000)",
                 "client": "\(request.remoteAddress)",
             ]
@@ -62,41 +74,37 @@ public final class API: Sendable {
         return response
     }
 
-    /// The response, and the route's name for metrics.
-    private func routed(_ request: HTTPRequest) -> (String, HTTPResponse) {
-        let path = request.path.count > 1 && request.path.hasSuffix("/") ? String(request.path.dropLast()) : request.path
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
-        switch segments {
-        case ["sync"]:
-            return ("sync", answer(request, "POST") { () throws(APIError) in try postWork(request, mode: .sync) })
-        case ["async"]:
-            return ("async", answer(request, "POST") { () throws(APIError) in try postWork(request, mode: .async) })
-        case ["requests"]:
-            return ("requests", answer(request, "GET") { () throws(APIError) in try listRequests(request) })
-        case let s where s.count == 2 && s[0] == "requests":
-            return ("request", answer(request, "GET") { () throws(APIError) in try getRequest(id: s[1]) })
-        case let s where s.count == 3 && s[0] == "requests" && s[2] == "redeliver":
-            return ("redeliver", answer(request, "POST") { () throws(APIError) in try redeliver(id: s[1]) })
-        case ["healthz"]:
-            return ("healthz", answer(request, "GET") { health() })
-        case ["metrics"]:
-            return ("metrics", answer(request, "GET") {
-                HTTPResponse(
-                    status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                    body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
-            })
-        case ["ui"]:
-            return ("ui", answer(request, "GET") { () throws(APIError) in try operatorOverview(request) })
-        case let s where s.count == 3 && s[0] == "ui" && s[1] == "requests":
-            return ("ui", answer(request, "GET") { () throws(APIError) in try operatorDetail(id: s[2], request: request) })
-        case let s where s.count == 4 && s[0] == "ui" && s[1] == "requests" && s[3] == "redeliver":
-            return ("ui", answer(request, "POST") { () throws(APIError) in try operatorRedeliver(id: s[2], request: request) })
-        case ["openapi.json"]:
-            return ("openapi", answer(request, "GET") { Self.document("application/json", Array(OpenAPIDocument.json.utf8)) })
-        case ["docs"]:
-            return ("docs", answer(request, "GET") { Self.document("text/html; charset=utf-8", DocsPage.html) })
-        default:
-            return ("other", APIError.notFound("no such endpoint: \(request.path)").response)
+    /// Every check that holds for all routes, in order: the route exists, runs on this pool, is called with its
+    /// method and, for an operator route, by an operator; then the handler.
+    private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool) throws(APIError) -> HTTPResponse {
+        guard let route else { throw .notFound("no such endpoint: \(request.path)") }
+        guard route.pool == pool else { throw .misrouted(path: request.path, pool: route.pool.rawValue) }
+        let method = request.method == "HEAD" && route.method == "GET" ? "GET" : request.method
+        guard method == route.method else { throw .methodNotAllowed(method: request.method, allowed: route.method) }
+        // deliveryd signs every callback: one that reaches this service (a callback_url aimed at its own front
+        // door) must not act with deliveryd's address, whatever name or address the URL used.
+        if request.headers["webhook-signature"] != nil {
+            throw .forbidden("a callback from this service cannot call the service")
+        }
+        if route.isOperator, let why = operators.refusal(request, changesState: route.method == "POST") {
+            throw .forbidden(why)
+        }
+        switch route {
+        case .sync: return try postWork(request, mode: .sync)
+        case .async: return try postWork(request, mode: .async)
+        case .requests: return try listRequests(request)
+        case .request(let id): return try getRequest(id: id)
+        case .redeliver(let id): return try redeliver(id: id)
+        case .healthz: return health(forOperator: operators.isOperator(request))
+        case .metrics:
+            return HTTPResponse(
+                status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
+        case .ui: return try operatorOverview(request)
+        case .uiRequest(let id): return try operatorDetail(id: id, request: request)
+        case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
+        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.json.utf8))
+        case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
         }
     }
 
@@ -105,17 +113,6 @@ public final class API: Sendable {
             status: 200,
             headers: [("Content-Type", type), ("Cache-Control", "max-age=300"), ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")],
             body: body)
-    }
-
-    /// Runs `body` if the method is allowed (HEAD counts as GET), and renders whatever it throws.
-    private func answer(_ request: HTTPRequest, _ allowed: String, _ body: () throws(APIError) -> HTTPResponse) -> HTTPResponse {
-        let m = request.method == "HEAD" && allowed == "GET" ? "GET" : request.method
-        guard m == allowed else { return APIError.methodNotAllowed(method: request.method, allowed: allowed).response }
-        do throws(APIError) {
-            return try body()
-        } catch {
-            return error.response
-        }
     }
 
     // MARK: POST /sync and /async
@@ -210,6 +207,7 @@ public final class API: Sendable {
             // This process's own writes show in /healthz at once; deliveryd's within 100 ms.
             healthSnapshot.invalidate()
             healthAnswer.invalidate()
+            operatorHealthAnswer.invalidate()
             return accepted(id: id, replayed: false)
         case .duplicate(let id):
             return accepted(id: id, replayed: true)
@@ -313,14 +311,9 @@ public final class API: Sendable {
         return operatorPage.detail(record, notice: notice)
     }
 
-    /// The redeliver button: the form's token must be this process's for this request, and a browser's
-    /// Origin, when it sends one, must be this host.
+    /// The redeliver button: the operator rule has checked the address, Host and Origin; the form's token must
+    /// be this process's for this request.
     private func operatorRedeliver(id: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
-        if let origin = request.headers["origin"], let host = request.headers["host"],
-            origin != "http://\(host)" && origin != "https://\(host)"
-        {
-            throw .forbidden("cross-site form: Origin \(origin) is not this host")
-        }
         let form = String(decoding: request.body, as: UTF8.self).split(separator: "&").map { $0.split(separator: "=", maxSplits: 1) }
         let token = form.first { $0.first == "token" }.flatMap { $0.count == 2 ? String($0[1]) : nil }
         guard RequestID.isValid(id), operatorPage.accepts(token: token, for: id) else {
@@ -341,9 +334,15 @@ public final class API: Sendable {
 
     // MARK: GET /healthz
 
-    private func health() -> HTTPResponse {
-        healthAnswer.value(now: DispatchTime.now().uptimeNanoseconds) {
-            let body = healthFields()
+    /// Other clients' failing callback hosts are not the public's business: they get a count.
+    private func health(forOperator: Bool) -> HTTPResponse {
+        (forOperator ? operatorHealthAnswer : healthAnswer).value(now: DispatchTime.now().uptimeNanoseconds) {
+            var body = healthFields()
+            if case .object(var daemon)? = body["deliveryd"] {
+                if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) }
+                if !forOperator { daemon["circuits"] = nil }
+                body["deliveryd"] = .object(daemon)
+            }
             return body["db_connected"] == true
                 ? JSONResponse.ok(200, .object(body)) : JSONResponse.ok(503, .object(body), headers: [("Retry-After", "1")])
         }

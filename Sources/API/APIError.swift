@@ -6,6 +6,8 @@ import WorkEngine
 /// Handlers throw these; `API.handle` renders them as `{"error": {"code", "message", "field"?}}`.
 enum APIError: Error, Equatable {
     case notFound(String)
+    /// The front end sent a route to the other FastCGI socket (its configuration is wrong).
+    case misrouted(path: String, pool: String)
     case forbidden(String)
     case methodNotAllowed(method: String, allowed: String)
     case bodyTooLarge(limit: Int)
@@ -26,6 +28,7 @@ enum APIError: Error, Equatable {
     var status: Int {
         switch self {
         case .notFound: 404
+        case .misrouted: 421
         case .forbidden: 403
         case .methodNotAllowed: 405
         case .bodyTooLarge: 413
@@ -41,6 +44,7 @@ enum APIError: Error, Equatable {
     var code: String {
         switch self {
         case .notFound: "not_found"
+        case .misrouted: "misrouted"
         case .forbidden: "forbidden"
         case .methodNotAllowed: "method_not_allowed"
         case .bodyTooLarge: "body_too_large"
@@ -62,6 +66,8 @@ enum APIError: Error, Equatable {
     var message: String {
         switch self {
         case .notFound(let what), .forbidden(let what): what
+        case .misrouted(let path, let pool):
+            "\(path) is served on the \(pool) socket only; the front end's configuration sends it to the wrong one"
         case .methodNotAllowed(let method, let allowed): "\(method) is not allowed here; use \(allowed)"
         case .bodyTooLarge(let limit): "request body is larger than \(limit) bytes"
         case .unsupportedMediaType: "Content-Type must be application/json"

@@ -1087,8 +1087,13 @@ enum OpenAPIDocument {
          "null"
         ]
        },
+       "open_circuits": {
+        "type": "integer",
+        "description": "callback hosts whose circuit breaker is open or half-open"
+       },
        "circuits": {
         "type": "array",
+        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS)",
         "items": {
          "type": "object"
         }

@@ -6,10 +6,7 @@
  * change system types under other modules (fd_set), so the same three fields are spelled out. */
 struct workfcgi_peer_credentials { pid_t pid; uid_t uid; gid_t gid; };
 
-static inline int workfcgi_peer_uid(int fd, uid_t *uid) {
-    struct workfcgi_peer_credentials credentials;
-    socklen_t length = sizeof credentials;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
-    *uid = credentials.uid;
-    return 0;
+static inline int workfcgi_peer_credentials(int fd, struct workfcgi_peer_credentials *credentials) {
+    socklen_t length = sizeof *credentials;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, credentials, &length);
 }

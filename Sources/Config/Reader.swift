@@ -19,6 +19,12 @@ final class Reader {
         raw(name).value ?? fallback
     }
 
+    /// A comma-separated list, each item trimmed; empty items are dropped.
+    func list(_ name: String, default fallback: [String]) throws(ConfigError) -> [String] {
+        guard let value = raw(name).value else { return fallback }
+        return value.split(separator: ",").map { String($0).trimmingCharacters(in: " \t") }.filter { !$0.isEmpty }
+    }
+
     func int(_ name: String, default fallback: Int, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
         let (full, value) = raw(name)
         guard let value else { return fallback }

@@ -36,9 +36,16 @@ public struct Settings: Sendable, Equatable {
     public var webhookSecret: String?
     /// Where deliveryd keeps the generated secret (0600) when WORKFCGI_WEBHOOK_SECRET is unset.
     public var webhookSecretFile: String
-    /// The user nginx's workers run as: the FastCGI sockets get its group, and only it (besides this
-    /// process's own user and root) may talk FastCGI to workfcgi.
-    public var nginxUser: String
+    /// The users the front end's workers run as (nginx's, Apache's, lighttpd's, Caddy's): the FastCGI sockets
+    /// get the first one's group, and only these users (besides this process's own user and root) may talk
+    /// FastCGI to workfcgi.
+    public var frontendUsers: [String]
+    /// Client addresses (CIDRs) that may call the operator endpoints; workfcgi checks REMOTE_ADDR itself,
+    /// whatever the front end's own allow-list says.
+    public var operatorAddresses: [String]
+    /// Host names (the request's Host header) the operator endpoints answer for: a page on another name,
+    /// even one rebound to a loopback address, gets 403.
+    public var operatorHosts: [String]
     /// The secret being rotated out; callbacks carry a signature for each while both are set.
     public var webhookSecretPrevious: String?
     /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
@@ -100,12 +107,18 @@ public struct Settings: Sendable, Equatable {
         webhookSecret = secret.isEmpty ? nil : secret
         let databaseFolder = databasePath.contains("/") ? String(databasePath[..<databasePath.lastIndex(of: "/")!]) : "."
         webhookSecretFile = try env.string("WEBHOOK_SECRET_FILE", default: (databaseFolder.isEmpty ? "/" : databaseFolder) + "/webhook-secret")
-        nginxUser = try env.string("NGINX_USER", default: "www-data")
+        // WORKFCGI_NGINX_USER is the older name of a one-user list; naming both would leave one of them unread.
+        let legacyUser = try env.string("NGINX_USER", default: "")
+        let users = try env.list("FRONTEND_USERS", default: legacyUser.isEmpty ? ["www-data"] : [legacyUser])
+        if !legacyUser.isEmpty && environment[Self.prefix + "FRONTEND_USERS"] != nil {
+            throw ConfigError(variable: Self.prefix + "NGINX_USER", message: "set WORKFCGI_FRONTEND_USERS or WORKFCGI_NGINX_USER, not both")
+        }
+        frontendUsers = users
+        operatorAddresses = try env.list("OPERATOR_ADDRESSES", default: ["127.0.0.1/32", "::1/128"])
+        operatorHosts = try env.list("OPERATOR_HOSTS", default: ["localhost", "127.0.0.1", "[::1]"]).map { $0.lowercased() }
         let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
         webhookSecretPrevious = previous.isEmpty ? nil : previous
-        callbackAllowCIDRs = try env.string("CALLBACK_ALLOW_CIDRS", default: "").split(separator: ",").map {
-            String($0).trimmingCharacters(in: " ")
-        }
+        callbackAllowCIDRs = try env.list("CALLBACK_ALLOW_CIDRS", default: [])
         logLevel = try env.string("LOG_LEVEL", default: "info")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         guard levels.contains(logLevel) else {

@@ -25,17 +25,20 @@ public final class FastCGIServer: Sendable {
         public var description: String
     }
 
-    /// Who may talk FastCGI to this server. FastCGI params are believed (REMOTE_ADDR scopes idempotency keys,
-    /// nginx enforces the operator allow-list and the rate limit), so only nginx may be a peer: the socket
-    /// file is 0660 with nginx's group, and every connection's peer uid (SO_PEERCRED) is checked as well.
+    /// Who may talk FastCGI to this server. FastCGI params are believed (REMOTE_ADDR is the client's address
+    /// for the operator rule, idempotency keys and bounds), so only the front end may be a peer: the socket
+    /// file is 0660 with the front end's group, and every connection's peer uid (SO_PEERCRED) is checked as well.
     public struct Access: Sendable {
-        /// The socket file's group (nginx's); nil keeps this process's group.
+        /// The socket file's group (the front end's); nil keeps this process's group.
         public var group: gid_t?
         /// Peer uids admitted; nil admits whoever can open the socket file.
         public var peers: Set<uid_t>?
-        public init(group: gid_t?, peers: Set<uid_t>?) {
+        /// Told of a refused peer (its uid and pid), at most once every 10 s, with how many refusals since.
+        public var onRefused: @Sendable (_ uid: uid_t, _ pid: pid_t, _ count: Int) -> Void
+        public init(group: gid_t?, peers: Set<uid_t>?, onRefused: @escaping @Sendable (uid_t, pid_t, Int) -> Void = { _, _, _ in }) {
             self.group = group
             self.peers = peers
+            self.onRefused = onRefused
         }
     }
 
@@ -62,6 +65,8 @@ public final class FastCGIServer: Sendable {
     private let slots: [Slot]
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchGroup()
+    /// When a refused peer was last reported (uptime ns), and the refusals since.
+    private let refusals = Mutex<(reportedAt: UInt64, count: Int)>((0, 0))
 
     /// Must run once per process before any server is created.
     public static func initialize() {
@@ -185,12 +190,13 @@ public final class FastCGIServer: Sendable {
                 continue
             }
             let response: HTTPResponse
-            if let peers = access.peers, let uid = Self.peerUID(slot.request.ipcFd), !peers.contains(uid) {
+            if let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
+                refused(peer)
                 response = HTTPResponse(
                     status: 403, headers: [("Content-Type", "application/json")],
-                    body: Array(#"{"error":{"code":"forbidden","message":"this FastCGI peer is not nginx"}}"#.utf8))
+                    body: Array(#"{"error":{"code":"forbidden","message":"this FastCGI peer's user is not a front-end user (WORKFCGI_FRONTEND_USERS)"}}"#.utf8))
             } else {
-                response = handler(read(slot.request))
+                response = handler(read(&slot.request))
             }
             let bytes = response.wireBytes
             bytes.withUnsafeBufferPointer { buffer in
@@ -204,13 +210,24 @@ public final class FastCGIServer: Sendable {
         FCGX_Free(&slot.request, 1)
     }
 
-    /// The uid of the process at the other end of a unix socket connection.
-    static func peerUID(_ fd: Int32) -> uid_t? {
-        var uid: uid_t = 0
-        return workfcgi_peer_uid(fd, &uid) == 0 ? uid : nil
+    /// The process at the other end of a unix socket connection.
+    static func peer(_ fd: Int32) -> (uid: uid_t, pid: pid_t)? {
+        var credentials = workfcgi_peer_credentials()
+        return workfcgi_peer_credentials(fd, &credentials) == 0 ? (credentials.uid, credentials.pid) : nil
     }
 
-    private func read(_ request: FCGX_Request) -> HTTPRequest {
+    private func refused(_ peer: (uid: uid_t, pid: pid_t)) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let report = refusals.withLock { state -> Int? in
+            state.count += 1
+            guard state.reportedAt == 0 || now &- state.reportedAt >= 10_000_000_000 else { return nil }
+            defer { state = (now, 0) }
+            return state.count
+        }
+        if let report { access.onRefused(peer.uid, peer.pid, report) }
+    }
+
+    private func read(_ request: inout FCGX_Request) -> HTTPRequest {
         var params: [(name: String, value: String)] = []
         params.reserveCapacity(32)
         var env = request.envp
@@ -224,26 +241,45 @@ public final class FastCGIServer: Sendable {
             env = env?.advanced(by: 1)
         }
         var http = HTTPRequest(params: params)
-        let declared = http.declaredLength
-        if declared > maxBodyBytes {
+        // The body is FCGI_STDIN up to its empty closing record, whatever CONTENT_LENGTH says: Apache sends
+        // none for a chunked body, Caddy -1. One byte past the limit is enough to know it is too large.
+        if let declared = http.declaredLength, declared > maxBodyBytes {
             http.bodyTooLarge = true
-            // Drain it: on a kept-alive connection, unread input would be taken for the next request.
-            var scratch = [CChar](repeating: 0, count: 65_536)
-            while FCGX_GetStr(&scratch, Int32(scratch.count), request.in) > 0 {}
-        } else if declared > 0 {
-            var body = [UInt8](repeating: 0, count: declared)
+        } else {
+            var body = [UInt8](repeating: 0, count: min(http.declaredLength ?? 4096, maxBodyBytes) + 1)
             var got = 0
-            while got < declared {
+            while true {
+                if got == body.count {
+                    guard body.count <= maxBodyBytes else { break }
+                    body.append(contentsOf: repeatElement(0, count: min(body.count, maxBodyBytes + 1 - body.count)))
+                }
                 let n = body.withUnsafeMutableBufferPointer { buffer in
-                    buffer.baseAddress!.advanced(by: got).withMemoryRebound(to: CChar.self, capacity: declared - got) {
-                        FCGX_GetStr($0, Int32(declared - got), request.in)
+                    buffer.baseAddress!.advanced(by: got).withMemoryRebound(to: CChar.self, capacity: buffer.count - got) {
+                        FCGX_GetStr($0, Int32(buffer.count - got), request.in)
                     }
                 }
                 if n <= 0 { break }
                 got += Int(n)
             }
-            body.removeLast(declared - got)
+            body.removeLast(body.count - got)
+            if got > maxBodyBytes {
+                http.bodyTooLarge = true
+                body.removeLast(got - maxBodyBytes)
+            }
             http.body = body
+        }
+        if http.bodyTooLarge {
+            // Drained, so that the answer is not lost to a reset from unread input, but only so far: a front end
+            // may stream without end. Past that the connection is closed after the answer, so unread input can
+            // never be taken for a next request on it.
+            var scratch = [CChar](repeating: 0, count: 65_536)
+            var drained = 0
+            while drained < 8 * maxBodyBytes {
+                let n = FCGX_GetStr(&scratch, Int32(scratch.count), request.in)
+                if n <= 0 { break }
+                drained += Int(n)
+            }
+            request.keepConnection = 0
         }
         return http
     }

@@ -1,40 +1,48 @@
-/// An HTTP request as nginx hands it over FastCGI.
+/// An HTTP request as a front end (nginx, Apache httpd, lighttpd, Caddy, ...) hands it over FastCGI.
 public struct HTTPRequest: Sendable {
     public var method: String
-    /// The decoded path without the query (nginx's DOCUMENT_URI).
+    /// The decoded path without the query: the front end's DOCUMENT_URI, or SCRIPT_NAME + PATH_INFO (RFC 3875)
+    /// where it sends none.
     public var path: String
     public var query: [String: String]
     /// Header names lower-cased, e.g. "content-type", "idempotency-key".
     public var headers: [String: String]
     public var remoteAddress: String
+    /// The port the front end received the request on (SERVER_PORT), when it says.
+    public var serverPort: Int?
     public var body: [UInt8]
     /// The body was longer than the server's limit; `body` holds only a prefix.
     public var bodyTooLarge: Bool
-    /// When nginx received the request (its `$msec`, passed as REQUEST_START), in Unix seconds; lets the
-    /// handler count time spent queued before a FastCGI thread took the request.
+    /// When the front end received the request, in Unix seconds (nginx's REQUEST_START = `$msec`, or the
+    /// conventional `X-Request-Start: t=<microseconds>`); lets the handler count time spent queued before a
+    /// FastCGI thread took the request.
     public var receivedAt: Double?
-    /// CONTENT_LENGTH as declared (0 when absent or malformed); the body may turn out shorter.
-    public var declaredLength = 0
+    /// CONTENT_LENGTH as declared; nil when absent, negative (Caddy sends -1 for a streamed body) or malformed.
+    /// Only a hint: the body is what FCGI_STDIN carries, up to its empty closing record.
+    public var declaredLength: Int?
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
-        remoteAddress: String = "", body: [UInt8] = [], bodyTooLarge: Bool = false, receivedAt: Double? = nil
+        remoteAddress: String = "", serverPort: Int? = nil, body: [UInt8] = [], bodyTooLarge: Bool = false,
+        receivedAt: Double? = nil
     ) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.remoteAddress = remoteAddress
+        self.serverPort = serverPort
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.receivedAt = receivedAt
     }
 
     /// The request described by FastCGI params, body not yet read. Every param is untrusted (anyone who can
-    /// reach the socket chooses them): a value that is malformed or out of range is ignored, never trusted.
+    /// reach the socket chooses them): a value that is malformed or out of range is ignored, never trusted,
+    /// and any param may be missing.
     public init(params: [(name: String, value: String)]) {
-        var method = "GET", documentURI: String?, scriptName: String?, queryString = "", remote = ""
-        var start: String?, length: String?, contentType: String?
+        var method = "GET", documentURI: String?, scriptName = "", pathInfo = "", queryString = "", remote = ""
+        var start: String?, length: String?, contentType: String?, port: String?
         var headers: [String: String] = [:]
         for (name, value) in params {
             if name.utf8.starts(with: "HTTP_".utf8) {
@@ -46,8 +54,10 @@ public struct HTTPRequest: Sendable {
             case "REQUEST_METHOD": method = value
             case "DOCUMENT_URI": documentURI = value
             case "SCRIPT_NAME": scriptName = value
+            case "PATH_INFO": pathInfo = value
             case "QUERY_STRING": queryString = value
             case "REMOTE_ADDR": remote = value
+            case "SERVER_PORT": port = value
             case "REQUEST_START": start = value
             case "CONTENT_LENGTH": length = value
             case "CONTENT_TYPE": contentType = value
@@ -55,10 +65,16 @@ public struct HTTPRequest: Sendable {
             }
         }
         if let contentType, !contentType.isEmpty { headers["content-type"] = contentType }
+        // nginx sends DOCUMENT_URI (its normalised $document_uri); Caddy sends it empty, lighttpd and Apache not
+        // at all, and split the path between SCRIPT_NAME and PATH_INFO.
+        var path = documentURI ?? ""
+        if path.isEmpty { path = scriptName + pathInfo }
+        if path.isEmpty { path = "/" }
+        let receivedAt = start.flatMap(Self.parseTimestamp) ?? headers["x-request-start"].flatMap(Self.parseRequestStart)
         self.init(
-            method: method, path: documentURI ?? scriptName ?? "/", query: Self.parseQuery(queryString), headers: headers,
-            remoteAddress: remote, receivedAt: start.flatMap(Self.parseTimestamp))
-        declaredLength = length.flatMap { Int($0) }.map { max(0, $0) } ?? 0
+            method: method, path: path, query: Self.parseQuery(queryString), headers: headers, remoteAddress: remote,
+            serverPort: port.flatMap { Int($0) }.flatMap { (1...65_535).contains($0) ? $0 : nil }, receivedAt: receivedAt)
+        declaredLength = length.flatMap { Int($0) }.flatMap { $0 >= 0 ? $0 : nil }
     }
 
     /// `HTTP_IDEMPOTENCY_KEY` -> `idempotency-key`, byte by byte (header names are ASCII tokens).
@@ -77,14 +93,29 @@ public struct HTTPRequest: Sendable {
     /// nginx's `$msec` ("1700000000.123"): accepted only as a finite time between 2001 and 2286, so that no
     /// arithmetic on it can overflow; anything else (`inf`, `nan`, `1e300`, negative) is ignored.
     public static func parseTimestamp(_ text: String) -> Double? {
-        guard text.utf8.count <= 32, let value = Double(text), value.isFinite, value >= 1e9, value < 1e10 else { return nil }
-        return value
+        guard text.utf8.count <= 32, let value = Double(text) else { return nil }
+        return plausibleTime(value)
+    }
+
+    private static func plausibleTime(_ seconds: Double) -> Double? {
+        seconds.isFinite && seconds >= 1e9 && seconds < 1e10 ? seconds : nil
+    }
+
+    /// `X-Request-Start` as Apache (`t=%t`, microseconds), Heroku (milliseconds) and others send it: `t=`
+    /// optional, then seconds with a fraction or whole milliseconds or microseconds, told apart by size.
+    public static func parseRequestStart(_ text: String) -> Double? {
+        var digits = Substring(text)
+        if digits.hasPrefix("t=") { digits = digits.dropFirst(2) }
+        guard digits.utf8.count <= 32, let value = Double(digits) else { return nil }
+        let seconds = value >= 1e15 ? value / 1e6 : value >= 1e12 ? value / 1e3 : value
+        return plausibleTime(seconds)
     }
 
     /// How long the request waited between nginx's arrival and `nowMillis`, never negative; 0 when unknown.
     public func queuedMilliseconds(nowMillis: Int64) -> Int64 {
         guard let receivedAt else { return 0 }
-        return max(0, nowMillis - Int64(receivedAt * 1000))
+        let (waited, overflow) = nowMillis.subtractingReportingOverflow(Int64(receivedAt * 1000))
+        return overflow ? 0 : max(0, waited)
     }
 
     /// Parses `a=1&b=two%20words` (later duplicates win).
@@ -143,6 +174,7 @@ public struct HTTPResponse: Sendable {
         case 409: "Conflict"
         case 413: "Payload Too Large"
         case 415: "Unsupported Media Type"
+        case 421: "Misdirected Request"
         case 422: "Unprocessable Content"
         case 429: "Too Many Requests"
         case 500: "Internal Server Error"

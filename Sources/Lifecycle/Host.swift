@@ -4,10 +4,19 @@ import Foundation
 /// What a daemon asks of the machine before it serves: its run folder, the nginx identity its sockets are
 /// opened to, and the one-instance lock.
 public enum Host {
-    /// The user nginx's workers run as, when it exists: its uid (a FastCGI peer to accept) and group (the sockets').
-    public static func nginxIdentity(_ settings: Settings) -> (uid: uid_t, gid: gid_t)? {
-        guard let entry = getpwnam(settings.nginxUser) else { return nil }
-        return (entry.pointee.pw_uid, entry.pointee.pw_gid)
+    /// The front end's users that exist: their uids (FastCGI peers to accept) and the first one's group (the
+    /// sockets'), and the names that do not exist.
+    public static func frontendIdentity(_ settings: Settings) -> (uids: [uid_t], group: gid_t?, missing: [String]) {
+        var uids: [uid_t] = [], group: gid_t?, missing: [String] = []
+        for user in settings.frontendUsers {
+            guard let entry = getpwnam(user) else {
+                missing.append(user)
+                continue
+            }
+            uids.append(entry.pointee.pw_uid)
+            if group == nil { group = entry.pointee.pw_gid }
+        }
+        return (uids, group, missing)
     }
 
     /// Creates the run folder if it is missing, 0710 with nginx's group: nginx can reach the sockets inside

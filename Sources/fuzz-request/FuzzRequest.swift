@@ -23,7 +23,7 @@ func checkParams(_ bytes: [UInt8]) {
         return (String(decoding: parts[0], as: UTF8.self), parts.count > 1 ? String(decoding: parts[1], as: UTF8.self) : "")
     }
     let request = HTTPRequest(params: params)
-    precondition(request.declaredLength >= 0)
+    precondition((request.declaredLength ?? 0) >= 0)
     if let at = request.receivedAt { precondition(at.isFinite) }
     for now: Int64 in [0, 1_800_000_000_000, .max, .min] {
         precondition(request.queuedMilliseconds(nowMillis: now) >= 0)

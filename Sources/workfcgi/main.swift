@@ -23,39 +23,46 @@ struct Workfcgi: ParsableCommand {
 
     func run() {
         Daemon.run(program: "workfcgi", checkConfig: checkConfig) { settings, logger in
-            let nginx = Host.nginxIdentity(settings)
-            if nginx == nil {
-                logger.notice("no user \(settings.nginxUser) (WORKFCGI_NGINX_USER): only this user and root may use the FastCGI sockets")
+            let frontend = Host.frontendIdentity(settings)
+            for user in frontend.missing {
+                logger.notice("no user \(user) (WORKFCGI_FRONTEND_USERS): it cannot use the FastCGI sockets")
             }
-            try Host.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
+            try Host.makeRunDirectory(settings.runDirectory, group: frontend.group)
             Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
-            let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
+            let access = FastCGIServer.Access(group: frontend.group, peers: Set([geteuid(), 0] + frontend.uids)) { uid, pid, count in
+                logger.warning(
+                    "refused a FastCGI peer that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
+                    metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
+            }
             let store = try SQLiteStore(
                 path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
             let api = API(
                 store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
-                doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, logger: logger,
+                doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, operators: try OperatorRule(settings: settings),
+                logger: logger,
                 build: (BuildInfo.version, BuildInfo.revision))
 
             FastCGIServer.initialize()
             // Socket activation (workfcgi.socket): systemd holds the sockets, so a restart drops no connection.
             // A socket systemd did not pass is opened here, as without systemd.
             let inherited = SystemdSockets.take()
-            func server(_ path: String, _ name: String, threads: Int, compute: Bool) throws -> FastCGIServer {
-                let onStart: (@Sendable () -> Void)? = compute ? Priority.makeCurrentThreadCompute : nil
+            func server(_ path: String, _ pool: Pool, threads: Int) throws -> FastCGIServer {
+                let name = pool.rawValue
+                let handler: FastCGIServer.Handler = { api.handle($0, pool: pool) }
+                let onStart: (@Sendable () -> Void)? = pool == .sync ? Priority.makeCurrentThreadCompute : nil
                 if let fd = inherited[path] ?? inherited[URL(fileURLWithPath: path).standardizedFileURL.path] {
                     logger.info("listening on a socket from systemd", metadata: ["socket": "\(path)"])
                     return FastCGIServer(
                         inheritedFD: fd, socketPath: path, name: name, threads: threads, onThreadStart: onStart,
-                        maxBodyBytes: settings.maxBodyBytes, access: access, handler: api.handle)
+                        maxBodyBytes: settings.maxBodyBytes, access: access, handler: handler)
                 }
                 return try FastCGIServer(
                     socketPath: path, name: name, threads: threads, onThreadStart: onStart, maxBodyBytes: settings.maxBodyBytes,
-                    access: access, handler: api.handle)
+                    access: access, handler: handler)
             }
             let servers = [
-                try server(settings.syncSocket, "sync", threads: settings.syncThreads, compute: true),
-                try server(settings.apiSocket, "api", threads: settings.apiThreads, compute: false),
+                try server(settings.syncSocket, .sync, threads: settings.syncThreads),
+                try server(settings.apiSocket, .api, threads: settings.apiThreads),
             ]
             for server in servers { server.start() }
             return Service(

@@ -49,7 +49,31 @@ import Testing
     }
 
     @Test(arguments: ["-5", "abc", "99999999999999999999999", ""])
-    func malformedContentLengthIsZero(value: String) {
-        #expect(HTTPRequest(params: [("CONTENT_LENGTH", value)]).declaredLength == 0)
+    func malformedContentLengthIsUnknown(value: String) {
+        #expect(HTTPRequest(params: [("CONTENT_LENGTH", value)]).declaredLength == nil)
+    }
+
+    /// RFC 3875's path where a front end sends no DOCUMENT_URI (lighttpd, Apache) or an empty one (Caddy).
+    @Test func pathFromScriptNameAndPathInfo() {
+        #expect(HTTPRequest(params: [("SCRIPT_NAME", "/requests"), ("PATH_INFO", "/abc")]).path == "/requests/abc")
+        #expect(HTTPRequest(params: [("DOCUMENT_URI", ""), ("SCRIPT_NAME", ""), ("PATH_INFO", "/healthz")]).path == "/healthz")
+        #expect(HTTPRequest(params: [("DOCUMENT_URI", "/sync"), ("SCRIPT_NAME", "/x"), ("PATH_INFO", "/y")]).path == "/sync")
+        #expect(HTTPRequest(params: [("SCRIPT_NAME", "/ui")]).path == "/ui")
+        #expect(HTTPRequest(params: [("SERVER_PORT", "8080")]).serverPort == 8080)
+        #expect(HTTPRequest(params: [("SERVER_PORT", "0")]).serverPort == nil)
+        #expect(HTTPRequest(params: [("SERVER_PORT", "x")]).serverPort == nil)
+    }
+
+    /// X-Request-Start in the forms front ends send, used only where REQUEST_START is absent.
+    @Test func requestStartHeader() {
+        #expect(HTTPRequest(params: [("HTTP_X_REQUEST_START", "t=1700000000123456")]).receivedAt == 1_700_000_000.123456)
+        #expect(HTTPRequest(params: [("HTTP_X_REQUEST_START", "t=1700000000123")]).receivedAt == 1_700_000_000.123)
+        #expect(HTTPRequest(params: [("HTTP_X_REQUEST_START", "1700000000.5")]).receivedAt == 1_700_000_000.5)
+        #expect(
+            HTTPRequest(params: [("REQUEST_START", "1700000001.000"), ("HTTP_X_REQUEST_START", "t=1700000000123456")]).receivedAt
+                == 1_700_000_001)
+        for bad in ["t=", "t=abc", "t=-1", "t=inf", "t=nan", "t=1e400", "t=99999999999999999999999", "t=5"] {
+            #expect(HTTPRequest(params: [("HTTP_X_REQUEST_START", bad)]).receivedAt == nil, "\(bad)")
+        }
     }
 }

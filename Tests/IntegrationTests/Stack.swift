@@ -37,7 +37,10 @@ final class Stack: @unchecked Sendable {
     }
 
     /// `settings` override the test defaults (short retries, loopback callbacks allowed).
-    init(settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = []) throws {
+    /// `operators` replaces nginx/operators.conf (e.g. `allow all;`, to show the boundary holds in workfcgi alone).
+    init(
+        settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = [], operators: String? = nil
+    ) throws {
         self.wrapper = wrapper
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("workfcgi-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("run"), withIntermediateDirectories: true)
@@ -53,6 +56,7 @@ final class Stack: @unchecked Sendable {
             try FileManager.default.copyItem(
                 at: Self.packageRoot.appendingPathComponent("nginx/\(file)"), to: directory.appendingPathComponent("nginx/\(file)"))
         }
+        if let operators { try operators.write(to: directory.appendingPathComponent("nginx/operators.conf"), atomically: true, encoding: .utf8) }
 
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": NSTemporaryDirectory()]
         env["WORKFCGI_RUN_DIR"] = directory.appendingPathComponent("run").path

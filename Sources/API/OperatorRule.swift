@@ -1,0 +1,91 @@
+import CallbackPolicy
+import Config
+import FastCGI
+
+/// Who is an operator, decided by workfcgi itself from what the front end passes, so the boundary holds
+/// whatever the front end's own configuration says: the client address (REMOTE_ADDR) in
+/// WORKFCGI_OPERATOR_ADDRESSES, and a Host header naming one of WORKFCGI_OPERATOR_HOSTS (a page on another name,
+/// even one rebound to a loopback address, is not the operator's). A request that changes state must also
+/// not come from a cross-site browser page: its Origin, when sent, is the operator host itself.
+public struct OperatorRule: Sendable {
+    public var addresses: [CIDR]
+    /// Lower case; IPv6 literals in brackets, as in a Host header.
+    public var hosts: [String]
+
+    public init(addresses: [CIDR], hosts: [String]) {
+        self.addresses = addresses
+        self.hosts = hosts.map { $0.lowercased() }
+    }
+
+    public init(settings: Settings) throws(ConfigError) {
+        var cidrs: [CIDR] = []
+        for text in settings.operatorAddresses {
+            guard let cidr = CIDR(text) else {
+                throw ConfigError(variable: "WORKFCGI_OPERATOR_ADDRESSES", message: "'\(text)' is not an address or a CIDR like 10.1.0.0/16")
+            }
+            cidrs.append(cidr)
+        }
+        self.init(addresses: cidrs, hosts: settings.operatorHosts)
+    }
+
+    /// nil when the request may use an operator endpoint, else why not (for the 403).
+    func refusal(_ request: HTTPRequest, changesState: Bool) -> String? {
+        guard let address = Self.clientAddress(request.remoteAddress), addresses.contains(where: address.isIn) else {
+            return "operator endpoint: not allowed from this address (WORKFCGI_OPERATOR_ADDRESSES)"
+        }
+        if let host = request.headers["host"], !admits(authority: host, serverPort: request.serverPort) {
+            return "operator endpoint: not served for this Host (WORKFCGI_OPERATOR_HOSTS)"
+        }
+        guard changesState else { return nil }
+        // A browser names the page a request comes from; a cross-site one must not change anything, even with
+        // a "simple" request that needs no preflight (a form, or fetch with text/plain).
+        if let site = request.headers["sec-fetch-site"], site != "same-origin" && site != "none" {
+            return "cross-site request refused (Sec-Fetch-Site: \(site))"
+        }
+        if let origin = request.headers["origin"] {
+            let lower = origin.lowercased()
+            let authority = lower.hasPrefix("https://") ? lower.dropFirst(8) : lower.hasPrefix("http://") ? lower.dropFirst(7) : nil
+            guard let authority, let host = request.headers["host"]?.lowercased(), authority == host else {
+                return "cross-site request refused: Origin \(origin) is not this operator host"
+            }
+        }
+        return nil
+    }
+
+    /// Whether the request comes from an operator (for what a public endpoint shows).
+    func isOperator(_ request: HTTPRequest) -> Bool { refusal(request, changesState: false) == nil }
+
+    /// A Host header's name in `hosts`, and its port (if any) the one the front end received the request on.
+    func admits(authority: String, serverPort: Int?) -> Bool {
+        var name = Substring(authority.lowercased())
+        var port: Substring?
+        if name.first == "[" {
+            guard let close = name.firstIndex(of: "]") else { return false }
+            let rest = name[name.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.first == ":" else { return false }
+                port = rest.dropFirst()
+            }
+            name = name[...close]
+        } else if let colon = name.firstIndex(of: ":") {
+            port = name[name.index(after: colon)...]
+            name = name[..<colon]
+        }
+        if name.hasSuffix(".") { name = name.dropLast() }
+        guard hosts.contains(String(name)) else { return false }
+        if let port {
+            guard let p = Int(port), (1...65_535).contains(p) else { return false }
+            if let serverPort, p != serverPort { return false }
+        }
+        return true
+    }
+
+    /// REMOTE_ADDR as an address; an IPv4-mapped IPv6 address (a dual-stack listener) as the IPv4 one.
+    static func clientAddress(_ text: String) -> IPAddress? {
+        guard let address = IPAddress(text) else { return nil }
+        if address.bytes.count == 16, address.bytes[0..<10].allSatisfy({ $0 == 0 }), address.bytes[10] == 0xff, address.bytes[11] == 0xff {
+            return IPAddress(bytes: Array(address.bytes[12...]))
+        }
+        return address
+    }
+}

@@ -1,0 +1,146 @@
+@testable import API
+import CallbackPolicy
+import Config
+import Doorbell
+import FastCGI
+import Foundation
+import Store
+import Testing
+import WorkEngine
+
+/// The trust boundary inside workfcgi: one spelling per route, the operator rule (address, Host, Origin), the
+/// pools, and what the public /healthz shows. In process over a real SQLite store, as APITests.
+@Suite struct BoundaryTests {
+    let api: API
+    let store: SQLiteStore
+    let directory: String
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "workfcgi-boundary-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        store = try SQLiteStore(path: directory + "/api.db")
+        let settings = try Settings(environment: [:])
+        api = API(
+            store: store, engine: WorkEngine(sleep: { _ in }),
+            policy: CallbackURLPolicy(allowPrivate: true, allowedPorts: [1...65_535]) { _ throws(CallbackURLRefusal) in [IPAddress("127.0.0.1")!] },
+            doorbell: Doorbell(path: directory + "/none.sock"), settings: settings, operators: try OperatorRule(settings: settings))
+    }
+
+    func call(
+        _ method: String, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
+        serverPort: Int? = 8080
+    ) -> HTTPResponse {
+        api.handle(HTTPRequest(method: method, path: path, headers: headers, remoteAddress: client, serverPort: serverPort), pool: pool)
+    }
+
+    static let id = "0194d1a2-7b3c-7def-8123-456789abcdef"
+    /// Every operator endpoint, by its one spelling.
+    static let operatorPaths = ["/requests", "/metrics", "/ui", "/ui/requests/\(id)", "/requests/\(id)/redeliver", "/ui/requests/\(id)/redeliver"]
+
+    /// Other spellings of `path` that a lenient router, a front end or a URL parser might take for it.
+    static func spellings(_ path: String) -> [String] {
+        var out = [path + "/", path + "//", path + "/.", path + "/./", "/" + path, path.replacingOccurrences(of: "/", with: "//"),
+            path + "%2F", path + "%2f", path.uppercased(), path.capitalized, path + "/..", path + "/../" + path.split(separator: "/").last!,
+            path.replacingOccurrences(of: "/", with: "/./"), path + "\u{0}", path + "%00", path + ";", path + ";x=1", path + " ",
+            path + "%20", path + "\\", path.replacingOccurrences(of: "/", with: "\\"), path + "#", path + "?", path + "/x/..",
+            path.replacingOccurrences(of: "e", with: "%65"), path.replacingOccurrences(of: "/", with: "%2F"), "." + path, path + "~"]
+        if let last = path.split(separator: "/").last { out.append(path + "/" + last) }
+        return out
+    }
+
+    @Test func everyRouteHasExactlyOneSpelling() {
+        let canonical = ["/sync", "/async", "/healthz", "/openapi.json", "/docs", "/requests/\(Self.id)"] + Self.operatorPaths
+        for path in canonical {
+            #expect(Route(path: path)?.path == path, "\(path)")
+            for other in Self.spellings(path) where other != path {
+                #expect(Route(path: other) == nil, "\(other) must not name a route")
+            }
+        }
+    }
+
+    @Test func noSpellingReachesAnOperatorEndpointFromElsewhere() {
+        for path in Self.operatorPaths {
+            for spelling in [path] + Self.spellings(path) {
+                for method in ["GET", "HEAD", "POST"] {
+                    let r = call(method, spelling)
+                    #expect(!(200..<400).contains(r.status), "\(method) \(spelling) answered \(r.status)")
+                }
+            }
+        }
+    }
+
+    /// Random paths from the pieces routes are made of: whatever names a route names it by its one spelling,
+    /// and nothing that is an operator route, or no route, answers a non-operator with success.
+    @Test func fuzzedPathsKeepTheOperatorRule() {
+        var rng = SystemRandomNumberGenerator()
+        let pieces = ["/", "/", "/", ".", "..", "%2F", "%2e", "requests", "metrics", "ui", "redeliver", Self.id, "Requests", "healthz", "sync",
+            "\u{0}", ";", "%", "%25", "\\", "?", "#", " "]
+        for _ in 0..<4_000 {
+            let path = (0..<Int.random(in: 1...7, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            let route = Route(path: path)
+            if let route { #expect(route.path == path) }
+            guard route == nil || route!.isOperator else { continue }
+            for method in ["GET", "POST"] {
+                let r = call(method, path)
+                #expect(!(200..<400).contains(r.status), "\(method) \(path.debugDescription) answered \(r.status)")
+            }
+        }
+    }
+
+    @Test func operatorsAreKnownByAddressAndHost() {
+        #expect(call("GET", "/metrics", client: "127.0.0.1").status == 200)
+        #expect(call("GET", "/metrics", client: "::1").status == 200)
+        #expect(call("GET", "/metrics", client: "::ffff:127.0.0.1").status == 200, "a dual-stack listener's mapped address")
+        #expect(call("GET", "/metrics", client: "127.0.0.2").status == 403)
+        #expect(call("GET", "/metrics", client: "").status == 403, "no REMOTE_ADDR is nobody")
+        #expect(call("GET", "/metrics", client: "127.0.0.1", headers: ["host": "127.0.0.1:8080"]).status == 200)
+        #expect(call("GET", "/metrics", client: "127.0.0.1", headers: ["host": "LOCALHOST.:8080"]).status == 200)
+        #expect(call("GET", "/metrics", client: "::1", headers: ["host": "[::1]:8080"]).status == 200)
+        // DNS rebinding: the operator's browser on a page whose name now points at loopback.
+        let rebound = call("GET", "/requests", client: "127.0.0.1", headers: ["host": "evil.example:8080"])
+        #expect(rebound.status == 403 && String(decoding: rebound.body, as: UTF8.self).contains("WORKFCGI_OPERATOR_HOSTS"))
+        #expect(call("GET", "/ui", client: "127.0.0.1", headers: ["host": "localhost:9999"]).status == 403, "another port's page")
+        #expect(call("GET", "/ui", client: "127.0.0.1", headers: ["host": "localhost:x"]).status == 403)
+    }
+
+    @Test func stateChangesRefuseCrossSiteBrowsers() {
+        let path = "/requests/\(Self.id)/redeliver"
+        let local = ["host": "127.0.0.1:8080"]
+        // A cross-site "simple" request (no preflight): text/plain body, the attacker's Origin.
+        let csrf = call("POST", path, client: "127.0.0.1", headers: local.merging(["origin": "http://evil.example", "content-type": "text/plain"]) { $1 })
+        #expect(csrf.status == 403)
+        #expect(call("POST", path, client: "127.0.0.1", headers: local.merging(["origin": "null"]) { $1 }).status == 403)
+        #expect(call("POST", path, client: "127.0.0.1", headers: local.merging(["sec-fetch-site": "cross-site"]) { $1 }).status == 403)
+        #expect(call("POST", path, client: "127.0.0.1", headers: local.merging(["sec-fetch-site": "same-site"]) { $1 }).status == 403)
+        // The operator's own page, or a client that is no browser: through to the handler (no such job: 404).
+        #expect(call("POST", path, client: "127.0.0.1", headers: local.merging(["origin": "http://127.0.0.1:8080"]) { $1 }).status == 404)
+        #expect(call("POST", path, client: "127.0.0.1", headers: local).status == 404)
+        #expect(call("POST", path, client: "127.0.0.1").status == 404)
+        // Reading is not changing: a GET with a foreign Origin is still refused only by Host.
+        #expect(call("GET", "/metrics", client: "127.0.0.1", headers: local.merging(["origin": "http://evil.example"]) { $1 }).status == 200)
+    }
+
+    @Test func aCallbackFromThisServiceCannotCallIt() {
+        let signed = ["webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,xyz"]
+        let r = call("POST", "/requests/\(Self.id)/redeliver", client: "127.0.0.1", headers: signed)
+        #expect(r.status == 403)
+        #expect(call("GET", "/metrics", client: "127.0.0.1", headers: signed).status == 403)
+    }
+
+    @Test func computeRunsOnlyOnTheSyncPool() {
+        let misrouted = call("POST", "/sync", headers: ["content-type": "application/json"], pool: .api)
+        #expect(misrouted.status == 421 && String(decoding: misrouted.body, as: UTF8.self).contains("misrouted"))
+        #expect(call("GET", "/healthz", pool: .sync).status == 421)
+        #expect(call("POST", "/sync/", pool: .api).status == 404)
+        #expect(call("POST", "/sync/", pool: .sync).status == 404)
+    }
+
+    @Test func publicHealthCountsCircuitsButNamesNoHost() throws {
+        let circuits: JSONValue = [["host": "hooks.private.example:443", "state": "open", "consecutive_failures": 5]]
+        try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: Clock.nowMillis())
+        let open = String(decoding: call("GET", "/healthz").body, as: UTF8.self)
+        #expect(!open.contains("hooks.private.example") && open.contains(#""open_circuits":1"#), "\(open)")
+        let operatorView = String(decoding: call("GET", "/healthz", client: "127.0.0.1").body, as: UTF8.self)
+        #expect(operatorView.contains("hooks.private.example"))
+    }
+}
