@@ -177,7 +177,7 @@ public final class API: Sendable {
 
     private func enqueueAsync(_ parsed: ParsedRequest, callbackURL url: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         do {
-            _ = try policy.vet(url)
+            _ = try policy.check(url)  // no name lookup here: deliveryd resolves before each attempt
         } catch {
             throw .invalidCallbackURL(error.message)
         }

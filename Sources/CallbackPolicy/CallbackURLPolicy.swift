@@ -10,8 +10,16 @@ public struct CallbackTarget: Sendable, Equatable {
     public var scheme: String
     public var host: String
     public var port: Int
-    /// The checked address to connect to; the client pins the connection to it (no second lookup).
+    /// The checked address to connect to; the client pins the connection to it (no second lookup). Set by
+    /// `check` for a literal address, by `pin` once deliveryd has resolved a name; nil until then.
     public var address: IPAddress?
+
+    /// What the connection goes to, `1.2.3.4:80` or `[2001:db8::1]:443`: the key of the per-host gates, so
+    /// many names for one address share one concurrency limit and one circuit breaker.
+    public var endpoint: String {
+        guard let address else { return "\(host):\(port)" }
+        return address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+    }
 }
 
 /// Why a callback URL is refused.
@@ -21,37 +29,42 @@ public struct CallbackURLRefusal: Error, Sendable, Equatable, CustomStringConver
     public init(_ message: String) { self.message = message }
 }
 
-/// The SSRF policy for callback URLs, applied when a job is accepted and again before every attempt.
+/// The SSRF policy for callback URLs. Pure: it never resolves a name. `check` runs when a job is accepted
+/// (on workfcgi's request threads, where a lookup would hold a thread others share) and again before every
+/// attempt; for a host name, deliveryd resolves it off its workers and `pin` checks every address it got.
 /// Refuses non-http(s) schemes, userinfo, ambiguous numeric hosts, internal names, disallowed ports and any
-/// host that resolves into a private, loopback, link-local, multicast or otherwise special range.
+/// address outside the globally reachable unicast space (`blockedRanges`).
 public struct CallbackURLPolicy: Sendable {
     public var allowPrivate: Bool
     public var allowedPorts: [ClosedRange<Int>]
     /// Ranges opened explicitly even though they fall inside a blocked range.
     public var allowCIDRs: [CIDR]
-    /// Name resolution; replaceable in unit tests. Returns the host's addresses or throws a refusal.
-    public var resolve: @Sendable (String) throws(CallbackURLRefusal) -> [IPAddress]
 
-    public init(
-        allowPrivate: Bool, allowedPorts: [ClosedRange<Int>], allowCIDRs: [CIDR] = [],
-        resolve: @escaping @Sendable (String) throws(CallbackURLRefusal) -> [IPAddress] = CallbackURLPolicy.systemResolve
-    ) {
+    public init(allowPrivate: Bool, allowedPorts: [ClosedRange<Int>], allowCIDRs: [CIDR] = []) {
         self.allowPrivate = allowPrivate
         self.allowedPorts = allowedPorts
         self.allowCIDRs = allowCIDRs
-        self.resolve = resolve
     }
 
-    /// Ranges no callback may reach unless opened: RFC 6890 special-purpose blocks and their IPv6 twins.
+    /// Ranges no callback may reach unless opened: every block of the IANA IPv4 and IPv6 Special-Purpose
+    /// Address Registries that is not globally reachable (RFC 6890 and later entries), plus the few that are
+    /// but embed or relay to an IPv4 address or are anycast service addresses, never a receiver.
     public static let blockedRanges: [CIDR] = [
+        // IPv4: this network, private, shared (CGN), loopback, link-local, private, IETF protocol assignments
+        // (DS-Lite, NAT64 discovery, PCP/TURN anycast), TEST-NET-1, the deprecated 6to4 relay anycast, private,
+        // benchmarking, TEST-NET-2, TEST-NET-3, multicast, reserved, limited broadcast.
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-        "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-        // IPv6: unspecified, loopback and IPv4-compatible (::/96 holds ::, ::1 and ::a.b.c.d), IPv4-mapped,
-        // NAT64 (both prefixes), discard, Teredo, documentation, 6to4 (it embeds an IPv4 address), unique
-        // local, link-local, the deprecated site-local, multicast.
-        "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32",
-        "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+        "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+        // IPv6: everything outside 2000::/3, the only space IANA allocates for global unicast. That holds ::/8
+        // (::, ::1, IPv4-compatible ::/96, IPv4-mapped ::ffff:0:0/96, IPv4-translated ::ffff:0:0:0/96, all
+        // reserved), 64:ff9b::/96 and 64:ff9b:1::/48 (NAT64), 100::/64 (discard), 5f00::/16 (SRv6 SIDs),
+        // fc00::/7 (unique local), fe80::/10 (link-local), fec0::/10 (former site-local), ff00::/8 (multicast)
+        // and every block still reserved by the IETF.
+        "::/3", "4000::/2", "8000::/1",
+        // Inside 2000::/3: IETF protocol assignments (Teredo, benchmarking, ORCHID, AMT, anycast services),
+        // documentation (both blocks), 6to4 (it embeds an IPv4 address).
+        "2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20",
     ].compactMap(CIDR.init)
 
     /// Whether a connection to `address` is allowed.
@@ -60,9 +73,11 @@ public struct CallbackURLPolicy: Sendable {
         return !Self.blockedRanges.contains(where: address.isIn)
     }
 
-    /// Checks `url` completely, resolving its host, and returns the address to connect to.
-    public func vet(_ url: String) throws(CallbackURLRefusal) -> CallbackTarget {
-        var target = try Self.parse(url)
+    /// Checks `url` completely except for what a host name resolves to: syntax, scheme, port, internal
+    /// names, and a literal address against the ranges. A literal's target comes back pinned (`address` set);
+    /// a name's comes back with `address` nil, to be resolved and `pin`ned before any connection. No I/O.
+    public func check(_ url: String) throws(CallbackURLRefusal) -> CallbackTarget {
+        let target = try Self.parse(url)
         guard allowedPorts.contains(where: { $0.contains(target.port) }) else {
             throw CallbackURLRefusal("port \(target.port) is not allowed for callbacks (WORKFCGI_CALLBACK_PORTS)")
         }
@@ -72,21 +87,33 @@ public struct CallbackURLPolicy: Sendable {
                 throw CallbackURLRefusal("host \(name) is an internal name (WORKFCGI_ALLOW_PRIVATE_CALLBACKS=true allows it)")
             }
         }
-        let addresses: [IPAddress]
-        if let literal = target.address {
-            addresses = [literal]
-        } else {
-            addresses = try resolve(target.host)
-        }
+        if let literal = target.address { return try pin(target, to: [literal]) }
+        return target
+    }
+
+    /// `target` (from `check`) pinned to the first of `addresses`, what its host resolved to. Every address
+    /// must pass: a name with one public and one private address is refused outright.
+    public func pin(_ target: CallbackTarget, to addresses: [IPAddress]) throws(CallbackURLRefusal) -> CallbackTarget {
         guard let first = addresses.first else { throw CallbackURLRefusal("host \(target.host) has no address") }
-        // Every address must pass: a name with one public and one private address is refused outright.
         for address in addresses where !permits(address) {
+            let what = target.address == nil ? "resolves to \(address), a" : "is a"
             throw CallbackURLRefusal(
-                "host \(target.host) resolves to \(address), a private or reserved address "
+                "host \(target.host) \(what) private or reserved address "
                     + "(WORKFCGI_ALLOW_PRIVATE_CALLBACKS=true, or a range in WORKFCGI_CALLBACK_ALLOW_CIDRS, allows it)")
         }
-        target.address = first
-        return target
+        var pinned = target
+        pinned.address = first
+        return pinned
+    }
+
+    /// `check`, then `pin` to what `resolve` answers for a name: the whole check in one call, for tests and
+    /// the fuzzer, whose resolvers answer from a table.
+    public func vet(
+        _ url: String, resolve: (String) throws(CallbackURLRefusal) -> [IPAddress]
+    ) throws(CallbackURLRefusal) -> CallbackTarget {
+        let target = try check(url)
+        if target.address != nil { return target }
+        return try pin(target, to: try resolve(target.host))
     }
 
     /// Syntax only: scheme, userinfo, host form and port. No resolution.
@@ -180,28 +207,4 @@ public struct CallbackURLPolicy: Sendable {
     private static func ascii(_ c: Unicode.Scalar) -> UInt8 { UInt8(ascii: c) }
     private static func isDigit(_ b: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) }
     private static func text(_ bytes: ArraySlice<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
-
-    /// getaddrinfo, both families.
-    @Sendable public static func systemResolve(_ host: String) throws(CallbackURLRefusal) -> [IPAddress] {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(host, nil, &hints, &list)
-        guard rc == 0 else { throw CallbackURLRefusal("host \(host) does not resolve: \(String(cString: gai_strerror(rc)))") }
-        defer { freeaddrinfo(list) }
-        var out: [IPAddress] = []
-        var node = list
-        while let entry = node?.pointee {
-            if entry.ai_family == AF_INET, let sa = entry.ai_addr {
-                let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                if let ip = withUnsafeBytes(of: a, { IPAddress(bytes: Array($0)) }), !out.contains(ip) { out.append(ip) }
-            } else if entry.ai_family == AF_INET6, let sa = entry.ai_addr {
-                let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                if let ip = withUnsafeBytes(of: a, { IPAddress(bytes: Array($0)) }), !out.contains(ip) { out.append(ip) }
-            }
-            node = entry.ai_next
-        }
-        return out
-    }
 }

@@ -21,6 +21,12 @@ public struct Settings: Sendable, Equatable {
     public var retrySchedule: [Double]
     public var retryJitter: Double
     public var callbackTimeoutSeconds: Double
+    /// How long deliveryd waits for a callback host name's lookup; past it the attempt fails and is retried.
+    public var dnsTimeoutSeconds: Double
+    /// Lookup threads deliveryd runs at once, and how many one client's lookups may hold (getaddrinfo cannot
+    /// be cancelled: a lookup stuck past its deadline holds its thread until the system resolver gives up).
+    public var dnsLookups: Int
+    public var dnsClientLookups: Int
     public var allowPrivateCallbacks: Bool
     public var callbackPorts: [ClosedRange<Int>]
     public var leaseSeconds: Double
@@ -88,6 +94,9 @@ public struct Settings: Sendable, Equatable {
         retrySchedule = try env.durationList("RETRY_SCHEDULE", default: [1, 2, 4, 8])
         retryJitter = try env.double("RETRY_JITTER", default: 0.25, 0...1)
         callbackTimeoutSeconds = try env.duration("CALLBACK_TIMEOUT", default: 10, 0.1...300)
+        dnsTimeoutSeconds = try env.duration("DNS_TIMEOUT", default: 2, 0.1...60)
+        dnsLookups = try env.int("DNS_LOOKUPS", default: 64, 1...4096)
+        dnsClientLookups = try env.int("DNS_CLIENT_LOOKUPS", default: 8, 1...4096)
         allowPrivateCallbacks = try env.bool("ALLOW_PRIVATE_CALLBACKS", default: false)
         callbackPorts = try env.portList("CALLBACK_PORTS", default: [80...80, 443...443, 8000...9999])
         leaseSeconds = try env.duration("LEASE", default: 60, 1...86_400)

@@ -10,8 +10,9 @@ import WorkEngine
 
 /// deliveryd's engine: claims due jobs with a lease, runs their work on N worker threads, hands the
 /// callback to the dispatcher (libcurl multi, one thread, many transfers at once), and records every
-/// attempt before scheduling the next. Compute workers never wait on the network, so slow receivers cannot
-/// hold up other jobs. A job whose lease runs out (its daemon died) becomes due again, so nothing
+/// attempt before scheduling the next. Compute workers never wait on the network or on DNS (a host name
+/// is looked up by the `NameResolver`, with a deadline and a per-client bound), so slow receivers and
+/// slow name servers cannot hold up other jobs. A job whose lease runs out (its daemon died) becomes due again, so nothing
 /// committed is lost; at worst a callback is sent twice, with the same webhook-id both times.
 public final class Deliverer: Sendable {
     public struct Options: Sendable {
@@ -21,14 +22,20 @@ public final class Deliverer: Sendable {
         public var leaseSeconds: Double
         public var pollSeconds: Double
         public var hosts: HostGate.Options
+        /// Callback host lookups: threads in total and per client, and each lookup's deadline.
+        public var lookups: LookupBudget.Options
+        public var lookupTimeoutSeconds: Double
         /// Finished requests older than this are deleted; nil keeps them.
         public var retentionSeconds: Double?
         /// Runs first on each worker thread (deliveryd lowers their CPU priority there).
         public var onWorkerStart: @Sendable () -> Void
         public init(
             workers: Int, deliveryConcurrency: Int = 256, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options,
+            lookups: LookupBudget.Options = .init(total: 64, perClient: 8), lookupTimeoutSeconds: Double = 2,
             retentionSeconds: Double?, onWorkerStart: @escaping @Sendable () -> Void = {}
         ) {
+            self.lookups = lookups
+            self.lookupTimeoutSeconds = lookupTimeoutSeconds
             self.onWorkerStart = onWorkerStart
             self.workers = workers
             self.deliveryConcurrency = deliveryConcurrency
@@ -55,8 +62,12 @@ public final class Deliverer: Sendable {
     private let queue = Mutex<[ClaimedJob]>([])
     private let work = DispatchSemaphore(value: 0)
     private let workersDone = DispatchGroup()
+    /// Keyed by the endpoint connected to (address and port), not the name in the URL.
     private let gate: Mutex<HostGate>
     private let dispatcher = CallbackDispatcher()
+    private let resolver: NameResolver
+    /// Jobs whose host name is being looked up: in hand, on no worker and in no transfer yet.
+    private let resolving = Atomic<Int>(0)
     /// Finished attempts wait here for the recorder thread, which writes each burst in one transaction
     /// (never on the dispatcher's thread, which only moves bytes).
     private let finishedAttempts = Mutex<[Finished]>([])
@@ -67,7 +78,7 @@ public final class Deliverer: Sendable {
 
     public init(
         store: any JobStore, engine: WorkEngine, client: CallbackClient, policy: CallbackURLPolicy, signer: WebhookSigner,
-        retry: RetryPolicy, options: Options, logger: Logger
+        retry: RetryPolicy, options: Options, logger: Logger, lookup: @escaping NameResolver.Lookup = NameResolver.system
     ) {
         self.store = store
         self.engine = engine
@@ -78,6 +89,7 @@ public final class Deliverer: Sendable {
         self.options = options
         self.logger = logger
         gate = Mutex(HostGate(options: options.hosts))
+        resolver = NameResolver(budget: options.lookups, timeoutSeconds: options.lookupTimeoutSeconds, lookup: lookup)
     }
 
     /// The open and half-open circuit breakers, as JSON for the heartbeat (and so /healthz).
@@ -102,8 +114,8 @@ public final class Deliverer: Sendable {
         Double(DispatchTime.now().uptimeNanoseconds &- loopAt.load(ordering: .relaxed)) / 1e9
     }
 
-    /// Jobs being worked on right now: computing, or with a callback attempt in flight.
-    public var activeWorkers: Int { active.load(ordering: .relaxed) + dispatcher.inFlight }
+    /// Jobs being worked on right now: computing, looking up their callback host, or with an attempt in flight.
+    public var activeWorkers: Int { active.load(ordering: .relaxed) + resolving.load(ordering: .relaxed) + dispatcher.inFlight }
 
     /// Asks `run` to return: no new claims; jobs in hand finish (work and one delivery attempt).
     public func stop() {
@@ -146,11 +158,11 @@ public final class Deliverer: Sendable {
                 while let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
                 lastPrune = now
             }
-            for (held, until) in laterJobs.withLock({ l in defer { l.removeAll() }; return l }) {
+            for later in laterJobs.withLock({ l in defer { l.removeAll() }; return l }) {
                 do {
-                    try postpone(held.job, until: until, computed: held.computed, reason: "circuit opened while it waited")
+                    try postpone(later.job, until: later.until, computed: later.computed, reason: later.reason)
                 } catch {
-                    logger.error("postpone failed", metadata: ["request_id": "\(held.job.id)", "error": "\(error)"])
+                    logger.error("postpone failed", metadata: ["request_id": "\(later.job.id)", "error": "\(error)"])
                 }
             }
             // Read under the queue's lock, where workers move a job from queued to active, so no job is counted
@@ -158,7 +170,7 @@ public final class Deliverer: Sendable {
             // for many jobs) while a queued long job still starts well within its lease.
             let free = queue.withLock { q -> Int in
                 let busy = active.load(ordering: .sequentiallyConsistent) + q.count
-                let held = waitingCount.load(ordering: .relaxed)
+                let held = waitingCount.load(ordering: .relaxed) + resolving.load(ordering: .relaxed)
                 return min(options.workers * 4 - busy, options.deliveryConcurrency - dispatcher.inFlight - held - busy)
             }
             guard free > 0 else {
@@ -186,6 +198,9 @@ public final class Deliverer: Sendable {
         // Wake every worker so it sees `stopping` once its queue is empty.
         for _ in 0..<options.workers { work.signal() }
         workersDone.wait()
+        // Lookups in flight end by their deadline; what they start still needs the dispatcher.
+        let lookupsEnd = DispatchTime.now() + options.lookupTimeoutSeconds + 1
+        while resolving.load(ordering: .sequentiallyConsistent) > 0 && DispatchTime.now() < lookupsEnd { usleep(10_000) }
         dispatcher.stopAndWait()
         dispatcherStopped.store(true, ordering: .sequentiallyConsistent)
         recorderWake.signal()
@@ -271,34 +286,67 @@ public final class Deliverer: Sendable {
     }
 
     /// Starts one attempt as `AttemptDecision` says: sends a signed POST through the dispatcher (recorded
-    /// by the recorder thread when the transfer ends), holds the job while its host is busy, postpones it,
-    /// or records the refusal at once.
+    /// by the recorder thread when the transfer ends), holds the job while its endpoint is busy, postpones
+    /// it, records the refusal at once, or hands a host name to the resolver and goes on with the next job.
     private func deliver(_ job: ClaimedJob, work: Work, computed: ComputedResult?) throws {
         let startedAt = Clock.nowMillis()
-        let vetted = Result { () throws(CallbackURLRefusal) in try policy.vet(job.callbackURL) }
-        switch decision.start(vetted: vetted, admit: { host in gate.withLock { $0.admit(host, now: startedAt) } }) {
+        let checked = Result { () throws(CallbackURLRefusal) in try policy.check(job.callbackURL) }
+        let start = decision.start(checked: checked, admit: { endpoint in gate.withLock { $0.admit(endpoint, now: startedAt) } })
+        guard case .resolve(let target) = start else {
+            return try begin(start, job: job, work: work, computed: computed, startedAt: startedAt)
+        }
+        resolving.add(1, ordering: .sequentiallyConsistent)
+        resolver.resolve(target.host, client: job.client) { [self] lookup in
+            // On a lookup thread or the deadline's timer: never the database (postponing goes to the claim loop).
+            defer {
+                resolving.subtract(1, ordering: .sequentiallyConsistent)
+                slotFreed.signal()
+            }
+            let now = Clock.nowMillis()
+            guard job.leaseUntil > now + 1000 else { return }  // due again in the database: another claim sends it
+            let next = decision.resolved(
+                target, lookup: lookup, policy: policy, admit: { endpoint in gate.withLock { $0.admit(endpoint, now: now) } })
+            try? begin(next, job: job, work: work, computed: computed, startedAt: startedAt, databaseAllowed: false)
+        }
+    }
+
+    /// Carries out `start`. Off a worker (`databaseAllowed` false) a postponement is left to the claim loop.
+    private func begin(
+        _ start: AttemptDecision.Start, job: ClaimedJob, work: Work, computed: ComputedResult?, startedAt: UnixMillis,
+        databaseAllowed: Bool = true
+    ) throws {
+        let later = { [self] (until: UnixMillis, reason: String) throws in
+            if databaseAllowed {
+                try postpone(job, until: until, computed: computed, reason: reason)
+            } else {
+                laterJobs.withLock { $0.append(Later(job: job, computed: computed, until: until, reason: reason)) }
+            }
+        }
+        switch start {
+        case .resolve:
+            preconditionFailure("a name is resolved before its attempt begins")
         case .ended(let end):
             let started = DispatchTime.now().uptimeNanoseconds
             finished(Finished(job: job, attempt: job.attempts + 1, startedAt: startedAt, started: started, end: end, computed: computed))
         case .postpone(let until, let reason):
-            try postpone(job, until: until, computed: computed, reason: reason)
-        case .wait(let target, let host):
+            try later(until, reason)
+        case .wait(let target, let endpoint):
             let held = Waiting(job: job, work: work, computed: computed, target: target)
             let accepted = waiting.withLock { w -> Bool in
-                // Bounded, so a slow host's queue drains well within the jobs' leases.
-                guard w[host, default: []].count < options.hosts.concurrency * Self.waitingPerSlot else { return false }
-                w[host, default: []].append(held)
+                // Bounded, so a slow endpoint's queue drains well within the jobs' leases.
+                guard w[endpoint, default: []].count < options.hosts.concurrency * Self.waitingPerSlot else { return false }
+                w[endpoint, default: []].append(held)
                 waitingCount.add(1, ordering: .relaxed)
                 return true
             }
             if !accepted {
-                try postpone(job, until: startedAt + 250, computed: computed, reason: "host busy and its queue full")
-            } else if !gate.withLock({ $0.isFull(host) }) {
+                try later(startedAt + 250, "endpoint busy and its queue full")
+            } else if !gate.withLock({ $0.isFull(endpoint) }) {
                 // Its last attempt ended between the gate's answer and the append: nobody else will resume it.
-                resumeWaiting(host)
+                resumeWaiting(endpoint)
             }
-        case .send(let target, let host):
-            send(Waiting(job: job, work: work, computed: computed, target: target), host: host)
+        case .send(let target, let endpoint):
+            send(Waiting(job: job, work: work, computed: computed, target: target), endpoint: endpoint)
         }
     }
 
@@ -325,8 +373,8 @@ public final class Deliverer: Sendable {
         logger.debug("callback postponed", metadata: ["request_id": "\(job.id)", "until": "\(until)", "reason": "\(reason)"])
     }
 
-    /// Sends one signed POST through the dispatcher, admitted by the host's gate already.
-    private func send(_ held: Waiting, host: String) {
+    /// Sends one signed POST through the dispatcher, admitted by the endpoint's gate already.
+    private func send(_ held: Waiting, endpoint: String) {
         let job = held.job
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
@@ -339,10 +387,10 @@ public final class Deliverer: Sendable {
             ("webhook-signature", signer.signature(id: job.id, timestamp: timestamp, body: body)),
         ]
         let ended: @Sendable (AttemptEnd) -> Void = { [self] end in
-            gate.withLock { $0.finish(host, healthy: AttemptDecision.hostHealthy(end), now: Clock.nowMillis()) }
+            gate.withLock { $0.finish(endpoint, healthy: AttemptDecision.hostHealthy(end), now: Clock.nowMillis()) }
             finished(
                 Finished(job: job, attempt: job.attempts + 1, startedAt: startedAt, started: started, end: end, computed: held.computed))
-            resumeWaiting(host)
+            resumeWaiting(endpoint)
         }
         switch client.prepare(target: held.target, body: body, headers: headers) {
         case .success(let transfer): dispatcher.submit(transfer) { ended(.transfer($0)) }
@@ -350,36 +398,38 @@ public final class Deliverer: Sendable {
         }
     }
 
-    /// An attempt to `host` ended: the jobs held for it go, as far as its gate admits them. Runs on the
+    /// An attempt to `endpoint` ended: the jobs held for it go, as far as its gate admits them. Runs on the
     /// dispatcher's thread, so it never touches the database: a held job whose lease ran out is let go (the
     /// database has it due again), and one whose host's circuit opened meanwhile is postponed by the claim loop.
-    private func resumeWaiting(_ host: String) {
+    private func resumeWaiting(_ endpoint: String) {
         enum Next { case send(Waiting), postpone(Waiting, UnixMillis), expired }
         while !stopping.load(ordering: .sequentiallyConsistent) {
             let now = Clock.nowMillis()
             let next = waiting.withLock { w -> Next? in
-                guard let first = w[host]?.first else { return nil }
+                guard let first = w[endpoint]?.first else { return nil }
                 var next = Next.expired
                 // A second of margin: its lease must still hold when the attempt starts.
                 if first.job.leaseUntil > now + 1000 {
-                    switch gate.withLock({ $0.admit(host, now: now) }) {
+                    switch gate.withLock({ $0.admit(endpoint, now: now) }) {
                     case .busy: return nil
                     case .go: next = .send(first)
                     case .later(let until, _): next = .postpone(first, until)
                     }
                 }
-                w[host]!.removeFirst()
-                if w[host]!.isEmpty { w[host] = nil }
+                w[endpoint]!.removeFirst()
+                if w[endpoint]!.isEmpty { w[endpoint] = nil }
                 waitingCount.subtract(1, ordering: .relaxed)
                 return next
             }
             switch next {
             case nil: return
             case .send(let held):
-                send(held, host: host)
+                send(held, endpoint: endpoint)
                 return
             case .postpone(let held, let until):
-                laterJobs.withLock { $0.append((held, until)) }
+                laterJobs.withLock {
+                    $0.append(Later(job: held.job, computed: held.computed, until: until, reason: "circuit opened while it waited"))
+                }
                 slotFreed.signal()
             case .expired:
                 // Due again in the database once its lease has run out: another claim sends it.
@@ -388,8 +438,17 @@ public final class Deliverer: Sendable {
         }
     }
 
-    /// Held jobs whose host's circuit opened while they waited: the claim loop postpones them.
-    private let laterJobs = Mutex<[(Waiting, UnixMillis)]>([])
+    /// A job to postpone in the database, found where the database is not touched (the dispatcher's thread,
+    /// a lookup's): held jobs whose endpoint's circuit opened while they waited, looked-up jobs whose endpoint
+    /// is open or busy. The claim loop writes them.
+    struct Later: Sendable {
+        var job: ClaimedJob
+        var computed: ComputedResult?
+        var until: UnixMillis
+        var reason: String
+    }
+
+    private let laterJobs = Mutex<[Later]>([])
 
     private func finished(_ attempt: Finished) {
         finishedAttempts.withLock { $0.append(attempt) }

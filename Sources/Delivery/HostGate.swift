@@ -1,6 +1,8 @@
 /// Per-host admission for callbacks: at most `concurrency` attempts in flight to one host, and a circuit
 /// breaker that opens after `threshold` consecutive failures, so a dead receiver costs one probe per
 /// cooldown instead of a worker per job. Pure state; the caller supplies the time and keeps it in a lock.
+/// A "host" here is the endpoint connected to (`CallbackTarget.endpoint`, address and port), never the
+/// name in the URL: many names for one address would otherwise each get their own limit and breaker.
 public struct HostGate: Sendable {
     public struct Options: Sendable, Equatable {
         public var concurrency: Int

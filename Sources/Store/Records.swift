@@ -85,6 +85,8 @@ public struct ClaimedJob: Sendable {
     public var leaseUntil: UnixMillis
     /// When it became due (accepted, or its retry time): claim time minus this is the queue's lag.
     public var dueAt: UnixMillis
+    /// Who submitted it (the client address): deliveryd bounds each client's callback host lookups.
+    public var client: String = ""
 
     /// Where a claimed job's work stands.
     public enum Work: Sendable, Equatable {

@@ -134,7 +134,7 @@ public final class SQLiteStore: JobStore {
                         WHERE \(Schema.unfinished) AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
-                        attempt_base, next_attempt_at
+                        attempt_base, next_attempt_at, client
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
                 ).compactMap { row -> ClaimedJob? in
@@ -155,7 +155,8 @@ public final class SQLiteStore: JobStore {
                     }
                     return ClaimedJob(
                         id: id, op: op, work: work, callbackURL: url, attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
-                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now)
+                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now,
+                        client: row.text(12) ?? "")
                 }
             }
         }

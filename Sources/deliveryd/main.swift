@@ -59,6 +59,8 @@ struct Deliveryd: ParsableCommand {
                 options: .init(
                     workers: settings.workers, deliveryConcurrency: settings.deliveryConcurrency, leaseSeconds: settings.leaseSeconds,
                     pollSeconds: settings.pollIntervalSeconds, hosts: HostGate.Options(settings: settings),
+                    lookups: LookupBudget.Options(total: settings.dnsLookups, perClient: settings.dnsClientLookups),
+                    lookupTimeoutSeconds: settings.dnsTimeoutSeconds,
                     retentionSeconds: settings.retentionSeconds, onWorkerStart: Priority.makeCurrentThreadCompute),
                 logger: logger)
             CallbackClient.globalInit()

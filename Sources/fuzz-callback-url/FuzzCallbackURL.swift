@@ -7,16 +7,22 @@ import FuzzDriver
 // the client sends, so the address that was checked is the one curl talks to.
 // Fuzz: scripts/fuzz callback-url 300. Without -DFUZZING this builds a replayer: fuzz-callback-url FILE...
 
-let policy = CallbackURLPolicy(
-    allowPrivate: false, allowedPorts: [1...65_535],
-    resolve: { host throws(CallbackURLRefusal) in
-        // No network while fuzzing: names resolve to a fixed public or private address by their length.
-        host.count % 2 == 0 ? [IPAddress("93.184.216.34")!] : [IPAddress("10.0.0.1")!]
-    })
+let policy = CallbackURLPolicy(allowPrivate: false, allowedPorts: [1...65_535])
+
+/// No network while fuzzing: names resolve to a fixed public or private address by their length.
+func resolve(_ host: String) -> [IPAddress] {
+    host.count % 2 == 0 ? [IPAddress("93.184.216.34")!] : [IPAddress("10.0.0.1")!]
+}
 
 func check(_ bytes: [UInt8]) {
     let text = String(decoding: bytes, as: UTF8.self)
-    guard let target = try? policy.vet(text) else { return }
+    // What workfcgi accepts (no lookup) must be what the full check accepts, or refuses for its address only.
+    let checked = try? policy.check(text)
+    guard let target = try? policy.vet(text, resolve: resolve) else {
+        if let checked { precondition(checked.address == nil, "a literal passed check but not vet: \(text)") }
+        return
+    }
+    precondition(checked != nil, "vet accepted what check refused: \(text)")
     guard let address = target.address else { preconditionFailure("accepted without an address") }
     precondition(policy.permits(address), "accepted a blocked address \(address)")
     precondition(target.scheme == "http" || target.scheme == "https")

@@ -9,7 +9,7 @@ import Testing
 import WorkEngine
 
 /// The API's answers, driven in process: `API.handle(HTTPRequest)` over a real SQLite store in a temp
-/// folder, no nginx, no daemons, no sockets (the doorbell rings nobody). Names resolve through a fixed table.
+/// folder, no nginx, no daemons, no sockets (the doorbell rings nobody), no DNS.
 @Suite final class APITests {
     let directory = NSTemporaryDirectory() + "apitests-" + UUID().uuidString
     let store: SQLiteStore
@@ -21,12 +21,8 @@ import WorkEngine
         var settings = try Settings(environment: [:])
         settings.backlogLimit = 3
         settings.syncWaitMilliseconds = 50
-        let policy = CallbackURLPolicy(allowPrivate: false, allowedPorts: settings.callbackPorts) { host throws(CallbackURLRefusal) in
-            guard let address = ["hooks.example.com": "93.184.216.34", "inside.example.com": "10.0.0.7"][host] else {
-                throw CallbackURLRefusal("host \(host) does not resolve")
-            }
-            return [IPAddress(address)!]
-        }
+        // The policy resolves nothing: names are looked up by deliveryd, before each attempt.
+        let policy = CallbackURLPolicy(allowPrivate: false, allowedPorts: settings.callbackPorts)
         api = API(
             store: store, engine: WorkEngine(sleep: { _ in }), policy: policy, doorbell: Doorbell(path: directory + "/none.sock"),
             settings: settings, operators: OperatorRule(addresses: [CIDR("127.0.0.1/32")!, CIDR("::1/128")!], hosts: ["localhost", "127.0.0.1"]))
@@ -72,8 +68,10 @@ import WorkEngine
         ("/sync", #"{"input_data":"x","iterations":0}"#, "application/json", 422, "out_of_range", "iterations"),
         ("/sync", #"{"input_data":"x"}"#, "text/plain", 415, "unsupported_media_type", "Content-Type"),
         ("/async", #"{"input_data":"x"}"#, "application/json", 422, "missing_field", "callback_url"),
-        ("/async", #"{"input_data":"x","callback_url":"http://inside.example.com/"}"#, "application/json", 422, "invalid_callback_url",
+        ("/async", #"{"input_data":"x","callback_url":"http://10.0.0.7/"}"#, "application/json", 422, "invalid_callback_url",
             "callback_url"),
+        ("/async", #"{"input_data":"x","callback_url":"http://[::ffff:0:127.0.0.1]:9000/"}"#, "application/json", 422,
+            "invalid_callback_url", "callback_url"),
         ("/async", #"{"input_data":"x","callback_url":"ftp://hooks.example.com/"}"#, "application/json", 422, "invalid_callback_url",
             "callback_url"),
     ] as [(String, String, String, Int, String, String?)])
@@ -85,8 +83,17 @@ import WorkEngine
     }
 
     @Test func aPrivateCallbackIsRefusedNamingTheSettingThatAllowsIt() {
-        let r = call("POST", "/async", body: #"{"input_data":"x","callback_url":"http://inside.example.com/"}"#)
+        let r = call("POST", "/async", body: #"{"input_data":"x","callback_url":"http://10.0.0.7/"}"#)
         #expect(r.json["error"]?["message"]?.stringValue?.contains("WORKFCGI_ALLOW_PRIVATE_CALLBACKS") == true)
+    }
+
+    /// A host name is not looked up at accept (a slow name server would hold a request thread others
+    /// share): it is accepted, and deliveryd resolves it before each attempt.
+    @Test func aCallbackHostNameIsAcceptedWithoutALookup() {
+        for host in ["never-resolves.example.test", "inside.example.com"] {
+            let r = call("POST", "/async", body: #"{"input_data":"x","callback_url":"http://\#(host)/cb"}"#)
+            #expect(r.status == 202, "\(host): \(r.json)")
+        }
     }
 
     @Test func asyncAcceptsAndIdempotencyKeysReplayOrRefuse() throws {

@@ -15,6 +15,7 @@ import Testing
         #expect(s.retrySchedule == [1, 2, 4, 8])
         #expect(s.retryJitter == 0.25)
         #expect(s.callbackTimeoutSeconds == 10)
+        #expect(s.dnsTimeoutSeconds == 2 && s.dnsLookups == 64 && s.dnsClientLookups == 8)
         #expect(s.allowPrivateCallbacks == false)
         #expect(s.callbackPorts == [80...80, 443...443, 8000...9999])
         #expect(s.durability == .full)

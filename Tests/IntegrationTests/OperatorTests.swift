@@ -93,21 +93,35 @@ import Testing
         return nil
     }()
 
+    /// Literal private addresses and internal names are refused at accept (422). A name is not looked up
+    /// there (a slow name server would hold a request thread others share): one that /etc/hosts maps to
+    /// loopback is accepted, and deliveryd, resolving it before each attempt, refuses to connect: every
+    /// attempt records why, retried on the schedule, then the job is failed. Nothing is ever sent.
     @Test(.enabled(if: loopbackName != nil, "/etc/hosts maps no extra name to loopback"))
-    func namesResolvingToLoopbackAreRefused() throws {
+    func namesResolvingToLoopbackAreNeverReached() throws {
         let stack = try Stack(settings: ["WORKFCGI_ALLOW_PRIVATE_CALLBACKS": "false", "WORKFCGI_CALLBACK_PORTS": "80,443,8000-9999"])
-        try stack.start([.workfcgi, .nginx])
+        try stack.start()
         let client = HTTPClient()
         let name = try #require(Self.loopbackName)
-        for url in ["http://\(name):9100/cb", "http://127.0.0.1:9100/cb", "http://localhost:9100/cb", "http://[::1]:9100/"] {
+        for url in ["http://127.0.0.1:9100/cb", "http://localhost:9100/cb", "http://[::1]:9100/", "http://[::ffff:0:127.0.0.1]:9100/"] {
             let r = try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "\#(url)"}"#)
             #expect(r.status == 422, "\(url): \(r.text)")
             #expect((r.json?["error"] as? [String: Any])?["code"] as? String == "invalid_callback_url")
         }
-        let message = ((try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://\#(name):9100/"}"#)
+        let message = ((try client.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://127.0.0.1:9100/"}"#)
             .json?["error"] as? [String: Any])?["message"] as? String) ?? ""
-        #expect(message.contains("127."), "refused for its address: \(message)")
+        #expect(message.contains("127.0.0.1"), "refused for its address: \(message)")
         #expect(message.contains("WORKFCGI_ALLOW_PRIVATE_CALLBACKS"), "the refusal names the setting that allows it")
+
+        let id = try stack.submit(#"{"text": "x", "callback_url": "http://\#(name):9100/cb"}"#)
+        try stack.waitForStatus(id, "failed", timeout: 20)
+        let attempts = try stack.delivery(id)["attempts"] as? [[String: Any]] ?? []
+        #expect(attempts.count == 5, "retried on the schedule (4 retries): \(attempts)")
+        for attempt in attempts {
+            let error = attempt["error"] as? String ?? ""
+            #expect(error.contains("resolves to 127.") && error.contains("private or reserved"), "\(error)")
+            #expect(attempt["http_status"] is NSNull, "nothing was sent")
+        }
     }
 
     /// deliveryd's side in /metrics: attempts by outcome, time from commit to callback, claim lag, the build,
