@@ -1,6 +1,7 @@
 import CFastCGI
 import CSystem
 import Foundation
+import LocalFiles
 import Synchronization
 
 #if canImport(Glibc)
@@ -74,13 +75,17 @@ public final class FastCGIServer: Sendable {
         socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil, backlog: Int = 256,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) throws {
-        unlink(socketPath)
+        // Only a socket of this user's that a predecessor left is removed; anything else there is refused.
+        try LocalFile.removeStaleSocket(socketPath)
         let fd = FCGX_OpenSocket(socketPath, Int32(backlog))
         guard fd >= 0 else { throw Error(description: "cannot listen on \(socketPath): \(String(cString: strerror(errno)))") }
-        // Created under umask 077; opened to nginx's group only. A chown that fails (not root, not a member of
-        // that group) leaves the process's own group, which suits nginx running as this same user.
-        if let group = access.group { _ = chown(socketPath, uid_t.max, group) }
-        chmod(socketPath, 0o660)
+        // Created under umask 077; opened to nginx's group only, never through a symlink.
+        do {
+            try LocalFile.openSocket(socketPath, group: access.group, mode: 0o660)
+        } catch {
+            close(fd)
+            throw error
+        }
         self.init(
             listenFD: fd, inherited: false, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
             maxBodyBytes: maxBodyBytes, access: access, handler: handler)

@@ -27,7 +27,7 @@ struct Workfcgi: ParsableCommand {
             if nginx == nil {
                 logger.notice("no user \(settings.nginxUser) (WORKFCGI_NGINX_USER): only this user and root may use the FastCGI sockets")
             }
-            try Host.makeRunDirectory(settings.runDirectory, group: nginx?.gid)
+            try Host.prepareFolders(settings, group: nginx?.gid)
             Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
             let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
             let store = try SQLiteStore(
