@@ -19,7 +19,9 @@ public enum Host {
     public static func prepareFolders(_ settings: Settings, group: gid_t?) throws {
         try LocalFolder.prepareRunFolder(settings.runDirectory, group: group)
         var checked: Set<String> = [LocalFolder.absolute(settings.runDirectory)]
-        let files = [settings.databasePath, settings.syncSocket, settings.apiSocket, settings.doorbellSocket, settings.webhookSecretFile]
+        var files = [settings.databasePath, settings.syncSocket, settings.apiSocket, settings.doorbellSocket]
+        // The secret file is used only when no secret is set.
+        if settings.webhookSecret == nil { files.append(settings.webhookSecretFile) }
         for file in files {
             let folder = LocalFolder.absolute(file + "/..")
             if checked.insert(folder).inserted { try LocalFolder.check(folder) }
