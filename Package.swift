@@ -37,16 +37,18 @@ let package = Package(
         .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
 
         // I/O libraries.
-        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Digest", "WorkEngine"], swiftSettings: swiftSettings),
-        .target(name: "Doorbell", swiftSettings: swiftSettings),
+        // How the daemons open and set up files, sockets and folders without following symlinks.
+        .target(name: "LocalFiles", dependencies: ["CSystem"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Digest", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Doorbell", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
         .target(name: "CallbackPolicy", dependencies: ["CCurl", "Config"], swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem"], swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
             dependencies: [
-                "CCurl", "CSystem", "CallbackPolicy", "Config", "Digest", "Store", "WorkEngine", "Doorbell",
+                "CCurl", "CSystem", "CallbackPolicy", "Config", "Digest", "Store", "WorkEngine", "Doorbell", "LocalFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -65,7 +67,7 @@ let package = Package(
         // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.
         .target(
             name: "Lifecycle",
-            dependencies: ["CSystem", "Config", "WorkEngine", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystem", "Config", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings, plugins: ["BuildRevision"]),
         .plugin(name: "BuildRevision", capability: .buildTool()),
 
@@ -108,6 +110,7 @@ let package = Package(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),
         .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
+        .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]

@@ -4,7 +4,7 @@ import FastCGI
 
 /// Who is an operator, decided by workfcgi itself from what the front end passes, so the boundary holds
 /// whatever the front end's own configuration says: the client address (REMOTE_ADDR) in
-/// WORKFCGI_OPERATOR_ADDRESSES, and a Host header naming one of WORKFCGI_OPERATOR_HOSTS (a page on another name,
+/// WORKFCGI_OPERATOR_ADDRESSES, and a Host header (required) naming one of WORKFCGI_OPERATOR_HOSTS (a page on another name,
 /// even one rebound to a loopback address, is not the operator's). A request that changes state must also
 /// not come from a cross-site browser page: its Origin, when sent, is the operator host itself.
 public struct OperatorRule: Sendable {
@@ -33,7 +33,15 @@ public struct OperatorRule: Sendable {
         guard let address = Self.clientAddress(request.remoteAddress), addresses.contains(where: address.isIn) else {
             return "operator endpoint: not allowed from this address (WORKFCGI_OPERATOR_ADDRESSES)"
         }
-        if let host = request.headers["host"], !admits(authority: host, serverPort: request.serverPort) {
+        // The Host header names the server only when the target is a path: an absolute-form target
+        // (`GET http://evil.example/ui`) names its own, which a front end may prefer.
+        if let target = request.target, target.utf8.first != UInt8(ascii: "/") {
+            return "operator endpoint: the request target must be a path"
+        }
+        if !request.repeatedHeaders.isDisjoint(with: ["host", "origin", "sec-fetch-site"]) {
+            return "operator endpoint: Host, Origin and Sec-Fetch-Site may each be sent once"
+        }
+        guard let host = request.headers["host"], admits(authority: host, serverPort: request.serverPort) else {
             return "operator endpoint: not served for this Host (WORKFCGI_OPERATOR_HOSTS)"
         }
         guard changesState else { return nil }
@@ -74,7 +82,7 @@ public struct OperatorRule: Sendable {
         if name.hasSuffix(".") { name = name.dropLast() }
         guard hosts.contains(String(name)) else { return false }
         if let port {
-            guard let p = Int(port), (1...65_535).contains(p) else { return false }
+            guard let p = HTTPRequest.parsePort(port) else { return false }
             if let serverPort, p != serverPort { return false }
         }
         return true

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/file.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int workfcgi_tune_malloc(int arenas) {
     /* Also keep up to 16 MiB of freed memory instead of returning it at once: giving it back with madvise
@@ -59,4 +63,18 @@ int workfcgi_flock(int fd, int exclusive) {
         rc = flock(fd, exclusive ? LOCK_EX : LOCK_UN);
     } while (rc != 0 && errno == EINTR);
     return rc;
+}
+
+int workfcgi_open_path_nofollow(const char *path) {
+    return open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+}
+
+int workfcgi_fchmod_path(int fd, unsigned int mode) {
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return chmod(proc, (mode_t)mode);
+}
+
+int workfcgi_fchown_group_path(int fd, int gid) {
+    return fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH);
 }

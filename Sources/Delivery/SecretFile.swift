@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import LocalFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -7,8 +8,9 @@ import Glibc
 
 /// Where deliveryd's webhook secret comes from, first match wins: `WORKFCGI_WEBHOOK_SECRET`; a systemd
 /// credential named `webhook-secret` (`LoadCredential=`, readable by this service only); the secret file
-/// (0600, refused if any other user could read it); a secret older versions kept in the database (moved to
-/// the file, then deleted there); else a new one, written to the file.
+/// (0600, this user's or root's, never read through a symlink; refused if any other user could read it);
+/// a secret older versions kept in the database (moved to the file, then deleted there); else a new one,
+/// written to the file.
 public enum SecretFile {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
@@ -36,14 +38,20 @@ public enum SecretFile {
 
     /// The trimmed contents, nil when there is no such file.
     static func read(_ path: String) throws -> String? {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO planted there must not hang the start; it is refused below.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
+            if errno == ELOOP { throw Failure(description: "\(LocalPathError(path: path, reason: .symlink, uid: geteuid()))") }
             throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw Failure(description: "\(path) is not a regular file") }
+        guard fstat(fd, &info) == 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        // Root's or this user's only: a secret another user planted would let them forge every callback.
+        if let reason = LocalPathRules(uid: geteuid()).trustedFile(PathFacts(info)) {
+            throw Failure(description: "\(LocalPathError(path: path, reason: reason, uid: geteuid()))")
+        }
         guard info.st_mode & 0o077 == 0 else {
             throw Failure(description: "\(path) can be read by other users; chmod 600 it (and rotate the secret if it leaked)")
         }

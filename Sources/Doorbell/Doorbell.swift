@@ -1,3 +1,5 @@
+import LocalFiles
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,19 +37,26 @@ public final class DoorbellListener: @unchecked Sendable {
     }
 
     public init(path: String) throws {
-        self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw BindError(description: "socket: \(String(cString: strerror(errno)))") }
-        // A socket file left by a killed daemon would make bind fail; nobody else owns this path.
-        unlink(path)
-        let rc = withUnixAddress(path) { address, length in bind(fd, address, length) }
-        guard rc == 0 else {
-            let reason = String(cString: strerror(errno))
+        do {
+            // A socket file left by a killed daemon would make bind fail: removed, but only when it is this
+            // user's socket; anything else there is refused.
+            try LocalFile.removeStaleSocket(path)
+            let rc = withUnixAddress(path) { address, length in bind(fd, address, length) }
+            guard rc == 0 else { throw BindError(description: "bind \(path): \(String(cString: strerror(errno)))") }
+            // Only workfcgi rings, and it runs as this same user: nobody else may wake (or flood) the daemon.
+            try LocalFile.openSocket(path, group: nil, mode: 0o600)
+        } catch let error as BindError {
             close(fd)
-            throw BindError(description: "bind \(path): \(reason)")
+            throw error
+        } catch {
+            close(fd)
+            throw BindError(description: "\(error)")
         }
-        // Only workfcgi rings, and it runs as this same user: nobody else may wake (or flood) the daemon.
-        chmod(path, 0o600)
+        // Only now: a throw after every property is set would run deinit, which removes the file at `path`.
+        self.path = path
+        self.fd = fd
     }
 
     deinit {

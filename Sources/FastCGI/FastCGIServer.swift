@@ -1,6 +1,7 @@
 import CFastCGI
 import CSystem
 import Foundation
+import LocalFiles
 import Synchronization
 
 #if canImport(Glibc)
@@ -79,13 +80,17 @@ public final class FastCGIServer: Sendable {
         socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil, backlog: Int = 256,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) throws {
-        unlink(socketPath)
+        // Only a socket of this user's that a predecessor left is removed; anything else there is refused.
+        try LocalFile.removeStaleSocket(socketPath)
         let fd = FCGX_OpenSocket(socketPath, Int32(backlog))
         guard fd >= 0 else { throw Error(description: "cannot listen on \(socketPath): \(String(cString: strerror(errno)))") }
-        // Created under umask 077; opened to nginx's group only. A chown that fails (not root, not a member of
-        // that group) leaves the process's own group, which suits nginx running as this same user.
-        if let group = access.group { _ = chown(socketPath, uid_t.max, group) }
-        chmod(socketPath, 0o660)
+        // Created under umask 077; opened to nginx's group only, never through a symlink.
+        do {
+            try LocalFile.openSocket(socketPath, group: access.group, mode: 0o660)
+        } catch {
+            close(fd)
+            throw error
+        }
         self.init(
             listenFD: fd, inherited: false, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
             maxBodyBytes: maxBodyBytes, access: access, handler: handler)
@@ -189,6 +194,9 @@ public final class FastCGIServer: Sendable {
                 FCGX_Free(&slot.request, 1)
                 continue
             }
+            // A peer that never finishes sending its body must not hold this thread for ever.
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
+            setsockopt(slot.request.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let response: HTTPResponse
             if let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
                 refused(peer)

@@ -10,6 +10,10 @@ public struct HTTPRequest: Sendable {
     public var remoteAddress: String
     /// The port the front end received the request on (SERVER_PORT), when it says.
     public var serverPort: Int?
+    /// The request target as the client sent it (REQUEST_URI), when the front end passes it.
+    public var target: String?
+    /// Header names the front end passed more than once (a client that sent two Host or Origin headers).
+    public var repeatedHeaders: Set<String> = []
     public var body: [UInt8]
     /// The body was longer than the server's limit; `body` holds only a prefix.
     public var bodyTooLarge: Bool
@@ -42,11 +46,12 @@ public struct HTTPRequest: Sendable {
     /// and any param may be missing.
     public init(params: [(name: String, value: String)]) {
         var method = "GET", documentURI: String?, scriptName = "", pathInfo = "", queryString = "", remote = ""
-        var start: String?, length: String?, contentType: String?, port: String?
+        var start: String?, length: String?, contentType: String?, port: String?, target: String?
         var headers: [String: String] = [:]
+        var repeated: Set<String> = []
         for (name, value) in params {
             if name.utf8.starts(with: "HTTP_".utf8) {
-                headers[Self.headerName(cgi: name)] = value
+                if headers.updateValue(value, forKey: Self.headerName(cgi: name)) != nil { repeated.insert(Self.headerName(cgi: name)) }
                 continue
             }
             // Later duplicates win, as they would in a dictionary.
@@ -58,6 +63,7 @@ public struct HTTPRequest: Sendable {
             case "QUERY_STRING": queryString = value
             case "REMOTE_ADDR": remote = value
             case "SERVER_PORT": port = value
+            case "REQUEST_URI": target = value
             case "REQUEST_START": start = value
             case "CONTENT_LENGTH": length = value
             case "CONTENT_TYPE": contentType = value
@@ -73,7 +79,9 @@ public struct HTTPRequest: Sendable {
         let receivedAt = start.flatMap(Self.parseTimestamp) ?? headers["x-request-start"].flatMap(Self.parseRequestStart)
         self.init(
             method: method, path: path, query: Self.parseQuery(queryString), headers: headers, remoteAddress: remote,
-            serverPort: port.flatMap { Int($0) }.flatMap { (1...65_535).contains($0) ? $0 : nil }, receivedAt: receivedAt)
+            serverPort: port.flatMap(Self.parsePort), receivedAt: receivedAt)
+        self.target = target
+        repeatedHeaders = repeated
         declaredLength = length.flatMap { Int($0) }.flatMap { $0 >= 0 ? $0 : nil }
     }
 
@@ -99,6 +107,14 @@ public struct HTTPRequest: Sendable {
 
     private static func plausibleTime(_ seconds: Double) -> Double? {
         seconds.isFinite && seconds >= 1e9 && seconds < 1e10 ? seconds : nil
+    }
+
+    /// A port number in decimal digits only (no sign, no leading zero), 1 to 65535.
+    public static func parsePort<S: StringProtocol>(_ text: S) -> Int? {
+        guard (1...5).contains(text.utf8.count), text.utf8.first != UInt8(ascii: "0"),
+            text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), let p = Int(text), p <= 65_535
+        else { return nil }
+        return p
     }
 
     /// `X-Request-Start` as Apache (`t=%t`, microseconds), Heroku (milliseconds) and others send it: `t=`

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import LocalFiles
 
 /// What a daemon asks of the machine before it serves: its run folder, the nginx identity its sockets are
 /// opened to, and the one-instance lock.
@@ -19,22 +20,33 @@ public enum Host {
         return (uids, group, missing)
     }
 
-    /// Creates the run folder if it is missing, 0710 with nginx's group: nginx can reach the sockets inside
-    /// but cannot list or read anything there. An existing folder is left as its owner made it.
-    public static func makeRunDirectory(_ path: String, group: gid_t?) throws {
-        if FileManager.default.fileExists(atPath: path) { return }
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        chmod(path, 0o710)
-        if let group { _ = chown(path, uid_t.max, group) }
+    /// Checks the folders the daemon keeps things in before it creates anything there: the run folder
+    /// (created when missing, and when it is the daemon's own set to 0710 with the front end's `group`, so
+    /// the front end can reach the sockets but nobody else can list or read anything there, logs included)
+    /// and the folders of the database, the sockets and the secret file. Throws, naming the path and the fix,
+    /// when one is a symlink, another user's, or writable by others, or lies below such a folder.
+    public static func prepareFolders(_ settings: Settings, group: gid_t?) throws {
+        try LocalFolder.prepareRunFolder(settings.runDirectory, group: group)
+        var checked: Set<String> = [LocalFolder.absolute(settings.runDirectory)]
+        var files = [settings.databasePath, settings.syncSocket, settings.apiSocket, settings.doorbellSocket]
+        // The secret file is used only when no secret is set.
+        if settings.webhookSecret == nil { files.append(settings.webhookSecretFile) }
+        for file in files {
+            let folder = LocalFolder.absolute(file + "/..")
+            if checked.insert(folder).inserted { try LocalFolder.check(folder) }
+        }
     }
 
     /// Holds an exclusive lock on `path` for the rest of the process's life, or exits 1 naming the process
     /// that holds it: a second instance must never take over the first one's sockets or leases. The lock
-    /// (flock) goes with the process, even on kill -9, so a stale file never blocks a restart.
+    /// (flock) goes with the process, even on kill -9, so a stale file never blocks a restart. A symlink or
+    /// another user's file there is refused (exit 1), never followed, truncated or written.
     public static func holdInstanceLock(_ path: String, program: String) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            FileHandle.standardError.write(Data("\(program): cannot open lock file \(path): \(String(cString: strerror(errno)))\n".utf8))
+        let fd: Int32
+        do {
+            fd = try LocalFile.openOwn(path)
+        } catch {
+            FileHandle.standardError.write(Data("\(program): cannot use lock file: \(error)\n".utf8))
             exit(1)
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {

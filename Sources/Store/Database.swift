@@ -1,5 +1,6 @@
 import CSQLite
 import CSystem
+import LocalFiles
 
 #if canImport(Glibc)
 import Glibc
@@ -29,25 +30,27 @@ struct SQLiteError: Error, Sendable, CustomStringConvertible {
 final class Database: @unchecked Sendable {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
-    /// `<database>-writer`, flock'ed around every write transaction; -1 when it cannot be opened.
+    /// `<database>-writer`, flock'ed around every write transaction.
     private let writerLock: Int32
 
     /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
     /// `cacheKiB` is this connection's page cache (SQLite's default is 2 MiB per connection).
     init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
-        writerLock = open(path + "-writer", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        // Never through a symlink, never another user's file: the folder may once have been open to others.
+        // The database holds every job's input, result and callback URL: owner only, whatever the umask was
+        // when a file was created (SQLite gives new -wal and -shm files the main file's mode).
+        try LocalFile.restrict(path, mode: 0o600)
+        writerLock = try LocalFile.openOwn(path + "-writer")
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close(handle)
             handle = nil
-            if writerLock >= 0 { close(writerLock) }
             throw SQLiteError(code: rc, message: "\(path): \(message)")
         }
-        // The database holds every job's input, result and callback URL: owner only, whatever the umask
-        // was when a file was created (SQLite gives -wal and -shm the main file's mode).
-        for suffix in ["", "-wal", "-shm", "-writer"] { chmod(path + suffix, 0o600) }
+        // (A throw from here on runs deinit, which closes the handle and the lock file.)
+        for suffix in ["", "-wal", "-shm"] { try LocalFile.restrict(path + suffix, mode: 0o600) }
         sqlite3_extended_result_codes(handle, 1)
         // Writers (two processes, several threads) meet at the write lock: wait for it rather than fail, but
         // in steps of 0.1 ms, then 1 ms. SQLite's own busy_timeout sleeps 1, 2, 5, ... up to 100 ms per retry,
@@ -80,7 +83,7 @@ final class Database: @unchecked Sendable {
     deinit {
         for (_, s) in statements { sqlite3_finalize(s) }
         sqlite3_close_v2(handle)
-        if writerLock >= 0 { close(writerLock) }
+        close(writerLock)
     }
 
     private func error(_ rc: Int32) -> SQLiteError {
@@ -154,8 +157,8 @@ final class Database: @unchecked Sendable {
     /// moment the holder lets go. SQLite's lock still decides; the flock only orders those who take it. The
     /// wait has no timeout: a holder stuck in I/O stops the watchdog's round trips, and systemd restarts it.
     func transaction<T>(_ body: () throws -> T) throws -> T {
-        if writerLock >= 0 { _ = workfcgi_flock(writerLock, 1) }
-        defer { if writerLock >= 0 { _ = workfcgi_flock(writerLock, 0) } }
+        _ = workfcgi_flock(writerLock, 1)
+        defer { _ = workfcgi_flock(writerLock, 0) }
         try query("BEGIN IMMEDIATE")
         do {
             let value = try body()

@@ -24,8 +24,17 @@ public enum RequestID {
 
     /// Whether `text` has the shape of an id we issue (guards path parameters before they reach SQL).
     public static func isValid(_ text: String) -> Bool {
-        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.map(\.count) == [8, 4, 4, 4, 12] else { return false }
-        return text.allSatisfy { $0 == "-" || $0.isHexDigit && ($0.isNumber || $0.isLowercase) }
+        // Bytes, not Characters: Character.isHexDigit and isNumber accept full-width digits and letters, which
+        // would give one id a second spelling.
+        let bytes = Array(text.utf8)
+        guard bytes.count == 36 else { return false }
+        for (i, b) in bytes.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                guard b == UInt8(ascii: "-") else { return false }
+            } else {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(b) else { return false }
+            }
+        }
+        return true
     }
 }

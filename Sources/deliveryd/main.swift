@@ -24,7 +24,7 @@ struct Deliveryd: ParsableCommand {
 
     func run() {
         Daemon.run(program: "deliveryd", checkConfig: checkConfig) { settings, logger in
-            try Host.makeRunDirectory(settings.runDirectory, group: Host.frontendIdentity(settings).group)
+            try Host.prepareFolders(settings, group: Host.frontendIdentity(settings).group)
             // deliveryd's own commits (claims, results, attempts) need no fsync each: a power loss can only make it
             // repeat a computation or an attempt (delivery is at least once), never lose a job, whose row workfcgi
             // committed with WORKFCGI_DURABILITY. Checkpoints still sync.

@@ -27,7 +27,7 @@ struct Workfcgi: ParsableCommand {
             for user in frontend.missing {
                 logger.notice("no user \(user) (WORKFCGI_FRONTEND_USERS): it cannot use the FastCGI sockets")
             }
-            try Host.makeRunDirectory(settings.runDirectory, group: frontend.group)
+            try Host.prepareFolders(settings, group: frontend.group)
             Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
             let access = FastCGIServer.Access(group: frontend.group, peers: Set([geteuid(), 0] + frontend.uids)) { uid, pid, count in
                 logger.warning(

@@ -38,7 +38,9 @@ import WorkEngine
         headers: [String: String] = ["content-type": "application/json"], client: String = "192.0.2.1"
     ) -> (status: Int, json: JSONValue, headers: [String: String]) {
         let response = api.handle(
-            HTTPRequest(method: method, path: path, query: query, headers: headers, remoteAddress: client, body: Array((body ?? "").utf8)),
+            HTTPRequest(
+                method: method, path: path, query: query, headers: ["host": "localhost"].merging(headers) { $1 }, remoteAddress: client,
+                body: Array((body ?? "").utf8)),
             pool: path == "/sync" ? .sync : .api)
         let names = Dictionary(response.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { $1 })
         return (response.status, (try? JSONValue.parse(response.body)) ?? .null, names)

@@ -22,7 +22,7 @@ import WorkEngine
         let settings = try Settings(environment: [:])
         api = API(
             store: store, engine: WorkEngine(sleep: { _ in }),
-            policy: CallbackURLPolicy(allowPrivate: true, allowedPorts: [1...65_535]) { _ throws(CallbackURLRefusal) in [IPAddress("127.0.0.1")!] },
+            policy: CallbackURLPolicy(allowPrivate: true, allowedPorts: [1...65_535]),
             doorbell: Doorbell(path: directory + "/none.sock"), settings: settings, operators: try OperatorRule(settings: settings))
     }
 
@@ -30,7 +30,8 @@ import WorkEngine
         _ method: String, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
         serverPort: Int? = 8080
     ) -> HTTPResponse {
-        api.handle(HTTPRequest(method: method, path: path, headers: headers, remoteAddress: client, serverPort: serverPort), pool: pool)
+        let headers = ["host": "127.0.0.1:8080"].merging(headers) { $1 }
+        return api.handle(HTTPRequest(method: method, path: path, headers: headers, remoteAddress: client, serverPort: serverPort), pool: pool)
     }
 
     static let id = "0194d1a2-7b3c-7def-8123-456789abcdef"
@@ -101,6 +102,27 @@ import WorkEngine
         #expect(rebound.status == 403 && String(decoding: rebound.body, as: UTF8.self).contains("WORKFCGI_OPERATOR_HOSTS"))
         #expect(call("GET", "/ui", client: "127.0.0.1", headers: ["host": "localhost:9999"]).status == 403, "another port's page")
         #expect(call("GET", "/ui", client: "127.0.0.1", headers: ["host": "localhost:x"]).status == 403)
+        for port in ["+8080", "08080", "8080 ", "-8080", "80800"] {
+            #expect(call("GET", "/ui", client: "127.0.0.1", headers: ["host": "localhost:\(port)"]).status == 403, "\(port)")
+        }
+        // No Host at all (HTTP/1.0), an absolute-form target naming another host, or a second Host or Origin.
+        let bare = api.handle(HTTPRequest(method: "GET", path: "/metrics", remoteAddress: "127.0.0.1"), pool: .api)
+        #expect(bare.status == 403)
+        var absolute = HTTPRequest(method: "GET", path: "/ui", headers: ["host": "127.0.0.1:8080"], remoteAddress: "127.0.0.1", serverPort: 8080)
+        absolute.target = "http://evil.example/ui"
+        #expect(api.handle(absolute, pool: .api).status == 403)
+        absolute.target = "/ui"
+        #expect(api.handle(absolute, pool: .api).status == 200)
+        let twice = HTTPRequest(
+            params: [("REQUEST_METHOD", "POST"), ("DOCUMENT_URI", "/requests/\(Self.id)/redeliver"), ("REMOTE_ADDR", "127.0.0.1"),
+                ("HTTP_HOST", "127.0.0.1"), ("HTTP_ORIGIN", "http://evil.example"), ("HTTP_ORIGIN", "http://127.0.0.1")])
+        #expect(api.handle(twice, pool: .api).status == 403)
+    }
+
+    @Test func anIdHasOneSpelling() {
+        let wide = Self.id.replacingOccurrences(of: "0", with: "\u{FF10}")
+        #expect(Route(path: "/requests/\(wide)/redeliver") == nil && Route(path: "/requests/\(wide)") == nil)
+        #expect(Route(path: "/requests/\(Self.id.uppercased())") == nil)
     }
 
     @Test func stateChangesRefuseCrossSiteBrowsers() {

@@ -100,7 +100,10 @@ final class Stack: @unchecked Sendable {
     func launch(_ service: Service) throws {
         let process = Process()
         let log = directory.appendingPathComponent("run/\(service.rawValue).log")
-        if !FileManager.default.fileExists(atPath: log.path) { _ = FileManager.default.createFile(atPath: log.path, contents: nil) }
+        // Owner only: logs carry request ids, and each opens GET /requests/{id}.
+        if !FileManager.default.fileExists(atPath: log.path) {
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         let handle = try FileHandle(forWritingTo: log)
         handle.seekToEndOfFile()
         process.standardOutput = handle

@@ -30,4 +30,14 @@ int workfcgi_unblock_signal(int sig);
 /* flock(fd, LOCK_EX) or LOCK_UN, retried on EINTR (Swift's Glibc names both the call and `struct flock`). */
 int workfcgi_flock(int fd, int exclusive);
 
+/* `path` itself as an O_PATH descriptor, never what a symlink there points to (a symlink opens as the link):
+ * it can be fstat'ed, chmod'ed and chown'ed, and closing it never drops the process's POSIX locks on the
+ * file, as closing an ordinary descriptor would (SQLite's, on the database, -wal and -shm). */
+int workfcgi_open_path_nofollow(const char *path);
+
+/* chmod and chown of the file an O_PATH descriptor names (fchmod refuses such a descriptor): through
+ * /proc/self/fd, and fchownat's AT_EMPTY_PATH. `gid` -1 keeps the group. */
+int workfcgi_fchmod_path(int fd, unsigned int mode);
+int workfcgi_fchown_group_path(int fd, int gid);
+
 #endif
