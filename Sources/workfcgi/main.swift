@@ -31,7 +31,9 @@ struct Workfcgi: ParsableCommand {
             Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
             let access = FastCGIServer.Access(group: nginx?.gid, peers: Set([geteuid(), 0] + (nginx.map { [$0.uid] } ?? [])))
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
+                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous,
+                // The front door sets the bound, for deliveryd too: one value, kept in the database.
+                bound: .sets(settings.maxDatabaseBytes))
             let api = API(
                 store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
                 doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, logger: logger,
