@@ -175,7 +175,7 @@ public final class Deliverer: Sendable {
                 _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
                 continue
             }
-            let claimed: [ClaimedJob]
+            var claimed: [ClaimedJob]
             let claimBegan = DispatchTime.now()
             do {
                 claimed = try store.claim(limit: free, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
@@ -184,6 +184,10 @@ public final class Deliverer: Sendable {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
             }
+            // A job whose callback is out or whose attempt is not recorded yet is ours still, whatever its lease
+            // says (one deliveryd per database): sending it again now would be a send with no record.
+            let sent = sentUnrecorded.withLock { $0 }
+            if !sent.isEmpty { claimed.removeAll { sent.contains($0.id) } }
             if claimed.isEmpty {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
@@ -338,6 +342,7 @@ public final class Deliverer: Sendable {
     /// Sends one signed POST through the dispatcher, admitted by the host's gate already.
     private func send(_ held: Waiting, host: String) {
         let job = held.job
+        sentUnrecorded.withLock { _ = $0.insert(job.id) }
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
         let now = Date()
@@ -424,6 +429,9 @@ public final class Deliverer: Sendable {
 
     /// Attempts whose record failed, waiting for the recorder's next try (0 when all are written).
     private let unrecorded = Atomic<Int>(0)
+    /// Jobs from the start of their callback's transfer until its attempt is recorded: a claim that returns
+    /// one of them (its lease ran out meanwhile) leaves it alone.
+    private let sentUnrecorded = Mutex<Set<String>>([])
 
     /// An attempt decided and ready to write; `createdAt` is its job's, for the commit-to-delivered histogram.
     private struct Decided {
@@ -445,6 +453,7 @@ public final class Deliverer: Sendable {
             if !decided.isEmpty {
                 let began = DispatchTime.now()
                 if record(decided) {
+                    sentUnrecorded.withLock { sent in for d in decided { sent.remove(d.write.id) } }
                     pending = []
                     backoff = 0.05
                 } else {
