@@ -137,6 +137,13 @@ public final class API: Sendable {
 
     private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         let created = Clock.nowMillis()
+        // A client whose share is used up gets no computation whose record would be refused (the record is
+        // checked again, exactly, when it is written).
+        let client = request.remoteAddress
+        if let stored = try? store.clientStorage(client), stored + Int64(request.body.count + parsed.spec.resultBytesBound) > settings.clientStorageLimit {
+            metrics.clientStorageFull()
+            throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
+        }
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
         let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
         let budgetMs = Int(max(0, Int64(settings.syncWaitMilliseconds) - queuedMs))
@@ -160,9 +167,9 @@ public final class API: Sendable {
             try store.recordSync(
                 SyncRecord(
                     id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
-                    completedAt: Clock.nowMillis(), durationMs: ms))
+                    completedAt: Clock.nowMillis(), durationMs: ms, client: client), clientStorageLimit: settings.clientStorageLimit)
         } catch {
-            metrics.syncRecordLost(full: error is StoreFull)
+            metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
         var response = JSONResponse.ok(
@@ -192,7 +199,8 @@ public final class API: Sendable {
             idempotencyKey: key.map { "\(request.remoteAddress) \($0)" }, createdAt: now, client: request.remoteAddress)
         let outcome: EnqueueOutcome
         do {
-            outcome = try store.enqueue(job, backlogLimit: settings.backlogLimit, clientLimit: settings.clientBacklogLimit)
+            outcome = try store.enqueue(
+                job, backlogLimit: settings.backlogLimit, clientLimit: settings.clientBacklogLimit, clientStorageLimit: settings.clientStorageLimit)
         } catch is StoreFull {
             metrics.storeFull()
             logger.error("job refused: the database reached WORKFCGI_MAX_DB_SIZE", metadata: ["request_id": "\(job.id)"])
@@ -215,6 +223,9 @@ public final class API: Sendable {
             throw .idempotencyKeyReused
         case .clientBacklogFull(let depth):
             throw .clientBacklogFull(depth: depth, limit: settings.clientBacklogLimit)
+        case .clientStorageFull(let stored):
+            metrics.clientStorageFull()
+            throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
         case .backlogFull(let depth):
             throw .backlogFull(depth: depth, limit: settings.backlogLimit)
         }
@@ -375,8 +386,15 @@ public final class API: Sendable {
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
                 "circuits": alive ? daemon?.circuits ?? [] : [],
             ]
+            // Used plus reserved against the bound: full means new jobs are refused (deliveryd still has room).
+            let storage = try store.storageUsage()
+            let state = storage.state(nearlyAt: settings.syncPruneAt ?? 0.9, now: now)
+            body["storage"] = [
+                "state": .string(state.rawValue), "used_bytes": .number(Double(storage.usedBytes)),
+                "reserved_bytes": .number(Double(storage.reservedBytes)), "bound_bytes": storage.boundBytes.map { .number(Double($0)) } ?? .null,
+            ]
             body["db_connected"] = true
-            body["status"] = alive ? "ok" : "degraded"
+            body["status"] = alive && state != .full ? "ok" : "degraded"
         } catch {
             body["db_connected"] = false
             body["status"] = "unavailable"

@@ -21,6 +21,8 @@ enum APIError: Error, Equatable {
     case notFinished(JobStatus)
     case syncSaturated(slots: Int)
     case clientBacklogFull(depth: Int, limit: Int)
+    /// The client's stored requests use its WORKFCGI_CLIENT_STORAGE_LIMIT.
+    case clientStorageFull(storedBytes: Int64, limit: Int64)
     case backlogFull(depth: Int, limit: Int)
     case storageFull
     case storeUnavailable(String)
@@ -37,7 +39,7 @@ enum APIError: Error, Equatable {
         case .invalidCallbackURL, .idempotencyKeyReused: 422
         case .invalidIdempotencyKey, .invalidQuery: 400
         case .notFinished: 409
-        case .syncSaturated, .clientBacklogFull, .backlogFull, .storageFull, .storeUnavailable: 503
+        case .syncSaturated, .clientBacklogFull, .clientStorageFull, .backlogFull, .storageFull, .storeUnavailable: 503
         }
     }
 
@@ -57,6 +59,7 @@ enum APIError: Error, Equatable {
         case .notFinished: "not_finished"
         case .syncSaturated: "sync_saturated"
         case .clientBacklogFull: "client_backlog_full"
+        case .clientStorageFull: "client_storage_full"
         case .backlogFull: "backlog_full"
         case .storageFull: "storage_full"
         case .storeUnavailable: "store_unavailable"
@@ -81,6 +84,8 @@ enum APIError: Error, Equatable {
         case .syncSaturated(let slots): "all \(slots) sync slots are busy; retry later or use POST /async"
         case .clientBacklogFull(let depth, let limit):
             "\(depth) of your jobs are not finished yet (limit \(limit) per client); retry later"
+        case .clientStorageFull(let stored, let limit):
+            "your stored requests use \(stored) bytes (limit \(limit) per client); nothing was stored. Retry once older ones are deleted"
         case .backlogFull(let depth, let limit): "\(depth) jobs are waiting (limit \(limit)); retry later"
         case .storageFull: "the job store is full; it was not accepted. Retry later"
         case .storeUnavailable(let what): what
@@ -105,6 +110,8 @@ enum APIError: Error, Equatable {
         case .syncSaturated, .storeUnavailable: [("Retry-After", "1")]
         case .clientBacklogFull, .backlogFull: [("Retry-After", "5")]
         case .storageFull: [("Retry-After", "30")]
+        // A share frees as deliveryd finishes its jobs and as records age out: not within seconds.
+        case .clientStorageFull: [("Retry-After", "60")]
         default: []
         }
     }

@@ -48,10 +48,18 @@ final class Metrics: Sendable {
     }
 
     /// A /sync answer whose record could not be stored (the client got its result; GET /requests will 404).
-    func syncRecordLost(full: Bool) {
+    /// `reason`: store_full, client_storage_full or store_error.
+    func syncRecordLost(reason: String) {
         registry.makeCounter(
             descriptor: Self.name("sync_records_lost", "total", "Sync results answered but not recorded, by reason."),
-            labels: [("reason", full ? "store_full" : "store_error")]
+            labels: [("reason", reason)]
+        ).increment()
+    }
+
+    /// Requests refused because their client's stored requests use its WORKFCGI_CLIENT_STORAGE_LIMIT.
+    func clientStorageFull() {
+        registry.makeCounter(
+            descriptor: Self.name("client_storage_full_refusals", "total", "Requests refused with 503 client_storage_full.")
         ).increment()
     }
 
@@ -85,6 +93,10 @@ final class Metrics: Sendable {
             if alive, case .array(let circuits)? = daemon?.circuits { open = circuits.count }
             gauge("callback_circuits_open", "Callback hosts whose circuit breaker is open or half-open.", Double(open))
             delivery = daemon?.stats
+            let storage = try store.storageUsage()
+            gauge("storage_used_bytes", "Database pages in use, in bytes.", Double(storage.usedBytes))
+            gauge("storage_reserved_bytes", "Bytes held for the results of accepted async jobs.", Double(storage.reservedBytes))
+            gauge("storage_bound_bytes", "The size bound (WORKFCGI_MAX_DB_SIZE) in force; 0: none.", Double(storage.boundBytes ?? 0))
             gauge("database_up", "1 when the database answered this scrape.", 1)
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)

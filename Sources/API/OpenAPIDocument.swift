@@ -153,7 +153,7 @@ enum OpenAPIDocument {
       }
      },
      "503": {
-      "description": "all sync slots busy for WORKFCGI_SYNC_WAIT (sync_saturated, Retry-After), or workfcgi down",
+      "description": "all sync slots busy for WORKFCGI_SYNC_WAIT (sync_saturated), the client's storage share used (client_storage_full), with Retry-After; or workfcgi down",
       "content": {
        "application/json": {
         "schema": {
@@ -354,7 +354,7 @@ enum OpenAPIDocument {
       }
      },
      "503": {
-      "description": "backlog_full, client_backlog_full, storage_full or store_unavailable (Retry-After)",
+      "description": "backlog_full, client_backlog_full, client_storage_full, storage_full or store_unavailable (Retry-After)",
       "content": {
        "application/json": {
         "schema": {
@@ -1049,7 +1049,7 @@ enum OpenAPIDocument {
        "degraded",
        "unavailable"
       ],
-      "description": "degraded: deliveryd's heartbeat is stale"
+      "description": "degraded: deliveryd's heartbeat is stale, or the store is full"
      },
      "db_connected": {
       "type": "boolean"
@@ -1074,6 +1074,31 @@ enum OpenAPIDocument {
      },
      "uptime_seconds": {
       "type": "number"
+     },
+     "storage": {
+      "type": "object",
+      "description": "the database against its size bound (WORKFCGI_MAX_DB_SIZE); full: new jobs are refused",
+      "properties": {
+       "state": {
+        "enum": [
+         "ok",
+         "nearly_full",
+         "full"
+        ]
+       },
+       "used_bytes": {
+        "type": "integer"
+       },
+       "reserved_bytes": {
+        "type": "integer"
+       },
+       "bound_bytes": {
+        "type": [
+         "integer",
+         "null"
+        ]
+       }
+      }
      },
      "deliveryd": {
       "type": "object",

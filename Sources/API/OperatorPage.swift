@@ -49,6 +49,8 @@ struct OperatorPage: Sendable {
         return "<div class=card><b\(cls)>\(HTML.escape(value))</b>\(HTML.escape(label))</div>"
     }
 
+    private static func mib(_ bytes: Double) -> String { String(format: "%.1f MiB", bytes / 1_048_576) }
+
     private static func number(_ v: JSONValue?) -> String {
         v?.intValue.map(String.init) ?? v?.doubleValue.map { String($0) } ?? "–"
     }
@@ -65,6 +67,13 @@ struct OperatorPage: Sendable {
         body += Self.card("deliveryd", running ? "running" : "down", good: running)
         body += Self.card("deliveryd jobs in hand", Self.number(health["active_workers"]))
         body += Self.card("open circuits", String(circuits.count), good: circuits.isEmpty)
+        if let storage = health["storage"], let used = storage["used_bytes"]?.doubleValue {
+            // Used plus reserved (for accepted jobs' results) against WORKFCGI_MAX_DB_SIZE.
+            let taken = used + (storage["reserved_bytes"]?.doubleValue ?? 0)
+            let share = storage["bound_bytes"]?.doubleValue.map { " of \(Self.mib($0)) (\(Int(taken / max(1, $0) * 100))%)" } ?? ""
+            let state = storage["state"]?.stringValue ?? "?"
+            body += Self.card("storage: \(state.replacingOccurrences(of: "_", with: " "))", Self.mib(taken) + share, good: state == "ok")
+        }
         body += "</div>"
         if !circuits.isEmpty {
             body += "<h2>Open circuits</h2><table><tr><th>host</th><th>state</th><th>failures</th><th>retry at</th></tr>"

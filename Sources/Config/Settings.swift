@@ -39,6 +39,12 @@ public struct Settings: Sendable, Equatable {
     public var durability: Durability
     /// The database may not grow past this; writes then fail and /async answers 503 storage_full.
     public var maxDatabaseBytes: Int64
+    /// Bytes one client address may keep stored (its rows' input, spec and result, sync records included, and
+    /// the reserve of its unfinished jobs' results) before /async and /sync answer 503 client_storage_full.
+    public var clientStorageLimit: Int64
+    /// The fraction of the size bound at which deliveryd deletes the oldest sync records (and /healthz says
+    /// nearly_full); nil: never.
+    public var syncPruneAt: Double?
     public var webhookSecret: String?
     /// Where deliveryd keeps the generated secret (0600) when WORKFCGI_WEBHOOK_SECRET is unset.
     public var webhookSecretFile: String
@@ -112,6 +118,17 @@ public struct Settings: Sendable, Equatable {
         }
         self.durability = durability
         maxDatabaseBytes = try env.bytes("MAX_DB_SIZE", default: 4 << 30, (1 << 20)...(1 << 44))
+        clientStorageLimit = try env.bytes("CLIENT_STORAGE_LIMIT", default: maxDatabaseBytes / 8, (64 << 10)...(1 << 44))
+        let pruneAt = try env.string("SYNC_PRUNE_AT", default: "90%")
+        if pruneAt == "off" {
+            syncPruneAt = nil
+        } else {
+            let digits = pruneAt.hasSuffix("%") ? String(pruneAt.dropLast()) : pruneAt
+            guard let percent = Int(digits), (50...99).contains(percent) else {
+                throw ConfigError(variable: Self.prefix + "SYNC_PRUNE_AT", message: "must be a percentage from 50% to 99%, or off; got '\(pruneAt)'")
+            }
+            syncPruneAt = Double(percent) / 100
+        }
         let secret = try env.string("WEBHOOK_SECRET", default: "")
         webhookSecret = secret.isEmpty ? nil : secret
         let databaseFolder = databasePath.contains("/") ? String(databasePath[..<databasePath.lastIndex(of: "/")!]) : "."

@@ -27,15 +27,18 @@ public final class Deliverer: Sendable {
         public var lookupTimeoutSeconds: Double
         /// Finished requests older than this are deleted; nil keeps them.
         public var retentionSeconds: Double?
+        /// The fraction of the size bound at which the oldest sync records are deleted; nil: never.
+        public var syncPruneAt: Double?
         /// Runs first on each worker thread (deliveryd lowers their CPU priority there).
         public var onWorkerStart: @Sendable () -> Void
         public init(
             workers: Int, deliveryConcurrency: Int = 256, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options,
             lookups: LookupBudget.Options = .init(total: 64, perClient: 8), lookupTimeoutSeconds: Double = 2,
-            retentionSeconds: Double?, onWorkerStart: @escaping @Sendable () -> Void = {}
+            retentionSeconds: Double?, syncPruneAt: Double? = nil, onWorkerStart: @escaping @Sendable () -> Void = {}
         ) {
             self.lookups = lookups
             self.lookupTimeoutSeconds = lookupTimeoutSeconds
+            self.syncPruneAt = syncPruneAt
             self.onWorkerStart = onWorkerStart
             self.workers = workers
             self.deliveryConcurrency = deliveryConcurrency
@@ -151,6 +154,7 @@ public final class Deliverer: Sendable {
                 try? store.heartbeat(
                     pid: Int(getpid()), activeWorkers: activeWorkers, circuits: circuits(now: now), stats: stats.withLock { $0 }, now: now)
                 lastHeartbeat = now
+                pruneNearBound()
             }
             if let retention = options.retentionSeconds, now - lastPrune >= 60_000 {
                 // In small batches, so the write lock is never held for long.
@@ -165,6 +169,12 @@ public final class Deliverer: Sendable {
                     logger.error("postpone failed", metadata: ["request_id": "\(later.job.id)", "error": "\(error)"])
                 }
             }
+            // An attempt that went out but is not recorded yet (the store full, say) must be written before
+            // anything else is sent: its job's lease may run out meanwhile, and a claim would send it again.
+            guard unrecorded.load(ordering: .sequentiallyConsistent) == 0 else {
+                _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
+                continue
+            }
             // Read under the queue's lock, where workers move a job from queued to active, so no job is counted
             // twice or not at all. Up to four jobs queued per worker, so claims come in batches (one transaction
             // for many jobs) while a queued long job still starts well within its lease.
@@ -177,7 +187,7 @@ public final class Deliverer: Sendable {
                 _ = slotFreed.wait(timeout: .now() + options.pollSeconds)
                 continue
             }
-            let claimed: [ClaimedJob]
+            var claimed: [ClaimedJob]
             let claimBegan = DispatchTime.now()
             do {
                 claimed = try store.claim(limit: free, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
@@ -186,6 +196,10 @@ public final class Deliverer: Sendable {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
             }
+            // A job whose callback is out or whose attempt is not recorded yet is ours still, whatever its lease
+            // says (one deliveryd per database): sending it again now would be a send with no record.
+            let sent = sentUnrecorded.withLock { $0 }
+            if !sent.isEmpty { claimed.removeAll { sent.contains($0.id) } }
             if claimed.isEmpty {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
@@ -280,7 +294,7 @@ public final class Deliverer: Sendable {
             }
             try deliver(job, work: work, computed: computed)
         } catch {
-            // The store failed; the lease will expire and the job will be tried again.
+            // The store failed before any callback went out: the lease will expire and the job will be tried again.
             logger.error("job failed to record", metadata: ["request_id": "\(job.id)", "error": "\(error)"])
         }
     }
@@ -376,6 +390,7 @@ public final class Deliverer: Sendable {
     /// Sends one signed POST through the dispatcher, admitted by the endpoint's gate already.
     private func send(_ held: Waiting, endpoint: String) {
         let job = held.job
+        sentUnrecorded.withLock { _ = $0.insert(job.id) }
         let startedAt = Clock.nowMillis()
         let started = DispatchTime.now().uptimeNanoseconds
         let now = Date()
@@ -471,44 +486,82 @@ public final class Deliverer: Sendable {
         if left > 0 { usleep(UInt32(left * 1e6)) }
     }
 
+    /// Attempts whose record failed, waiting for the recorder's next try (0 when all are written).
+    private let unrecorded = Atomic<Int>(0)
+    /// Jobs from the start of their callback's transfer until its attempt is recorded: a claim that returns
+    /// one of them (its lease ran out meanwhile) leaves it alone.
+    private let sentUnrecorded = Mutex<Set<String>>([])
+
+    /// An attempt decided and ready to write; `createdAt` is its job's, for the commit-to-delivered histogram.
+    private struct Decided {
+        var write: AttemptWrite
+        var createdAt: UnixMillis
+    }
+
+    /// A failed record is tried again, never dropped: the callback went out, so its record must follow, and
+    /// the claim loop sends nothing new until it has (`unrecorded`). Retries back off from 50 ms to 2 s;
+    /// deliveryd's headroom beyond the size bound and the sync-record pruning near it are what make room.
     private func recorderLoop() {
+        var pending: [Decided] = []
+        var backoff = 0.05
+        var giveUpAt: DispatchTime?
         while true {
-            recorderWake.wait()
+            if pending.isEmpty { recorderWake.wait() } else { _ = recorderWake.wait(timeout: .now() + backoff) }
             let batch = finishedAttempts.withLock { q in defer { q.removeAll() }; return q }
-            if !batch.isEmpty {
+            let decided = pending + batch.map(decide)
+            if !decided.isEmpty {
                 let began = DispatchTime.now()
-                record(batch)
+                if record(decided) {
+                    sentUnrecorded.withLock { sent in for d in decided { sent.remove(d.write.id) } }
+                    pending = []
+                    backoff = 0.05
+                } else {
+                    pending = decided
+                    backoff = min(backoff * 2, 2)
+                }
+                unrecorded.store(pending.count, ordering: .sequentiallyConsistent)
                 Self.pace(since: began)
             }
-            if batch.isEmpty && dispatcherStopped.load(ordering: .sequentiallyConsistent) { return }
+            guard batch.isEmpty && dispatcherStopped.load(ordering: .sequentiallyConsistent) else { continue }
+            if pending.isEmpty { return }
+            // Stopping: a few more seconds of tries, then what is left is sent again after its lease.
+            let deadline = giveUpAt ?? .now() + 5
+            giveUpAt = deadline
+            if DispatchTime.now() >= deadline {
+                logger.error("stopping with attempts not recorded; their jobs will be sent again", metadata: ["jobs": "\(pending.count)"])
+                return
+            }
         }
     }
 
-    private func record(_ batch: [Finished]) {
-        let writes = batch.map { f in
-            let ms = Double(DispatchTime.now().uptimeNanoseconds - f.started) / 1e6
-            let outcome = decision.outcome(
-                of: f.end, attemptInSeries: f.attempt - f.job.attemptBase, now: Clock.nowMillis(), random: Double.random(in: 0...1))
-            var next: UnixMillis?
-            if case .retry(let at) = outcome { next = at }
-            return AttemptWrite(
-                id: f.job.id,
-                attempt: AttemptRecord(
-                    n: f.attempt, at: f.startedAt, durationMs: ms, httpStatus: f.end.httpStatus, error: f.end.error, nextAttemptAt: next),
-                outcome: outcome, computed: f.computed)
-        }
+    private func decide(_ f: Finished) -> Decided {
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - f.started) / 1e6
+        let outcome = decision.outcome(
+            of: f.end, attemptInSeries: f.attempt - f.job.attemptBase, now: Clock.nowMillis(), random: Double.random(in: 0...1))
+        var next: UnixMillis?
+        if case .retry(let at) = outcome { next = at }
+        let write = AttemptWrite(
+            id: f.job.id,
+            attempt: AttemptRecord(
+                n: f.attempt, at: f.startedAt, durationMs: ms, httpStatus: f.end.httpStatus, error: f.end.error, nextAttemptAt: next),
+            outcome: outcome, computed: f.computed)
+        return Decided(write: write, createdAt: f.job.createdAt)
+    }
+
+    /// Writes `decided` in one transaction; false when the store refused it (nothing was written).
+    private func record(_ decided: [Decided]) -> Bool {
+        let writes = decided.map(\.write)
         do {
             try store.recordAttempts(writes)
         } catch {
-            // Not recorded: the leases will expire and the jobs will be tried again (at least once).
-            logger.error("attempts failed to record", metadata: ["jobs": "\(writes.count)", "error": "\(error)"])
-            return
+            logger.error("attempts failed to record; trying again", metadata: ["jobs": "\(writes.count)", "error": "\(error)"])
+            return false
         }
         let now = Clock.nowMillis()
         stats.withLock { s in
-            for (f, w) in zip(batch, writes) {
-                s.recorded(w.outcome)
-                if w.outcome == .delivered { s.commitToDelivered.observe(Double(now - f.job.createdAt) / 1000) }
+            for d in decided {
+                s.recorded(d.write.outcome)
+                if d.write.outcome == .delivered { s.commitToDelivered.observe(Double(now - d.createdAt) / 1000) }
             }
         }
         for w in writes {
@@ -519,5 +572,28 @@ public final class Deliverer: Sendable {
                     "outcome": "\(w.outcome)",
                 ])
         }
+        return true
+    }
+
+    /// Reads how full the store is (which also picks up a bound workfcgi changed) and, at or above
+    /// `syncPruneAt`, deletes the oldest sync records (answered long ago, nothing waits for them) in small
+    /// batches until 5 points under it: the store makes room by itself.
+    private func pruneNearBound() {
+        guard var usage = try? store.storageUsage(), let mark = options.syncPruneAt, usage.fraction >= mark else { return }
+        let before = usage
+        var deleted = 0
+        for _ in 0..<20 {
+            guard let n = try? store.pruneSyncRecords(limit: 200), n > 0 else { break }
+            deleted += n
+            guard let now = try? store.storageUsage() else { break }
+            usage = now
+            if usage.fraction < mark - 0.05 { break }
+        }
+        logger.notice(
+            "store near its size bound: deleted the oldest sync records",
+            metadata: [
+                "records": "\(deleted)", "used_before": "\(before.usedBytes)", "used": "\(usage.usedBytes)",
+                "reserved": "\(usage.reservedBytes)", "bound": "\(usage.boundBytes ?? 0)",
+            ])
     }
 }

@@ -3,10 +3,18 @@ import WorkEngine
 /// The queue and record of requests. SQLite implements it today; the operations are the ones a
 /// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
 public protocol JobStore: Sendable {
-    /// Inserts an /async job and returns once it is committed, unless the backlog is full.
-    func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int) throws -> EnqueueOutcome
-    /// Records a finished /sync request.
-    func recordSync(_ record: SyncRecord) throws
+    /// Inserts an /async job and returns once it is committed, unless the backlog or the client's storage
+    /// share is full. Throws `StoreFull` at the size bound.
+    func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int, clientStorageLimit: Int64) throws -> EnqueueOutcome
+    /// Records a finished /sync request. Throws `StoreFull` at the size bound, `ClientStorageFull` past the
+    /// client's share.
+    func recordSync(_ record: SyncRecord, clientStorageLimit: Int64) throws
+    /// Bytes the client's rows hold now (input, spec, result, and its unfinished jobs' reserve).
+    func clientStorage(_ client: String) throws -> Int64
+    /// How full the store is, against the bound in force (re-read from the database where it is followed).
+    func storageUsage() throws -> StorageUsage
+    /// Deletes up to `limit` of the oldest /sync records, whatever their age (the store near its bound).
+    func pruneSyncRecords(limit: Int) throws -> Int
     /// Leases up to `limit` due jobs until `now + leaseMillis`. Jobs whose lease ran out are due again.
     func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob]
     /// Stores the work's outcome; the job moves on to `delivering`.

@@ -42,11 +42,14 @@ public struct SyncRecord: Sendable {
     public var startedAt: UnixMillis
     public var completedAt: UnixMillis
     public var durationMs: Double
+    /// Who sent it (the client address): its record counts against that client's storage share.
+    public var client: String
 
     public init(
         id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
-        completedAt: UnixMillis, durationMs: Double
+        completedAt: UnixMillis, durationMs: Double, client: String = ""
     ) {
+        self.client = client
         self.id = id
         self.op = op
         self.input = input
@@ -70,6 +73,9 @@ public enum EnqueueOutcome: Sendable, Equatable {
     case backlogFull(depth: Int)
     /// This client's unfinished jobs (delivering included) are at the per-client bound; nothing was written.
     case clientBacklogFull(depth: Int)
+    /// This client's stored bytes (with the new job and its result's reserve) would pass the per-client
+    /// storage bound; nothing was written.
+    case clientStorageFull(storedBytes: Int64)
 }
 
 /// A job deliveryd has leased.

@@ -6,20 +6,54 @@ import WorkEngine
 public final class SQLiteStore: JobStore {
     private let path: String
     private let synchronous: String
-    private let maxBytes: Int64?
+    private let sizeBound: SizeBound?
+    /// The size bound in force (0: none): the one this store set, or the one it last read from the database.
+    private let bound = Atomic<Int64>(0)
+    private let lastRefusal = Mutex<StorageUsage.Refusal?>(nil)
     private let pool = Mutex<[Database]>([])
     private let writer: GroupCommitWriter
 
     /// Opens (creating and migrating if needed) the database at `path`.
     /// `synchronous` is SQLite's setting: FULL survives power loss, NORMAL survives a process crash.
-    /// `maxBytes` bounds the file; a write past it throws `StoreFull`.
-    public init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil) throws {
+    /// `bound` says whether this store sets the size bound (new rows past it throw `StoreFull`) or follows
+    /// the one stored in the database; nil: none.
+    public init(path: String, synchronous: String = "FULL", bound sizeBound: SizeBound? = nil) throws {
         self.path = path
         self.synchronous = synchronous
-        self.maxBytes = maxBytes
-        let writeConnection = try Database(path: path, synchronous: synchronous, maxBytes: maxBytes)
+        self.sizeBound = sizeBound
+        let writeConnection = try Database(path: path, synchronous: synchronous)
         try Schema.migrate(writeConnection)
+        switch sizeBound {
+        case nil: break
+        case .sets(let bytes):
+            try writeConnection.transaction {
+                _ = try writeConnection.query(
+                    "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", [.text(SizeBound.settingKey), .text(String(bytes))])
+            }
+            bound.store(bytes, ordering: .relaxed)
+        case .follows(let fallback):
+            bound.store(try Self.storedBound(writeConnection) ?? fallback, ordering: .relaxed)
+        }
+        try writeConnection.limit(toBytes: Self.connectionLimit(sizeBound, bound: bound.load(ordering: .relaxed)))
         writer = GroupCommitWriter(db: writeConnection)
+    }
+
+    /// A convenience for tests and tools: `maxBytes` is the bound this store sets.
+    public convenience init(path: String, synchronous: String = "FULL", maxBytes: Int64?) throws {
+        try self.init(path: path, synchronous: synchronous, bound: maxBytes.map(SizeBound.sets))
+    }
+
+    private static func storedBound(_ db: Database) throws -> Int64? {
+        try db.query("SELECT value FROM settings WHERE key = ?", [.text(SizeBound.settingKey)]).first?.text(0).flatMap { Int64($0) }
+    }
+
+    /// Each connection's max_page_count: the bound for the front door, the bound plus headroom for deliveryd.
+    private static func connectionLimit(_ sizeBound: SizeBound?, bound: Int64) -> Int64 {
+        switch sizeBound {
+        case nil: 1 << 46
+        case .sets: bound
+        case .follows: bound + SizeBound.headroom(bound)
+        }
     }
 
     deinit { writer.stop() }
@@ -31,8 +65,11 @@ public final class SQLiteStore: JobStore {
     /// keeps SQLite's 2 MiB): at 2 MiB each, dozens of request threads held workfcgi near 100 MB resident.
     @discardableResult
     private func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
-        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous, maxBytes: maxBytes, cacheKiB: 256)
+        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous, cacheKiB: 256)
         defer { pool.withLock { $0.append(db) } }
+        // The bound a follower reads may have changed since this connection last set its limit.
+        let limit = Self.connectionLimit(sizeBound, bound: bound.load(ordering: .relaxed))
+        if db.limitBytes != limit { try db.limit(toBytes: limit) }
         return try body(db)
     }
 
@@ -54,10 +91,67 @@ public final class SQLiteStore: JobStore {
         (try? writer.submit { _ in true }) ?? false
     }
 
-    public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int = .max) throws -> EnqueueOutcome {
+    /// What a new row of `bytes` meets, checked inside the write transaction that would insert it: the size
+    /// bound (this store's, when it sets one; pages in use plus every accepted job's reserve) and the client's
+    /// storage share (kept by schema 10's triggers). Two index reads and two header reads.
+    private func checkRoom(_ db: Database, client: String, bytes: Int64, clientStorageLimit: Int64) throws -> Int64? {
+        if case .sets(let limit) = sizeBound {
+            let usage = try Self.usage(db, bound: limit)
+            guard usage.admits(bytes) else {
+                lastRefusal.withLock { $0 = .init(at: Clock.nowMillis(), bytes: usage.usedBytes + usage.reservedBytes) }
+                throw StoreFull(message: "\(usage.usedBytes) bytes used and \(usage.reservedBytes) reserved of \(limit)")
+            }
+        }
+        let stored = try Self.clientStorage(db, client)
+        return stored + bytes > clientStorageLimit ? stored : nil
+    }
+
+    private static func usage(_ db: Database, bound: Int64?) throws -> StorageUsage {
+        let pages = try db.query("PRAGMA page_count").first?.int(0) ?? 0
+        let free = try db.query("PRAGMA freelist_count").first?.int(0) ?? 0
+        let pageSize = try db.query("PRAGMA page_size").first?.int(0) ?? 4096
+        let reserved = try db.query("SELECT bytes FROM reserved WHERE id = 1").first?.int(0) ?? 0
+        return StorageUsage(usedBytes: (pages - free) * pageSize, reservedBytes: max(0, reserved), boundBytes: bound)
+    }
+
+    private static func clientStorage(_ db: Database, _ client: String) throws -> Int64 {
+        try db.query("SELECT bytes FROM client_storage WHERE client = ?", [.text(client)]).first?.int(0) ?? 0
+    }
+
+    public func clientStorage(_ client: String) throws -> Int64 {
+        try withConnection { db in try Self.clientStorage(db, client) }
+    }
+
+    public func storageUsage() throws -> StorageUsage {
+        try withConnection { db in
+            if case .follows = sizeBound, let stored = try Self.storedBound(db) { bound.store(stored, ordering: .relaxed) }
+            let limit = bound.load(ordering: .relaxed)
+            var usage = try Self.usage(db, bound: limit > 0 ? limit : nil)
+            usage.refusal = lastRefusal.withLock { $0 }
+            return usage
+        }
+    }
+
+    public func pruneSyncRecords(limit: Int) throws -> Int {
+        try withConnection { db in
+            try db.transaction {
+                // Oldest first by id (UUIDv7, time-ordered), so whole pages at the old end of the table are freed.
+                try db.query(
+                    "DELETE FROM requests WHERE id IN (SELECT id FROM requests WHERE mode = 'sync' ORDER BY id LIMIT ?)",
+                    [.int(Int64(limit))])
+                return db.changes
+            }
+        }
+    }
+
+    public func enqueue(
+        _ job: NewJob, backlogLimit: Int, clientLimit: Int = .max, clientStorageLimit: Int64 = .max
+    ) throws -> EnqueueOutcome {
         // Serialized here, on the request's thread: the writer thread is the one every 202 waits on.
         let (inputText, specText) = (job.input.text, job.spec.stored.text)
-        return try committed { db in
+        let reserve = Int64(job.spec.resultBytesBound)
+        let bytes = Int64(inputText.utf8.count + specText.utf8.count) + reserve
+        return try committed { [self] db in
             if let key = job.idempotencyKey {
                 let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = ?", [.text(key)])
                 if let row = existing.first, let id = row.text(0) {
@@ -82,33 +176,41 @@ public final class SQLiteStore: JobStore {
             let (low, high) = (turns?.int(0), turns?.int(1))
             let open = low.flatMap { l in high.map { Int($0 - l + 1) } } ?? 0
             guard open < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: open) }
+            if let stored = try checkRoom(db, client: job.client, bytes: bytes, clientStorageLimit: clientStorageLimit) {
+                return EnqueueOutcome.clientStorageFull(storedBytes: stored)
+            }
             let turn = high.map { $0 + 1 } ?? 0
             try db.query(
                 """
                 INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn,
-                    spec)
-                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)
+                    spec, reserve)
+                VALUES (?, 'async', ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(job.id), .text(job.spec.op.rawValue), .text(inputText), .text(job.callbackURL),
                     job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .int(job.createdAt), .text(job.client),
-                    .int(turn), .text(specText),
+                    .int(turn), .text(specText), .int(reserve),
                 ])
             return EnqueueOutcome.accepted(id: job.id)
         }
     }
 
-    public func recordSync(_ record: SyncRecord) throws {
+    public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64 = .max) throws {
         let (inputText, resultText) = (record.input.text, record.result.text)
-        try committed { db in
+        let bytes = Int64(inputText.utf8.count + resultText.utf8.count)
+        try committed { [self] db in
+            if let stored = try checkRoom(db, client: record.client, bytes: bytes, clientStorageLimit: clientStorageLimit) {
+                throw ClientStorageFull(storedBytes: stored, limitBytes: clientStorageLimit)
+            }
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms)
-                VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?)
+                INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms, client)
+                VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
                     .text(record.id), .text(record.op.rawValue), .text(inputText), .text(resultText),
                     .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
+                    .text(record.client),
                 ])
             return true
         }
@@ -169,7 +271,7 @@ public final class SQLiteStore: JobStore {
     private static func saveResult(_ db: Database, id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
         try db.query(
             """
-            UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?
+            UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?, reserve = 0
             WHERE id = ? AND status = 'processing'
             """,
             [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])

@@ -103,7 +103,39 @@ enum Schema {
         CREATE INDEX requests_client_turns ON requests(client, turn) WHERE \(Self.unfinished);
         CREATE INDEX requests_turns ON requests(turn, next_attempt_at) WHERE \(Self.unfinished);
         """,
+        // 10: storage per client, for WORKFCGI_CLIENT_STORAGE_LIMIT, kept by triggers in the same transaction as
+        // every insert, result and delete; and `reserve`, what an unfinished async job holds for its result
+        // (JobSpec.resultBytesBound) until the result is written, summed in `reserved` for the size bound.
+        """
+        ALTER TABLE requests ADD COLUMN reserve INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE client_storage(client TEXT PRIMARY KEY, bytes INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+        INSERT INTO client_storage SELECT client, sum(\(Self.size("requests"))) FROM requests GROUP BY client;
+        CREATE TABLE reserved(id INTEGER PRIMARY KEY CHECK (id = 1), bytes INTEGER NOT NULL) STRICT;
+        INSERT INTO reserved VALUES (1, 0);
+        CREATE TRIGGER storage_insert AFTER INSERT ON requests BEGIN
+            INSERT INTO client_storage VALUES (new.client, \(Self.size("new")))
+                ON CONFLICT(client) DO UPDATE SET bytes = bytes + excluded.bytes;
+            UPDATE reserved SET bytes = bytes + new.reserve WHERE new.reserve <> 0;
+        END;
+        CREATE TRIGGER storage_update AFTER UPDATE OF input, spec, result, reserve ON requests BEGIN
+            UPDATE client_storage SET bytes = bytes + (\(Self.size("new"))) - (\(Self.size("old"))) WHERE client = new.client;
+            UPDATE reserved SET bytes = bytes + new.reserve - old.reserve WHERE new.reserve <> old.reserve;
+        END;
+        CREATE TRIGGER storage_delete AFTER DELETE ON requests BEGIN
+            UPDATE client_storage SET bytes = bytes - (\(Self.size("old"))) WHERE client = old.client;
+            DELETE FROM client_storage WHERE client = old.client AND bytes <= 0;
+            UPDATE reserved SET bytes = bytes - old.reserve WHERE old.reserve <> 0;
+        END;
+        """,
     ]
+
+    /// What a row counts against its client (schema 10): input, job spec and result in bytes, and the reserve.
+    static func size(_ row: String) -> String {
+        """
+        length(CAST(\(row).input AS BLOB)) + COALESCE(length(CAST(\(row).spec AS BLOB)), 0) \
+        + COALESCE(length(CAST(\(row).result AS BLOB)), 0) + \(row).reserve
+        """
+    }
 
     /// The partial indexes' condition (schema 9), spelled exactly so in the queries that use them.
     static let unfinished = "status <> 'completed' AND status <> 'failed'"

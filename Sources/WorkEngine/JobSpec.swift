@@ -50,3 +50,29 @@ public enum Limits {
     /// 10,000 bytes that each escape to 6, is 1.2 MB); a unit test holds every op to it.
     public static let resultBytes = 2 << 20
 }
+
+extension JobSpec {
+    /// An upper bound on the serialized size of this job's result, known before it runs: the store holds this
+    /// much in reserve for an accepted /async job until its result is written, so the front door stops short
+    /// of the size bound with room for every result it has promised. Per input byte of the text op: at most 6
+    /// once escaped (a control character), or 3 once upper-cased (ΐ becomes three code points, 6 bytes from
+    /// 2); the rest of any result is a few hundred bytes. A unit test holds every op to it.
+    public var resultBytesBound: Int {
+        let overhead = 512
+        switch self {
+        case .text(let text, let count):
+            var line = 0
+            for byte in text.utf8 {
+                switch byte {
+                case 0..<0x20: line += 6
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): line += 2
+                case 0x80...: line += 3
+                default: line += 1
+                }
+            }
+            return min(Limits.resultBytes, count * (line + 1) + overhead)
+        case .report(_, let name): return overhead + 6 * name.utf8.count
+        case .hash, .compute: return overhead
+        }
+    }
+}

@@ -28,7 +28,15 @@ struct Deliveryd: ParsableCommand {
             // deliveryd's own commits (claims, results, attempts) need no fsync each: a power loss can only make it
             // repeat a computation or an attempt (delivery is at least once), never lose a job, whose row workfcgi
             // committed with WORKFCGI_DURABILITY. Checkpoints still sync.
-            let store = try SQLiteStore(path: settings.databasePath, synchronous: "NORMAL", maxBytes: settings.maxDatabaseBytes)
+            // The size bound is workfcgi's (it stores its WORKFCGI_MAX_DB_SIZE in the database); deliveryd follows it,
+            // with headroom beyond it, so the bookkeeping of jobs already accepted always fits.
+            let store = try SQLiteStore(
+                path: settings.databasePath, synchronous: "NORMAL", bound: .follows(fallback: settings.maxDatabaseBytes))
+            if let usage = try? store.storageUsage(), let bound = usage.boundBytes, bound != settings.maxDatabaseBytes {
+                logger.warning(
+                    "WORKFCGI_MAX_DB_SIZE differs from the bound workfcgi stored in the database; following the database's",
+                    metadata: ["setting": "\(settings.maxDatabaseBytes)", "database": "\(bound)"])
+            }
             let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
             if showSecret {
                 print(secret)
@@ -61,7 +69,8 @@ struct Deliveryd: ParsableCommand {
                     pollSeconds: settings.pollIntervalSeconds, hosts: HostGate.Options(settings: settings),
                     lookups: LookupBudget.Options(total: settings.dnsLookups, perClient: settings.dnsClientLookups),
                     lookupTimeoutSeconds: settings.dnsTimeoutSeconds,
-                    retentionSeconds: settings.retentionSeconds, onWorkerStart: Priority.makeCurrentThreadCompute),
+                    retentionSeconds: settings.retentionSeconds, syncPruneAt: settings.syncPruneAt,
+                    onWorkerStart: Priority.makeCurrentThreadCompute),
                 logger: logger)
             CallbackClient.globalInit()
             let doorbell = try DoorbellListener(path: settings.doorbellSocket)

@@ -35,7 +35,9 @@ struct Workfcgi: ParsableCommand {
                     metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
             }
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous, maxBytes: settings.maxDatabaseBytes)
+                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous,
+                // The front door sets the bound, for deliveryd too: one value, kept in the database.
+                bound: .sets(settings.maxDatabaseBytes))
             let api = API(
                 store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
                 doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, operators: try OperatorRule(settings: settings),

@@ -13,6 +13,8 @@ final class Stack: @unchecked Sendable {
     let directory: URL
     let port: Int
     let environment: [String: String]
+    /// Settings for one service only, over `environment` (e.g. two daemons given different values).
+    let serviceSettings: [Service: [String: String]]
     /// A command that workfcgi and deliveryd are started through (e.g. into a private mount namespace).
     let wrapper: [String]
     private var processes: [Service: Process] = [:]
@@ -39,9 +41,11 @@ final class Stack: @unchecked Sendable {
     /// `settings` override the test defaults (short retries, loopback callbacks allowed).
     /// `operators` replaces nginx/operators.conf (e.g. `allow all;`, to show the boundary holds in workfcgi alone).
     init(
-        settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = [], operators: String? = nil
+        settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = [], operators: String? = nil,
+        serviceSettings: [Service: [String: String]] = [:]
     ) throws {
         self.wrapper = wrapper
+        self.serviceSettings = serviceSettings
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("workfcgi-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("run"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("nginx"), withIntermediateDirectories: true)
@@ -109,7 +113,7 @@ final class Stack: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.currentDirectoryURL = directory
-        process.environment = environment
+        process.environment = environment.merging(serviceSettings[service] ?? [:]) { _, own in own }
         switch service {
         case .nginx:
             process.executableURL = URL(fileURLWithPath: Self.nginxBinary)

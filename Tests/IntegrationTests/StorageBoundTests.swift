@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func aFullDatabaseRefusesJobsAndSaysSo() throws {
-        let stack = try Stack(settings: ["WORKFCGI_MAX_DB_SIZE": "1m"])
+        let stack = try Stack(settings: ["WORKFCGI_MAX_DB_SIZE": "1m", "WORKFCGI_CLIENT_STORAGE_LIMIT": "1m"])
         try stack.start([.workfcgi, .nginx])
         let client = HTTPClient()
         let text = String(repeating: "x", count: 9_000)
@@ -45,5 +45,154 @@ import Testing
         #expect(metrics.contains("workfcgi_store_full_refusals_total 1"))
         #expect(stack.log(.workfcgi).contains("sync result answered but not recorded"))
         #expect(try client.get(stack.baseURL + "/healthz").status == 200, "reads still work")
+    }
+
+    /// 9,000 bytes of ASCII text, 20 repeats: a result of about 180 KB once run.
+    static let bigText = #"{"text": "\#(String(repeating: "ab ", count: 3_000))", "count": 20"#
+
+    static func storage(_ client: HTTPClient, _ stack: Stack) throws -> [String: Any] {
+        try client.get(stack.baseURL + "/healthz").json?["storage"] as? [String: Any] ?? [:]
+    }
+
+    /// One client fills the store with /sync records while another's acknowledged jobs wait (deliveryd not
+    /// running): every job that got its 202 is then worked, delivered once and recorded, and the store
+    /// makes room by itself. Before: the results did not fit, the recorder's write failed, and each job
+    /// was sent again at every lease expiry with no attempt recorded.
+    @Test func acknowledgedJobsArriveOnceWhenAnotherClientFillsTheStore() async throws {
+        let stack = try Stack(settings: ["WORKFCGI_MAX_DB_SIZE": "2m", "WORKFCGI_CLIENT_STORAGE_LIMIT": "2m", "WORKFCGI_LEASE": "3s"])
+        try stack.start([.workfcgi, .nginx])
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let filler = HTTPClient()
+        let other = HTTPClient(sourceAddress: "127.0.0.2")
+        var acknowledged: [String] = []
+        for _ in 0..<5 {
+            let r = try other.postJSON(stack.baseURL + "/async", Self.bigText + #", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+            #expect(r.status == 202, "\(r.text)")
+            if let id = r.json?["request_id"] as? String { acknowledged.append(id) }
+        }
+        var lost = false
+        for _ in 0..<40 where !lost {
+            #expect(try filler.postJSON(stack.baseURL + "/sync", Self.bigText + "}").status == 200)
+            lost = try filler.get(stack.baseURL + "/metrics").text.contains(#"workfcgi_sync_records_lost_total{reason="store_full"}"#)
+        }
+        #expect(lost, "the store never filled")
+        let refused = try other.postJSON(stack.baseURL + "/async", Self.bigText + #", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+        #expect(refused.status == 503 && refused.text.contains("storage_full"), "\(refused.text)")
+        let health = try filler.get(stack.baseURL + "/healthz").json ?? [:]
+        #expect((health["storage"] as? [String: Any])?["state"] as? String == "full", "\(health)")
+        #expect(health["status"] as? String == "degraded", "a full store is not ok")
+
+        try stack.start([.deliveryd])
+        for id in acknowledged { try stack.waitForStatus(id, "completed", timeout: 30) }
+        // Past a lease expiry: a job whose record had failed would be sent again now.
+        try await Task.sleep(for: .seconds(4))
+        for id in acknowledged {
+            #expect(receiver.calls.filter { $0.webhookID == id }.count == 1, "\(id) delivered exactly once")
+            #expect(try stack.attemptStatuses(id) == [200], "\(id)'s attempt is recorded")
+        }
+        // Near the bound deliveryd deletes the oldest sync records: the store takes jobs again by itself.
+        try stack.waitFor("room made") { (try? Self.storage(filler, stack))?["state"] as? String == "ok" }
+        #expect(try filler.postJSON(stack.baseURL + "/async", #"{"text": "again", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#).status == 202)
+        #expect(stack.log(.deliveryd).contains("deleted the oldest sync records"))
+        await receiver.stop()
+    }
+
+    /// One address cannot take the store from the others: past its share (WORKFCGI_CLIENT_STORAGE_LIMIT,
+    /// by default an eighth of the bound) its /sync and /async get 503 client_storage_full; another's still work.
+    @Test func oneClientCannotTakeTheStoreFromOthers() throws {
+        let stack = try Stack(settings: ["WORKFCGI_MAX_DB_SIZE": "8m"])
+        try stack.start([.workfcgi, .nginx])
+        let filler = HTTPClient()
+        var refusal: HTTPClient.Response?
+        for _ in 0..<30 {
+            let r = try filler.postJSON(stack.baseURL + "/sync", Self.bigText + "}")
+            if r.status != 200 {
+                refusal = r
+                break
+            }
+        }
+        let full = try #require(refusal, "one client stored 30 records of 190 KB in an 8 MiB store")
+        #expect(full.status == 503)
+        #expect((full.json?["error"] as? [String: Any])?["code"] as? String == "client_storage_full", "\(full.text)")
+        #expect(full.headers["retry-after"] != nil)
+        let async = try filler.postJSON(stack.baseURL + "/async", Self.bigText + #", "callback_url": "http://127.0.0.1:9/x"}"#)
+        #expect((async.json?["error"] as? [String: Any])?["code"] as? String == "client_storage_full", "\(async.text)")
+
+        let other = HTTPClient(sourceAddress: "127.0.0.2")
+        #expect(try other.postJSON(stack.baseURL + "/sync", Self.bigText + "}").status == 200)
+        #expect(try other.postJSON(stack.baseURL + "/async", #"{"text": "x", "callback_url": "http://127.0.0.1:9/x"}"#).status == 202)
+        #expect(try Self.storage(filler, stack)["state"] as? String == "ok", "one share is not the store")
+        #expect(try filler.get(stack.baseURL + "/metrics").text.contains("workfcgi_client_storage_full_refusals_total 2"))
+    }
+
+    /// workfcgi at 1 MiB and deliveryd at the default 4 GiB: the bound is workfcgi's, stored in the database,
+    /// and holds although deliveryd grows the file with results (SQLite lets a connection's max_page_count
+    /// follow a file another connection grew). Before: every job was accepted and the file passed 4 MB.
+    @Test func daemonsGivenDifferentBoundsHoldOne() async throws {
+        let stack = try Stack(
+            settings: ["WORKFCGI_CLIENT_STORAGE_LIMIT": "64m"],
+            serviceSettings: [.workfcgi: ["WORKFCGI_MAX_DB_SIZE": "1m"]])
+        try stack.start([.workfcgi, .nginx])
+        try stack.start([.deliveryd])
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let client = HTTPClient()
+        var accepted = 0
+        var refusals: [String] = []
+        // Not stopping at the first refusal: before, deliveryd's results grew the file, and workfcgi's limit followed.
+        for i in 0..<150 {
+            let text = String(repeating: "x ", count: 4_500) + "\(i)"
+            let r = try client.postJSON(
+                stack.baseURL + "/async", #"{"text": "\#(text)", "count": 5, "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
+            if r.status == 202 {
+                accepted += 1
+            } else {
+                refusals.append((r.json?["error"] as? [String: Any])?["code"] as? String ?? r.text)
+            }
+            if i % 10 == 9 { try await Task.sleep(for: .milliseconds(200)) }  // deliveryd writes results meanwhile
+        }
+        #expect(!refusals.isEmpty && refusals.allSatisfy { $0 == "storage_full" }, "\(accepted) accepted; \(Set(refusals))")
+        let count = accepted
+        #expect(await receiver.wait(timeout: 30) { $0.count >= count }, "every accepted job is delivered")
+        let file = try FileManager.default.attributesOfItem(atPath: stack.runDirectory + "/workfcgi.db")[.size] as? Int ?? 0
+        #expect(file <= 3 << 20, "\(file) bytes: the bound (1 MiB) plus deliveryd's headroom (2 MiB) at most")
+        #expect(try Self.storage(client, stack)["bound_bytes"] as? Int == 1 << 20)
+        #expect(stack.log(.deliveryd).contains("differs from the bound workfcgi stored"))
+        await receiver.stop()
+    }
+
+    /// deliveryd cannot record an attempt whose callback went out (another process holds SQLite's write lock
+    /// past deliveryd's busy timeout, for its claim and then its record, as a full disk would refuse it) while
+    /// the job's lease runs out: the record is tried again until it is written, and the job is not sent again.
+    /// Before: the record was dropped, and the next claim sent the job again.
+    @Test func aFailedRecordIsRetriedAndTheJobNotSentAgain() async throws {
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_LEASE": "3s"])
+        let id = try stack.submit(#"{"text": "once", "callback_url": "http://127.0.0.1:\#(port)/slow/1500"}"#)
+        try stack.waitFor("the claim") { (try? stack.record(id))?["status"] as? String == "processing" }
+        let marker = stack.directory.appendingPathComponent("locked").path
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = [
+            "python3", "-c",
+            """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)
+            c.execute("BEGIN IMMEDIATE")
+            open(sys.argv[2], "w").close()
+            time.sleep(14)
+            c.execute("ROLLBACK")
+            """, stack.runDirectory + "/workfcgi.db", marker,
+        ]
+        try locker.run()
+        try stack.waitFor("the write lock taken") { FileManager.default.fileExists(atPath: marker) }
+        // Waited for without blocking a thread of the test's pool, where the callback receivers run.
+        while locker.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(stack.log(.deliveryd).contains("attempts failed to record"), "the lock outlasted deliveryd's busy timeout")
+        try stack.waitForStatus(id, "completed", timeout: 15)
+        try await Task.sleep(for: .seconds(4))  // past another lease
+        #expect(receiver.calls.filter { $0.webhookID == id }.count == 1, "sent once")
+        #expect(try stack.attemptStatuses(id) == [200], "and recorded")
+        await receiver.stop()
     }
 }

@@ -350,4 +350,139 @@ import WorkEngine
         #expect(read.claimLag.sum == 0)
         #expect(DeliveryStats(json: ["attempts": "garbage"]) == DeliveryStats(), "an unreadable snapshot reads as empty")
     }
+
+    func sync(_ now: UnixMillis, client: String, bytes: Int) -> SyncRecord {
+        SyncRecord(
+            id: RequestID.make(now: now), op: .text, input: ["text": .string(String(repeating: "s", count: bytes))], result: ["ok": true],
+            createdAt: now, startedAt: now, completedAt: now, durationMs: 1, client: client)
+    }
+
+    func textJob(_ now: UnixMillis, client: String, count: Int = 20) -> NewJob {
+        let text = String(repeating: "ab ", count: 3_000)
+        return NewJob(
+            id: RequestID.make(now: now), spec: .text(text: text, count: count), input: ["text": .string(text), "count": .number(Double(count))],
+            callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: now, client: client)
+    }
+
+    /// A client's share counts its sync records and its async jobs with the reserve for their results,
+    /// checked in the transaction that would insert; other clients are not affected; deletes give it back.
+    @Test func perClientStorageBoundCountsSyncRecordsAndReserves() throws {
+        let now = Clock.nowMillis()
+        try store.recordSync(sync(now, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
+        try store.recordSync(sync(now + 1, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
+        #expect(try store.clientStorage("a") > 80_000)
+        #expect(throws: ClientStorageFull.self) { try store.recordSync(sync(now + 2, client: "a", bytes: 40_000), clientStorageLimit: 100_000) }
+        #expect(try store.requests(RequestQuery(mode: .sync)).count == 2, "nothing was written")
+        let refused = try store.enqueue(textJob(now + 3, client: "a"), backlogLimit: 100, clientStorageLimit: 100_000)
+        guard case .clientStorageFull(let stored) = refused else { Issue.record("\(refused)"); return }
+        #expect(stored == (try store.clientStorage("a")))
+        try store.recordSync(sync(now + 4, client: "b", bytes: 40_000), clientStorageLimit: 100_000)
+
+        // An async job holds its result's bound until the result is written, then what it really takes.
+        let job = textJob(now + 5, client: "c")
+        #expect(try store.enqueue(job, backlogLimit: 100, clientStorageLimit: 1 << 30) == .accepted(id: job.id))
+        let reserve = Int64(job.spec.resultBytesBound)
+        #expect(try store.storageUsage().reservedBytes == reserve)
+        #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count) + reserve)
+        _ = try store.claim(limit: 10, leaseMillis: 30_000, now: now + 6)
+        let result = WorkEngine(sleep: { _ in }).run(job.spec)
+        try store.saveResult(id: job.id, result: result, error: nil, durationMs: 1, now: now + 7)
+        #expect(try store.storageUsage().reservedBytes == 0)
+        #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count + result.text.utf8.count))
+
+        #expect(try store.pruneSyncRecords(limit: 10) == 3)
+        #expect(try store.clientStorage("a") == 0 && store.clientStorage("b") == 0, "deletes give the share back")
+    }
+
+    /// The front door (workfcgi) stops where used plus reserved would pass the bound; deliveryd, following the
+    /// stored bound with headroom, still works, records and delivers every job that was accepted.
+    @Test func acceptedJobsFitAfterTheFrontDoorStops() throws {
+        let path = directory + "/bound.db"
+        let front = try SQLiteStore(path: path, bound: .sets(1 << 20))
+        defer { front.close() }
+        let deliveryd = try SQLiteStore(path: path, synchronous: "NORMAL", bound: .follows(fallback: 4 << 30))
+        defer { deliveryd.close() }
+        let now = Clock.nowMillis()
+        var accepted: [NewJob] = []
+        var full: (any Error)?
+        for i in 0..<50 {
+            let j = textJob(now + Int64(i), client: "c\(i)")
+            do { if case .accepted = try front.enqueue(j, backlogLimit: 1000) { accepted.append(j) } } catch {
+                full = error
+                break
+            }
+        }
+        #expect(full is StoreFull, "\(String(describing: full))")
+        #expect(accepted.count >= 3)
+        let usage = try front.storageUsage()
+        #expect(usage.usedBytes + usage.reservedBytes <= 1 << 20 && usage.reservedBytes > 0)
+        #expect(usage.state(nearlyAt: 0.9, now: Clock.nowMillis()) == .full, "it just refused one")
+        #expect(throws: StoreFull.self) { try front.recordSync(sync(now, client: "s", bytes: 300_000)) }
+
+        let claimed = try deliveryd.claim(limit: 100, leaseMillis: 30_000, now: now + 100)
+        #expect(claimed.count == accepted.count)
+        for job in claimed {
+            guard case .toDo(let spec) = job.work else { continue }
+            let computed = ComputedResult(result: WorkEngine(sleep: { _ in }).run(spec), error: nil, durationMs: 1, at: now + 101)
+            for n in 1...3 {  // a few failed attempts each, then the one that delivers
+                let last = n == 3
+                try deliveryd.recordAttempts([
+                    AttemptWrite(
+                        id: job.id,
+                        attempt: AttemptRecord(
+                            n: n, at: now + 101, durationMs: 1, httpStatus: last ? 200 : 503, error: last ? nil : "HTTP 503 \(String(repeating: "e", count: 200))",
+                            nextAttemptAt: nil),
+                        outcome: last ? .delivered : .retry(at: now + 102), computed: n == 1 ? computed : nil),
+                ])
+            }
+        }
+        for job in accepted { #expect(try deliveryd.request(id: job.id)?.status == .completed) }
+        let file = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64 ?? 0
+        #expect(file <= (1 << 20) + SizeBound.headroom(1 << 20), "\(file) bytes")
+    }
+
+    /// One bound, whatever each daemon was given: deliveryd follows what workfcgi stored, and a workfcgi
+    /// restarted with another value changes it for both.
+    @Test func theBoundIsTheOneStoredInTheDatabase() throws {
+        let path = directory + "/one.db"
+        let early = try SQLiteStore(path: path, bound: .follows(fallback: 4 << 30))
+        defer { early.close() }
+        #expect(try early.storageUsage().boundBytes == 4 << 30, "its own until workfcgi has stored one")
+        let front = try SQLiteStore(path: path, bound: .sets(1 << 20))
+        #expect(try early.storageUsage().boundBytes == 1 << 20, "re-read by storageUsage")
+        front.close()
+        let restarted = try SQLiteStore(path: path, bound: .sets(3 << 20))
+        defer { restarted.close() }
+        #expect(try early.storageUsage().boundBytes == 3 << 20)
+        #expect(try restarted.storageUsage().boundBytes == 3 << 20)
+    }
+
+    /// Near the bound deliveryd deletes sync records, oldest first; async jobs stay.
+    @Test func syncRecordsArePrunedOldestFirst() throws {
+        let now = Clock.nowMillis()
+        let records = (0..<3).map { sync(now + Int64($0), client: "a", bytes: 10) }
+        for r in records { try store.recordSync(r) }
+        let job = job(now)
+        _ = try store.enqueue(job, backlogLimit: 10)
+        #expect(try store.pruneSyncRecords(limit: 2) == 2)
+        #expect(try store.request(id: records[0].id) == nil && store.request(id: records[1].id) == nil)
+        #expect(try store.request(id: records[2].id) != nil && store.request(id: job.id) != nil)
+    }
+
+    @Test func storageStates() {
+        let bound: Int64 = 100 << 20
+        func usage(_ used: Int64, _ reserved: Int64 = 0, refusal: StorageUsage.Refusal? = nil) -> StorageUsage {
+            StorageUsage(usedBytes: used, reservedBytes: reserved, boundBytes: bound, refusal: refusal)
+        }
+        #expect(usage(50 << 20).state(nearlyAt: 0.9, now: 0) == .ok)
+        #expect(usage(80 << 20, 12 << 20).state(nearlyAt: 0.9, now: 0) == .nearlyFull, "reserved counts")
+        #expect(usage(99 << 20, 512 << 10).state(nearlyAt: 0.9, now: 0) == .full)
+        let refused = StorageUsage.Refusal(at: 1_000, bytes: 95 << 20)
+        #expect(usage(95 << 20, refusal: refused).state(nearlyAt: 0.9, now: 2_000) == .full, "a row was just refused")
+        #expect(usage(95 << 20, refusal: refused).state(nearlyAt: 0.9, now: 70_000) == .nearlyFull, "a minute ago")
+        #expect(usage(80 << 20, refusal: refused).state(nearlyAt: 0.9, now: 2_000) == .ok, "room was made since")
+        #expect(usage(90 << 20, 10 << 20).admits(0) && !usage(90 << 20, 10 << 20).admits(1))
+        #expect(StorageUsage(usedBytes: 1 << 40, reservedBytes: 0, boundBytes: nil).admits(1 << 40))
+        #expect(SizeBound.headroom(4 << 30) == (4 << 30) / 20 && SizeBound.headroom(1 << 20) == 2 << 20)
+    }
 }

@@ -43,6 +43,22 @@ import Testing
         let parsed = try RequestParser.parse(body: Array(body.utf8), mode: .sync)
         let result = engine.run(parsed.spec).text
         #expect(result.utf8.count <= Limits.resultBytes, "\(result.utf8.count) bytes")
+        #expect(result.utf8.count <= parsed.spec.resultBytesBound, "the reserve held for it at accept time")
+    }
+
+    /// The reserve an /async job holds for its result is never smaller than the result, for every op, and
+    /// close to it for plain text (or the front door would refuse long before the store is full).
+    @Test func resultBytesBoundHoldsForEveryOp() {
+        let specs: [JobSpec] = [
+            .hash(input: String(repeating: "\u{1}", count: 1000), iterations: 1), .report(records: 1000, name: String(repeating: "\"", count: 100)),
+            .text(text: "", count: 20), .text(text: "a \"b\" \\ c\td", count: 7), .text(text: String(repeating: "ab ", count: 3000), count: 20),
+        ] + JobSpec.ComputeKind.allCases.map { .compute(kind: $0, complexity: 1) }
+        for spec in specs {
+            let size = WorkEngine(sleep: { _ in }).run(spec).text.utf8.count
+            #expect(size <= spec.resultBytesBound, "\(spec.op): \(size) > \(spec.resultBytesBound)")
+        }
+        let plain = JobSpec.text(text: String(repeating: "ab ", count: 3000), count: 20)
+        #expect(plain.resultBytesBound < engine.run(plain).text.utf8.count * 2, "ASCII text is reserved about as it is")
     }
 
     @Test func textBoundIsInBytes() {
