@@ -254,12 +254,13 @@ public final class FastCGIServer: Sendable {
         if let declared = http.declaredLength, declared > maxBodyBytes {
             http.bodyTooLarge = true
         } else {
-            var body = [UInt8](repeating: 0, count: min(http.declaredLength ?? 4096, maxBodyBytes) + 1)
+            // Sized by the declared length (GETs declare none and get one byte); grown by doubling otherwise.
+            var body = [UInt8](repeating: 0, count: min(http.declaredLength ?? 0, maxBodyBytes) + 1)
             var got = 0
             while true {
                 if got == body.count {
                     guard body.count <= maxBodyBytes else { break }
-                    body.append(contentsOf: repeatElement(0, count: min(body.count, maxBodyBytes + 1 - body.count)))
+                    body.append(contentsOf: repeatElement(0, count: min(max(body.count, 4096), maxBodyBytes + 1 - body.count)))
                 }
                 let n = body.withUnsafeMutableBufferPointer { buffer in
                     buffer.baseAddress!.advanced(by: got).withMemoryRebound(to: CChar.self, capacity: buffer.count - got) {
