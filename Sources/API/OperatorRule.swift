@@ -22,14 +22,7 @@ public struct OperatorRule: Sendable {
     }
 
     public init(settings: Settings) throws(ConfigError) {
-        var cidrs: [CIDR] = []
-        for text in settings.operatorAddresses {
-            guard let cidr = CIDR(text) else {
-                throw ConfigError(variable: "WORKFCGI_OPERATOR_ADDRESSES", message: "'\(text)' is not an address or a CIDR like 10.1.0.0/16")
-            }
-            cidrs.append(cidr)
-        }
-        self.init(addresses: cidrs, hosts: settings.operatorHosts)
+        self.init(addresses: try CIDR.list(settings.operatorAddresses, variable: "WORKFCGI_OPERATOR_ADDRESSES"), hosts: settings.operatorHosts)
     }
 
     /// nil when the request may use an operator endpoint, else why not (for the 403).
