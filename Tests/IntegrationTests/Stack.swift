@@ -6,9 +6,60 @@ import Glibc
 #endif
 
 /// The real stack for one test: deliveryd, workfcgi and nginx (with the repository's nginx/site.conf,
-/// only the port and rate limit changed) in a fresh temporary folder, talking over loopback.
+/// only the port and rate limit changed) in a fresh temporary folder, talking over loopback. Another
+/// front end can stand in for nginx (`frontEnd`), with its config from frontends/, only the port changed.
 final class Stack: @unchecked Sendable {
+    /// `.nginx` is the front end, whichever `frontEnd` the stack was made with.
     enum Service: String, CaseIterable { case deliveryd, workfcgi, nginx }
+
+    /// The HTTP servers the repository has a ready config for, each started as it would be by hand.
+    enum FrontEnd: String, CaseIterable, Sendable, CustomStringConvertible {
+        case nginx, apache, lighttpd, caddy
+        var description: String { rawValue }
+
+        /// The config, relative to the stack's folder (a copy of the repository's).
+        var config: String {
+            switch self {
+            case .nginx: "nginx/site.conf"
+            case .apache: "frontends/apache.conf"
+            case .lighttpd: "frontends/lighttpd.conf"
+            case .caddy: "frontends/Caddyfile"
+            }
+        }
+
+        /// The config's listen line for port 8080, which the copy gets the stack's port in.
+        func listen(_ port: Int) -> (String, String) {
+            switch self {
+            case .nginx: ("listen 127.0.0.1:8080", "listen 127.0.0.1:\(port)")
+            case .apache: ("Listen 127.0.0.1:8080", "Listen 127.0.0.1:\(port)")
+            case .lighttpd: ("server.port = 8080", "server.port = \(port)")
+            case .caddy: ("http://:8080 {", "http://:\(port) {")
+            }
+        }
+
+        var binary: String {
+            let names: [String] =
+                switch self {
+                case .nginx: ["/usr/sbin/nginx", "/usr/bin/nginx"]
+                case .apache: ["/usr/sbin/apache2"]
+                case .lighttpd: ["/usr/sbin/lighttpd"]
+                case .caddy: ["/usr/bin/caddy"]
+                }
+            return names.first { FileManager.default.isExecutableFile(atPath: $0) } ?? names[0]
+        }
+
+        /// Where the server writes its own error log, when not to stderr (relative to the stack's folder).
+        var errorLog: String? {
+            switch self {
+            case .nginx: "run/nginx-error.log"
+            case .apache: "run/apache-error.log"
+            case .lighttpd, .caddy: nil
+            }
+        }
+
+        /// What stops it: nginx finishes requests in flight on SIGQUIT, the others on SIGTERM.
+        var stopSignal: Int32 { self == .nginx ? SIGQUIT : SIGTERM }
+    }
 
     let directory: URL
     let port: Int
@@ -17,7 +68,10 @@ final class Stack: @unchecked Sendable {
     let serviceSettings: [Service: [String: String]]
     /// A command that workfcgi and deliveryd are started through (e.g. into a private mount namespace).
     let wrapper: [String]
+    let frontEnd: FrontEnd
     private var processes: [Service: Process] = [:]
+    /// The front end's process (group leader), spawned without Foundation (see `launchFrontEnd`).
+    private var frontEndPID: pid_t?
 
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -42,10 +96,11 @@ final class Stack: @unchecked Sendable {
     /// `operators` replaces nginx/operators.conf (e.g. `allow all;`, to show the boundary holds in workfcgi alone).
     init(
         settings: [String: String] = [:], rate: String = "100r/s", burst: Int = 200, wrapper: [String] = [], operators: String? = nil,
-        serviceSettings: [Service: [String: String]] = [:]
+        serviceSettings: [Service: [String: String]] = [:], frontEnd: FrontEnd = .nginx
     ) throws {
         self.wrapper = wrapper
         self.serviceSettings = serviceSettings
+        self.frontEnd = frontEnd
         directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("workfcgi-it-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("run"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: directory.appendingPathComponent("nginx"), withIntermediateDirectories: true)
@@ -61,6 +116,7 @@ final class Stack: @unchecked Sendable {
                 at: Self.packageRoot.appendingPathComponent("nginx/\(file)"), to: directory.appendingPathComponent("nginx/\(file)"))
         }
         if let operators { try operators.write(to: directory.appendingPathComponent("nginx/operators.conf"), atomically: true, encoding: .utf8) }
+        if frontEnd != .nginx { try Self.copyFrontEnd(frontEnd, port: port, to: directory) }
 
         var env = ["PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": NSTemporaryDirectory()]
         env["WORKFCGI_RUN_DIR"] = directory.appendingPathComponent("run").path
@@ -74,8 +130,27 @@ final class Stack: @unchecked Sendable {
         env["WORKFCGI_SYNC_THREADS"] = "32"
         env["WORKFCGI_API_THREADS"] = "8"
         env["WORKFCGI_DURABILITY"] = "normal"
+        // Caddy's workers are its own user (in www-data's group, which the sockets get).
+        if frontEnd == .caddy { env["WORKFCGI_FRONTEND_USERS"] = "www-data,caddy" }
         for (k, v) in settings { env[k] = v }
         environment = env
+    }
+
+    /// The repository's frontends/ (configs and error files) in `directory`, the config listening on `port`;
+    /// for Caddy also a home it can write to (its autosave and storage), so no test writes to /var/lib/caddy.
+    private static func copyFrontEnd(_ frontEnd: FrontEnd, port: Int, to directory: URL) throws {
+        let copy = directory.appendingPathComponent("frontends")
+        try FileManager.default.copyItem(at: packageRoot.appendingPathComponent("frontends"), to: copy)
+        let config = directory.appendingPathComponent(frontEnd.config)
+        let (line, replacement) = frontEnd.listen(port)
+        let text = try String(contentsOf: config, encoding: .utf8)
+        guard text.contains(line) else { throw Timeout(description: "\(frontEnd.config) has no '\(line)'") }
+        try text.replacingOccurrences(of: line, with: replacement).write(to: config, atomically: true, encoding: .utf8)
+        if frontEnd == .caddy {
+            let home = directory.appendingPathComponent("caddy-home")
+            try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+            if geteuid() == 0, let user = getpwnam("caddy") { chown(home.path, user.pointee.pw_uid, user.pointee.pw_gid) }
+        }
     }
 
     deinit {
@@ -94,7 +169,7 @@ final class Stack: @unchecked Sendable {
         }
         if services.contains(.nginx) && services.contains(.workfcgi) {
             let client = HTTPClient(timeoutSeconds: 2)
-            try waitFor("nginx → workfcgi") { (try? client.get(self.baseURL + "/healthz"))?.status == 200 }
+            try waitFor("\(frontEnd) → workfcgi") { (try? client.get(self.baseURL + "/healthz"))?.status == 200 }
         }
         if services.contains(.deliveryd) {
             try waitFor("deliveryd doorbell") { FileManager.default.fileExists(atPath: self.runDirectory + "/deliveryd.sock") }
@@ -102,8 +177,9 @@ final class Stack: @unchecked Sendable {
     }
 
     func launch(_ service: Service) throws {
+        if service == .nginx { return try launchFrontEnd() }
         let process = Process()
-        let log = directory.appendingPathComponent("run/\(service.rawValue).log")
+        let log = directory.appendingPathComponent(logPath(service))
         // Owner only: logs carry request ids, and each opens GET /requests/{id}.
         if !FileManager.default.fileExists(atPath: log.path) {
             _ = FileManager.default.createFile(atPath: log.path, contents: nil, attributes: [.posixPermissions: 0o600])
@@ -114,18 +190,12 @@ final class Stack: @unchecked Sendable {
         process.standardError = handle
         process.currentDirectoryURL = directory
         process.environment = environment.merging(serviceSettings[service] ?? [:]) { _, own in own }
-        switch service {
-        case .nginx:
-            process.executableURL = URL(fileURLWithPath: Self.nginxBinary)
-            process.arguments = ["-p", directory.path, "-c", "nginx/site.conf", "-g", "daemon off;"]
-        default:
-            let binary = Self.binDirectory.appendingPathComponent(service.rawValue)
-            if let first = wrapper.first {
-                process.executableURL = URL(fileURLWithPath: first)
-                process.arguments = Array(wrapper.dropFirst()) + [binary.path]
-            } else {
-                process.executableURL = binary
-            }
+        let binary = Self.binDirectory.appendingPathComponent(service.rawValue)
+        if let first = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: first)
+            process.arguments = Array(wrapper.dropFirst()) + [binary.path]
+        } else {
+            process.executableURL = binary
         }
         try process.run()
         processes[service] = process
@@ -134,8 +204,9 @@ final class Stack: @unchecked Sendable {
     /// SIGTERM and wait (up to `timeout` seconds); returns the exit status, or nil when it had to be killed.
     @discardableResult
     func stop(_ service: Service, timeout: Double = 15) -> Int32? {
+        if service == .nginx { return stopFrontEnd(timeout: timeout) }
         guard let process = processes.removeValue(forKey: service), process.isRunning else { return nil }
-        if service == .nginx { kill(process.processIdentifier, SIGQUIT) } else { process.terminate() }
+        process.terminate()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
@@ -164,6 +235,12 @@ final class Stack: @unchecked Sendable {
 
     /// kill -9: no chance to clean up.
     func crash(_ service: Service) {
+        if service == .nginx, let pid = frontEndPID {
+            frontEndPID = nil
+            kill(-pid, SIGKILL)
+            _ = Self.reap(pid, timeout: 10)
+            return
+        }
         guard let process = processes.removeValue(forKey: service) else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -173,8 +250,102 @@ final class Stack: @unchecked Sendable {
         for service in [Service.nginx, .workfcgi, .deliveryd] { stop(service, timeout: 10) }
     }
 
+    /// Each front end in the foreground, as the README starts it by hand (Apache and lighttpd drop to
+    /// www-data themselves when started as root; Caddy does not, so root starts it as caddy).
+    /// posix_spawn, not Foundation's Process: a child of Process inherits the test runner's blocked
+    /// signals (Apache then never saw SIGTERM), and Process can miss the exit of a parent whose workers
+    /// outlive it. Here every signal is unblocked and default, and the server gets its own process group,
+    /// so that stopping it also ends workers it leaves behind.
+    private func launchFrontEnd() throws {
+        var arguments: [String]
+        var env = environment.merging(serviceSettings[.nginx] ?? [:]) { _, own in own }
+        var executable = frontEnd.binary
+        switch frontEnd {
+        case .nginx:
+            arguments = ["-p", directory.path, "-c", frontEnd.config, "-g", "daemon off;"]
+        case .apache:
+            arguments = ["-d", directory.path, "-f", frontEnd.config, "-DFOREGROUND"]
+        case .lighttpd:
+            arguments = ["-D", "-f", frontEnd.config]
+        case .caddy:
+            arguments = ["run", "--adapter", "caddyfile", "--config", frontEnd.config]
+            env["HOME"] = directory.appendingPathComponent("caddy-home").path
+            if geteuid() == 0 {
+                arguments = ["--reuid=caddy", "--regid=caddy", "--init-groups", executable] + arguments
+                executable = "/usr/bin/setpriv"
+            }
+        }
+        frontEndPID = try Self.spawn(
+            executable, arguments, environment: env, directory: directory.path,
+            log: directory.appendingPathComponent(logPath(.nginx)).path)
+    }
+
+    private func stopFrontEnd(timeout: Double) -> Int32? {
+        guard let pid = frontEndPID else { return nil }
+        frontEndPID = nil
+        kill(pid, frontEnd.stopSignal)
+        let status = Self.reap(pid, timeout: timeout)
+        if status == nil {
+            kill(-pid, SIGKILL)
+            _ = Self.reap(pid, timeout: 10)
+        }
+        kill(-pid, SIGKILL)  // workers still in the group, if any
+        return status
+    }
+
+    /// Runs `executable` in `directory` with stdin from /dev/null and stdout and stderr appended to `log`
+    /// (owner only, like the daemons' logs).
+    static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], directory: String, log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        // env --chdir: glibc's posix_spawn_file_actions_addchdir_np is not visible to Swift; env execs in place.
+        let argv = (["/usr/bin/env", "--chdir=\(directory)", executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Waits up to `timeout` seconds for `pid` to exit; its exit status, or nil while it still runs.
+    static func reap(_ pid: pid_t, timeout: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+            if r < 0 && errno != EINTR { return -1 }  // not our child any more: gone
+            guard Date() < deadline else { return nil }
+            usleep(20_000)
+        }
+    }
+
+    /// A service's stdout and stderr, relative to the stack's folder (the front end's under its own name).
+    private func logPath(_ service: Service) -> String {
+        "run/\(service == .nginx ? frontEnd.rawValue : service.rawValue).log"
+    }
+
     func log(_ service: Service) -> String {
-        (try? String(contentsOf: directory.appendingPathComponent("run/\(service.rawValue).log"), encoding: .utf8)) ?? ""
+        var files = [logPath(service)]
+        if service == .nginx, let errorLog = frontEnd.errorLog, frontEnd != .nginx { files.append(errorLog) }
+        return files.compactMap { try? String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }.joined()
     }
 
     struct Timeout: Error, CustomStringConvertible { var description: String }
@@ -212,7 +383,7 @@ final class Stack: @unchecked Sendable {
         while !condition() {
             guard Date() < deadline else {
                 throw Timeout(
-                    description: "timed out waiting for \(what)\nworkfcgi: \(log(.workfcgi).suffix(600))\ndeliveryd: \(log(.deliveryd).suffix(600))\nnginx: \(log(.nginx).suffix(600))")
+                    description: "timed out waiting for \(what)\nworkfcgi: \(log(.workfcgi).suffix(600))\ndeliveryd: \(log(.deliveryd).suffix(600))\n\(frontEnd): \(log(.nginx).suffix(600))")
             }
             usleep(20_000)
         }
