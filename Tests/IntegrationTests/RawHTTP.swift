@@ -1,4 +1,5 @@
 import Foundation
+import Harness
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,23 @@ enum RawHTTP {
         var status: Int
         var head: String
         var body: String
+
+        func header(_ name: String) -> String? {
+            for line in head.split(separator: "\r\n").dropFirst() {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2, parts[0].lowercased() == name { return parts[1].trimmingCharacters(in: .whitespaces) }
+            }
+            return nil
+        }
+        var contentType: String { header("content-type") ?? "" }
+        var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] }
+        var errorCode: String? { contentType.hasPrefix("application/json") ? Self.errorCode(body) : nil }
+
+        static func errorCode(_ body: String) -> String? {
+            let json = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+            guard let error = json?["error"] as? [String: Any], error["message"] is String else { return nil }
+            return error["code"] as? String
+        }
     }
 
     /// A TCP connection from `source` to 127.0.0.1:`port`, or -1.
@@ -50,14 +68,7 @@ enum RawHTTP {
 
     /// Reads until the server closes the connection (requests are sent with `Connection: close`).
     static func readAnswer(_ fd: Int32) -> Answer? {
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            data += buffer[0..<n]
-        }
-        let text = String(decoding: data, as: UTF8.self)
+        let text = String(decoding: receiveUntilClosed(fd), as: UTF8.self)
         guard let end = text.range(of: "\r\n\r\n"), let status = Int(text.split(separator: " ").dropFirst().first ?? "") else { return nil }
         return Answer(status: status, head: String(text[..<end.lowerBound]), body: String(text[end.upperBound...]))
     }
@@ -75,5 +86,36 @@ enum RawHTTP {
         for (name, value) in all.sorted(by: { $0.key < $1.key }) { head += "\(name): \(value)\r\n" }
         write(fd, head + "\r\n" + body)
         return readAnswer(fd)
+    }
+
+    /// One exchange written in parts with a pause between them (a body in chunks that arrive apart), then
+    /// everything read until the server closes; a chunked answer is de-chunked.
+    static func exchange(port: Int, _ parts: [String], pauseMicroseconds: useconds_t = 300_000) throws -> Answer {
+        let fd = connect(port: port)
+        guard fd >= 0 else { throw Stack.Timeout(description: "connect to \(port) failed") }
+        defer { close(fd) }
+        for (index, part) in parts.enumerated() {
+            if index > 0 { usleep(pauseMicroseconds) }
+            // A server that refused early may close before the rest is sent: its answer is still read below.
+            write(fd, part)
+        }
+        guard var answer = readAnswer(fd) else { return Answer(status: 0, head: "", body: "") }
+        if answer.header("transfer-encoding")?.lowercased() == "chunked" { answer.body = dechunk(answer.body) }
+        return answer
+    }
+
+    /// The payload of a chunked body (sizes in hex, each chunk followed by CRLF, ended by a 0 chunk).
+    static func dechunk(_ text: String) -> String {
+        var bytes = Array(text.utf8)[...]
+        var out: [UInt8] = []
+        while let lineEnd = bytes.firstRange(of: Array("\r\n".utf8)) {
+            let sizeText = String(decoding: bytes[..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
+            let start = lineEnd.upperBound
+            guard bytes.endIndex - start >= size else { break }
+            out += bytes[start..<start + size]
+            bytes = bytes[(start + size)...].dropFirst(2)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
