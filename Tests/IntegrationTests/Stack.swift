@@ -293,8 +293,8 @@ final class Stack: @unchecked Sendable {
         return status
     }
 
-    /// Runs `executable` in `directory` with stdin from /dev/null and stdout and stderr appended to `log`
-    /// (owner only, like the daemons' logs).
+    /// Runs `executable` in `directory` under umask 077, with stdin from /dev/null and stdout and stderr
+    /// appended to `log` (owner only, like the daemons' logs).
     static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], directory: String, log: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -313,13 +313,15 @@ final class Stack: @unchecked Sendable {
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        // env --chdir: glibc's posix_spawn_file_actions_addchdir_np is not visible to Swift; env execs in place.
-        let argv = (["/usr/bin/env", "--chdir=\(directory)", executable] + arguments).map { strdup($0) } + [nil]
+        // Through sh (glibc's posix_spawn_file_actions_addchdir_np is not visible to Swift), which execs in
+        // place: the folder, and umask 077 for the server's logs and pid file, as the README starts it.
+        let script = #"cd "$0" && umask 077 && exec "$@""#
+        let argv = (["/bin/sh", "-c", script, directory, executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { envp.forEach { free($0) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, envp)
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
         guard rc == 0 else { throw Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
         return pid
     }
