@@ -51,7 +51,8 @@ public struct HTTPRequest: Sendable {
         var repeated: Set<String> = []
         for (name, value) in params {
             if name.utf8.starts(with: "HTTP_".utf8) {
-                if headers.updateValue(value, forKey: Self.headerName(cgi: name)) != nil { repeated.insert(Self.headerName(cgi: name)) }
+                let header = Self.headerName(cgi: name)
+                if headers.updateValue(value, forKey: header) != nil { repeated.insert(header) }
                 continue
             }
             // Later duplicates win, as they would in a dictionary.
