@@ -3,6 +3,7 @@ import CallbackPolicy
 import Doorbell
 import FastCGI
 import Foundation
+import JSON
 import Logging
 import Store
 import Synchronization

@@ -1,4 +1,4 @@
-import WorkEngine
+import JSON
 
 /// GET /docs: the OpenAPI document as one server-rendered page: no scripts, no external assets.
 enum DocsPage {

@@ -1,5 +1,5 @@
 import FastCGI
-import WorkEngine
+import JSON
 
 /// JSON responses, and the one error shape: `{"error": {"code", "message", "field"?}}`.
 enum JSONResponse {

@@ -1,6 +1,7 @@
 import Digest
 import FastCGI
 import Foundation
+import JSON
 import Store
 import WorkEngine
 

@@ -1,5 +1,5 @@
+import JSON
 import Store
-import WorkEngine
 
 /// How stored requests look in GET /requests and GET /requests/{id}.
 enum RecordJSON {

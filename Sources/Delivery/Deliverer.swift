@@ -3,6 +3,7 @@ import CSystem
 import Config
 import Doorbell
 import Foundation
+import JSON
 import Logging
 import Store
 import Synchronization

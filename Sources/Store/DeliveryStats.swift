@@ -1,4 +1,4 @@
-import WorkEngine
+import JSON
 
 /// deliveryd's counters since it started, published with every heartbeat so workfcgi's /metrics can show
 /// them (deliveryd serves no HTTP). Pure; deliveryd keeps it in a lock.

@@ -1,4 +1,4 @@
-import WorkEngine
+import JSON
 
 /// The queue and record of requests. SQLite implements it today; the operations are the ones a
 /// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.

@@ -1,3 +1,4 @@
+import JSON
 import WorkEngine
 
 /// A job's lifecycle. `delivering` means the result is ready and the callback is being attempted.

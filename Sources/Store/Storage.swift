@@ -1,5 +1,3 @@
-import WorkEngine
-
 /// Who decides the database's size bound (WORKFCGI_MAX_DB_SIZE). SQLite's max_page_count is per connection
 /// and follows the file once another connection has grown it, so it cannot be the bound between two
 /// processes: the bound is kept in the database (settings row `max_db_size`), one value for both.

@@ -1,5 +1,5 @@
 import Foundation
-import WorkEngine
+import JSON
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
 public typealias UnixMillis = Int64

@@ -1,3 +1,5 @@
+import JSON
+
 /// A validated job as it is stored and read back: every field explicit, defaults filled in. Not a request
 /// format: this is what `RequestParser` produced, so reading it back validates nothing and cannot disagree
 /// with the parser of the day (limits may change between versions; an accepted job still runs as accepted).

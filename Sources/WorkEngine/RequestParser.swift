@@ -1,3 +1,5 @@
+import JSON
+
 /// Which endpoint a body was sent to; they accept slightly different fields.
 public enum RequestMode: String, Sendable {
     case sync, async

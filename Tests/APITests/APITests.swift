@@ -4,6 +4,7 @@ import Config
 import Doorbell
 import FastCGI
 import Foundation
+import JSON
 import Store
 import Testing
 import WorkEngine
