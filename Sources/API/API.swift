@@ -21,6 +21,7 @@ public final class API: Sendable {
     /// The sync semaphore: at most `syncConcurrency` computations at once.
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
+    private let fullShares = Mutex(FullShares())
     private let metrics = Metrics()
     private let operatorPage = OperatorPage()
     private let operators: OperatorRule
@@ -138,12 +139,16 @@ public final class API: Sendable {
 
     private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         let created = Clock.nowMillis()
-        // A client whose share is used up gets no computation whose record would be refused (the record is
-        // checked again, exactly, when it is written).
+        // A client whose share was found used up gets no computation whose record would be refused (the record
+        // is checked again, exactly, when it is written).
         let client = request.remoteAddress
-        if let stored = try? store.clientStorage(client), stored + Int64(request.body.count + parsed.spec.resultBytesBound) > settings.clientStorageLimit {
-            metrics.clientStorageFull()
-            throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
+        if fullShares.withLock({ $0.suspects(client, now: created) }), let stored = try? store.clientStorage(client) {
+            guard stored + Int64(request.body.count + parsed.spec.resultBytesBound) <= settings.clientStorageLimit else {
+                fullShares.withLock { $0.refused(client, now: created) }
+                metrics.clientStorageFull()
+                throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
+            }
+            fullShares.withLock { $0.admitted(client) }
         }
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
         let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
@@ -170,6 +175,7 @@ public final class API: Sendable {
                     id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
                     completedAt: Clock.nowMillis(), durationMs: ms, client: client), clientStorageLimit: settings.clientStorageLimit)
         } catch {
+            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: Clock.nowMillis()) } }
             metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
@@ -225,6 +231,7 @@ public final class API: Sendable {
         case .clientBacklogFull(let depth):
             throw .clientBacklogFull(depth: depth, limit: settings.clientBacklogLimit)
         case .clientStorageFull(let stored):
+            fullShares.withLock { $0.refused(request.remoteAddress, now: now) }
             metrics.clientStorageFull()
             throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
         case .backlogFull(let depth):

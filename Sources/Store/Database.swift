@@ -73,17 +73,20 @@ final class Database: @unchecked Sendable {
         }
         try execute("PRAGMA synchronous=\(synchronous)")
         try execute("PRAGMA cache_size=-\(cacheKiB)")
+        // Fixed once the file is in WAL mode (VACUUM cannot change it there): read once, not per size check.
+        pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
         if let maxBytes { try limit(toBytes: maxBytes) }
         try execute("PRAGMA foreign_keys=ON")
     }
 
     /// The max_page_count last set on this connection, in bytes (nil: SQLite's own).
     private(set) var limitBytes: Int64?
+    /// The file's page size in bytes.
+    private(set) var pageSize: Int64 = 4096
 
     /// Sets this connection's max_page_count. It bounds only this connection, and SQLite raises it to the
     /// file's size once another connection has grown the file: a hard stop, not the bound between processes.
     func limit(toBytes bytes: Int64) throws {
-        let pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
         try execute("PRAGMA max_page_count=\(max(1, bytes / max(512, pageSize)))")
         limitBytes = bytes
     }

@@ -441,6 +441,46 @@ import WorkEngine
         #expect(file <= (1 << 20) + SizeBound.headroom(1 << 20), "\(file) bytes")
     }
 
+    /// Far from the bound the front door admits on its estimate; within the slack it reads exactly, so a
+    /// fill from many threads' batches still stops at the bound and not past it.
+    @Test func theEstimateStopsAtTheBound() throws {
+        let path = directory + "/estimate.db"
+        let bound: Int64 = 8 << 20
+        let front = try SQLiteStore(path: path, bound: .sets(bound))
+        defer { front.close() }
+        let now = Clock.nowMillis()
+        var accepted = 0
+        var full: (any Error)?
+        for i in 0..<2_000 {
+            do { if case .accepted = try front.enqueue(textJob(now + Int64(i), client: "c\(i % 7)"), backlogLimit: 100_000) { accepted += 1 } } catch {
+                full = error
+                break
+            }
+        }
+        #expect(full is StoreFull, "\(String(describing: full))")
+        let usage = try front.storageUsage()
+        #expect(usage.usedBytes + usage.reservedBytes <= bound, "\(usage)")
+        // The estimate never admitted into the last slack: what is taken is within it of the bound.
+        #expect(usage.usedBytes + usage.reservedBytes > bound - RoomEstimate.slack(bound) - (64 << 10), "\(usage)")
+        #expect(accepted > 20)
+    }
+
+    @Test func roomEstimate() {
+        let bound: Int64 = 100 << 20
+        let slack = RoomEstimate.slack(bound)
+        #expect(slack == 2 << 20 || slack == bound / 50)
+        var e = RoomEstimate(reading: StorageUsage(usedBytes: 50 << 20, reservedBytes: 10 << 20, boundBytes: bound), at: 1_000)
+        #expect(e.taken == 60 << 20)
+        #expect(e.admits(1 << 20, bound: bound, now: 1_050))
+        #expect(!e.admits(1 << 20, bound: bound, now: 1_000 + RoomEstimate.maxAge), "too old: read again")
+        #expect(!e.admits(1 << 20, bound: bound, now: 999), "the clock went back")
+        #expect(!e.admits(bound - (60 << 20) - slack + 1, bound: bound, now: 1_050), "into the slack")
+        #expect(e.admits(bound - (60 << 20) - slack, bound: bound, now: 1_050))
+        e.admitted(30 << 20)
+        #expect(e.taken == 90 << 20 && !e.admits(bound - (90 << 20) - slack + 1, bound: bound, now: 1_050))
+        #expect(RoomEstimate.slack(1 << 20) == 1 << 20, "small bounds: always exact")
+    }
+
     /// One bound, whatever each daemon was given: deliveryd follows what workfcgi stored, and a workfcgi
     /// restarted with another value changes it for both.
     @Test func theBoundIsTheOneStoredInTheDatabase() throws {
