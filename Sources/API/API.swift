@@ -108,7 +108,7 @@ public final class API: Sendable {
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.json.utf8))
+        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.served.utf8))
         case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
         }
     }
