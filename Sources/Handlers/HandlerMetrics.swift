@@ -2,7 +2,7 @@ import Synchronization
 import WorkEngine
 
 /// Per handler and mode: runs, failures, timeouts (uWSGI's "harakiri" count) and a duration histogram.
-/// workfcgi renders its own into /metrics; deliveryd's ride on its heartbeat (`json`) to the same page.
+/// workfcgi renders its own (the /sync runs) into /metrics; deliveryd's are not published yet.
 public final class HandlerMetrics: Sendable {
     /// Upper bounds of the duration buckets, in seconds (Prometheus `le`); the last bucket is +Inf.
     public static let buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
@@ -41,38 +41,6 @@ public final class HandlerMetrics: Sendable {
     }
 
     public var snapshot: [Key: Counts] { counts.withLock { $0 } }
-
-    /// As JSON, for deliveryd's heartbeat.
-    public var json: JSONValue {
-        .array(
-            snapshot.sorted { $0.key < $1.key }.map { key, c in
-                [
-                    "handler": .string(key.handler), "mode": .string(key.mode), "runs": .number(Double(c.runs)),
-                    "failures": .number(Double(c.failures)), "timeouts": .number(Double(c.timeouts)),
-                    "buckets": .array(c.bucketCounts.map { .number(Double($0)) }), "seconds": .number(c.seconds),
-                ]
-            })
-    }
-
-    /// Reads `json` back (what deliveryd published); entries that are not one are skipped.
-    public static func parse(_ value: JSONValue) -> [Key: Counts] {
-        var out: [Key: Counts] = [:]
-        guard case .array(let items) = value else { return out }
-        for item in items {
-            guard let handler = item["handler"]?.stringValue, let mode = item["mode"]?.stringValue,
-                case .array(let list)? = item["buckets"], case let buckets = list.compactMap(\.intValue),
-                buckets.count == Self.buckets.count + 1
-            else { continue }
-            var c = Counts()
-            c.runs = item["runs"]?.intValue ?? 0
-            c.failures = item["failures"]?.intValue ?? 0
-            c.timeouts = item["timeouts"]?.intValue ?? 0
-            c.bucketCounts = buckets
-            c.seconds = item["seconds"]?.doubleValue ?? 0
-            out[Key(handler: handler, mode: mode)] = c
-        }
-        return out
-    }
 
     /// Prometheus text: `workfcgi_handler_runs_total`, `_failures_total`, `_timeouts_total` and the
     /// `workfcgi_handler_duration_seconds` histogram, each labelled by handler and mode.
