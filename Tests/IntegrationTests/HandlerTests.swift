@@ -56,6 +56,9 @@ import Glibc
         #expect(record["op"] as? String == "handler")
         #expect((record["handler"] as? [String: Any])?["name"] as? String == "wordfreq")
         #expect((record["handler"] as? [String: Any])?["exit_status"] as? Int == 0)
+        let metrics = try client.get(stack.baseURL + "/metrics").text
+        #expect(metrics.contains(#"workfcgi_handler_runs_total{handler="wordfreq",mode="sync"} 1"#))
+        #expect(metrics.contains(#"workfcgi_handler_duration_seconds_count{handler="wordfreq",mode="sync"} 1"#))
 
         let asyncID = try stack.submit(#"{"handler": "checksum", "input": {"a": 1}, "callback_url": "http://127.0.0.1:\#(port)/ok/h"}"#)
         #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == asyncID } })
