@@ -46,6 +46,11 @@ let package = Package(
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
         .target(name: "CallbackPolicy", dependencies: ["CCurl", "Config"], swiftSettings: swiftSettings),
+        // Handler programs: the registry of WORKFCGI_HANDLERS_DIR and the runner (posix_spawn, bounds, kill
+        // schedule), handed to WorkEngine so /sync and deliveryd run them through the same entry point.
+        .target(
+            name: "Handlers", dependencies: ["CSystem", "Config", "JSON", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
@@ -57,7 +62,7 @@ let package = Package(
         .target(
             name: "API",
             dependencies: [
-                "JSON", "WorkEngine", "Store", "CallbackPolicy", "Digest", "Doorbell", "FastCGI", "Config",
+                "JSON", "WorkEngine", "Store", "CallbackPolicy", "Digest", "Doorbell", "FastCGI", "Config", "Handlers",
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -77,14 +82,14 @@ let package = Package(
         .executableTarget(
             name: "workfcgi",
             dependencies: [
-                "API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Lifecycle", "Store", "WorkEngine",
+                "API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Handlers", "Lifecycle", "Store", "WorkEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "deliveryd",
             dependencies: [
-                "CallbackPolicy", "Config", "Delivery", "Doorbell", "Lifecycle", "Store", "WorkEngine",
+                "CallbackPolicy", "Config", "Delivery", "Doorbell", "Handlers", "Lifecycle", "Store", "WorkEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -113,6 +118,7 @@ let package = Package(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "JSON", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),
         .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
+        .testTarget(name: "HandlersTests", dependencies: ["Handlers", "Config", "JSON", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),

@@ -3,6 +3,7 @@ import CallbackPolicy
 import Doorbell
 import FastCGI
 import Foundation
+import Handlers
 import JSON
 import Logging
 import Store
@@ -26,6 +27,8 @@ public final class API: Sendable {
     private let operatorPage = OperatorPage()
     private let operators: OperatorRule
     private let logger: Logger
+    /// The handler runs of this process (/sync's), for /metrics and /ui; nil without handlers.
+    private let handlerMetrics: HandlerMetrics?
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
     private let healthSnapshot = Recent<[String: JSONValue]>(maxAge: 100_000_000)
@@ -37,8 +40,10 @@ public final class API: Sendable {
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
-        operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown")
+        operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown"),
+        handlerMetrics: HandlerMetrics? = nil
     ) {
+        self.handlerMetrics = handlerMetrics
         self.logger = logger
         self.store = store
         self.engine = engine
@@ -101,11 +106,11 @@ public final class API: Sendable {
         case .metrics:
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
+                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerMetrics))
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.json.utf8))
+        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.served.utf8))
         case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
         }
     }
@@ -130,6 +135,7 @@ public final class API: Sendable {
         } catch {
             throw .invalidBody(error)
         }
+        if case .handler(let name, _) = parsed.spec, engine.handlers?.isInstalled(name) != true { throw .unknownHandler(name) }
         switch mode {
         case .sync: return try runSync(parsed, request: request)
         // The parser requires callback_url on /async; were it ever missing, the policy refuses "" with a 422.
@@ -159,32 +165,35 @@ public final class API: Sendable {
         syncInFlight.add(1, ordering: .relaxed)
         let started = Clock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
-        let result = engine.run(parsed.spec)
+        let id = RequestID.make(now: created)
+        let outcome = engine.perform(parsed.spec, context: WorkContext(requestID: id, mode: .sync))
         let ranNanoseconds = DispatchTime.now().uptimeNanoseconds - clock
         let ms = Double(ranNanoseconds) / 1e6
         syncInFlight.subtract(1, ordering: .relaxed)
         syncSlots.signal()
         metrics.synced(waitNanoseconds: Int64(started - created) * 1_000_000, runNanoseconds: Int64(ranNanoseconds))
 
-        let id = RequestID.make(now: created)
         // Recorded before answering, so GET /requests/{id} finds it at once; but the work is done, so a failed
         // record (say, the size bound reached) does not turn the answer into a 5xx. It is logged and counted.
+        let result = outcome.result ?? .null
         do {
             try store.recordSync(
                 SyncRecord(
-                    id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
-                    completedAt: Clock.nowMillis(), durationMs: ms, client: client), clientStorageLimit: settings.clientStorageLimit)
+                    id: id, op: parsed.spec.op, input: parsed.input, result: result, error: outcome.error, createdAt: created,
+                    startedAt: started, completedAt: Clock.nowMillis(), durationMs: ms, client: client),
+                clientStorageLimit: settings.clientStorageLimit)
         } catch {
             if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: Clock.nowMillis()) } }
             metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
-        var response = JSONResponse.ok(
-            200,
-            [
-                "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
-                "duration_ms": .milliseconds(ms),
-            ])
+        if let run = outcome.handlerRun, run.errorCode != nil { throw .handlerFailed(run, requestID: id) }
+        var body: [String: JSONValue] = [
+            "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
+            "duration_ms": .milliseconds(ms),
+        ]
+        if let run = outcome.handlerRun { body["handler"] = .string(run.handler) }
+        var response = JSONResponse.ok(200, .object(body))
         response.requestID = id
         return response
     }

@@ -2,7 +2,7 @@ import JSON
 
 /// GET /docs: the OpenAPI document as one server-rendered page: no scripts, no external assets.
 enum DocsPage {
-    static let html: [UInt8] = Array(render(try! JSONValue.parse(Array(OpenAPIDocument.json.utf8))).utf8)
+    static let html: [UInt8] = Array(render(try! JSONValue.parse(Array(OpenAPIDocument.served.utf8))).utf8)
 
     static func render(_ doc: JSONValue) -> String {
         let title = doc["info"]?["title"]?.stringValue ?? "API"

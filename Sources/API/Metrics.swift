@@ -1,3 +1,4 @@
+import Handlers
 import Prometheus
 import Synchronization
 import Store
@@ -78,7 +79,7 @@ final class Metrics: Sendable {
     }
 
     /// The exposition text, after refreshing the gauges that are read rather than counted.
-    func render(store: any JobStore, syncInFlight: Int) -> [UInt8] {
+    func render(store: any JobStore, syncInFlight: Int, handlers: HandlerMetrics?) -> [UInt8] {
         gauge("sync_in_flight", "Sync computations running now.", Double(syncInFlight))
         var delivery: DeliveryStats?
         do {
@@ -101,7 +102,8 @@ final class Metrics: Sendable {
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)
         }
-        return registry.emitToBuffer() + Array(Self.exposition(delivery ?? DeliveryStats()).utf8)
+        let handlerText = handlers.map { HandlerMetrics.prometheus($0.snapshot) } ?? ""
+        return registry.emitToBuffer() + Array((Self.exposition(delivery ?? DeliveryStats()) + handlerText).utf8)
     }
 
     /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which

@@ -67,6 +67,8 @@ public struct Settings: Sendable, Equatable {
     public var logFormat: String
     /// One info line per request in workfcgi (method, route, status, duration, request id).
     public var accessLog: Bool
+    /// Handler programs: the folder and each run's limits.
+    public var handlers: HandlerSettings
 
     /// What a committed 202 survives. `full` (default): power loss, SQLite fsyncs every commit.
     /// `normal`: a process crash only; WAL with synchronous=NORMAL may lose the last commits on power loss.
@@ -155,6 +157,7 @@ public struct Settings: Sendable, Equatable {
             throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(logFormat)'")
         }
         accessLog = try env.bool("ACCESS_LOG", default: true)
+        handlers = try HandlerSettings(env)
         // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
         let known = env.names
         for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {
@@ -163,6 +166,12 @@ public struct Settings: Sendable, Equatable {
         guard leaseSeconds > callbackTimeoutSeconds else {
             throw ConfigError(
                 variable: Self.prefix + "LEASE", message: "must be longer than WORKFCGI_CALLBACK_TIMEOUT, or jobs are claimed twice")
+        }
+        // A handler still running when its job's lease ran out would be run a second time by the next claim.
+        guard handlers.folder == nil || leaseSeconds > handlers.longestRunSeconds else {
+            throw ConfigError(
+                variable: Self.prefix + "LEASE",
+                message: "must be longer than the longest WORKFCGI_HANDLER_TIMEOUT(S) plus \(Int(HandlerSettings.killGraceSeconds)) s, or handlers run twice")
         }
     }
 }

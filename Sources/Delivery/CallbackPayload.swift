@@ -14,7 +14,8 @@ public enum CallbackPayload {
             "timestamp": .string(Timestamp.iso8601(at)),
         ]
         if let error {
-            object["error"] = ["code": "work_failed", "message": .string(error)]
+            // A handler's failure is stored as its error document (code, message, exit status, stderr's tail).
+            object["error"] = HandlerRun.errorDocument(stored: error) ?? ["code": "work_failed", "message": .string(error)]
         } else {
             object["result"] = result ?? .null
         }

@@ -283,15 +283,16 @@ public final class Deliverer: Sendable {
                 work = Work(result: result, error: error, durationMs: durationMs)
             case .toDo(let spec):
                 let started = DispatchTime.now().uptimeNanoseconds
-                let result = engine.run(spec)
+                let outcome = engine.perform(spec, context: WorkContext(requestID: job.id, mode: .async))
+                let (result, error) = (outcome.result, outcome.error)
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                let done = ComputedResult(result: result, error: nil, durationMs: ms, at: Clock.nowMillis())
+                let done = ComputedResult(result: result, error: error, durationMs: ms, at: Clock.nowMillis())
                 if ms >= Self.saveOnItsOwnAfterMs {
-                    try store.saveResult(id: job.id, result: result, error: nil, durationMs: ms, now: done.at)
+                    try store.saveResult(id: job.id, result: result, error: error, durationMs: ms, now: done.at)
                 } else {
                     computed = done
                 }
-                work = Work(result: result, error: nil, durationMs: ms)
+                work = Work(result: result, error: error, durationMs: ms)
             }
             try deliver(job, work: work, computed: computed)
         } catch {

@@ -123,6 +123,16 @@ public enum Daemon {
         }
     }
 
+    /// Calls `reload` on SIGHUP (the handlers folder is read again); the source lives as long as the process.
+    public static func onReloadSignal(_ reload: @escaping @Sendable () -> Void) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler(handler: reload)
+        source.resume()
+        // Never cancelled: leaked on purpose, like a signal handler.
+        _ = Unmanaged.passRetained(source as AnyObject)
+    }
+
     /// Calls `stop` on SIGTERM or SIGINT. Keep the returned sources alive for as long as that should hold.
     static func onStopSignal(_ stop: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
         [SIGTERM, SIGINT].map { sig in

@@ -39,6 +39,8 @@ public struct SyncRecord: Sendable {
     public var op: JobSpec.Op
     public var input: JSONValue
     public var result: JSONValue
+    /// Set when the work failed (a handler's: its error document as text): the record is `failed`, `result` unused.
+    public var error: String?
     public var createdAt: UnixMillis
     public var startedAt: UnixMillis
     public var completedAt: UnixMillis
@@ -47,9 +49,10 @@ public struct SyncRecord: Sendable {
     public var client: String
 
     public init(
-        id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
+        id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, error: String? = nil, createdAt: UnixMillis, startedAt: UnixMillis,
         completedAt: UnixMillis, durationMs: Double, client: String = ""
     ) {
+        self.error = error
         self.client = client
         self.id = id
         self.op = op

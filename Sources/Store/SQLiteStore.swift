@@ -216,19 +216,21 @@ public final class SQLiteStore: JobStore {
     }
 
     public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64 = .max) throws {
-        let (inputText, resultText) = (record.input.text, record.result.text)
-        let bytes = Int64(inputText.utf8.count + resultText.utf8.count)
+        let inputText = record.input.text
+        let resultText = record.error == nil ? record.result.text : nil
+        let bytes = Int64(inputText.utf8.count + (resultText ?? record.error ?? "").utf8.count)
         try committed { [self] db in
             if let stored = try checkRoom(db, client: record.client, bytes: bytes, clientStorageLimit: clientStorageLimit) {
                 throw ClientStorageFull(storedBytes: stored, limitBytes: clientStorageLimit)
             }
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms, client)
-                VALUES (?, 'sync', ?, 'completed', ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO requests(id, mode, op, status, input, result, error, created_at, started_at, completed_at, duration_ms, client)
+                VALUES (?, 'sync', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(record.id), .text(record.op.rawValue), .text(inputText), .text(resultText),
+                    .text(record.id), .text(record.op.rawValue), .text(record.error == nil ? "completed" : "failed"), .text(inputText),
+                    resultText.map(SQLValue.text) ?? .null, record.error.map(SQLValue.text) ?? .null,
                     .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
                     .text(record.client),
                 ])

@@ -14,6 +14,8 @@ extension JobSpec {
             ["op": "report", "records": .number(Double(records)), "report_name": .string(name)]
         case .compute(let kind, let complexity):
             ["op": "compute", "operation": .string(kind.rawValue), "complexity": .number(Double(complexity))]
+        case .handler(let name, let input):
+            ["op": "handler", "handler": .string(name), "input": input]
         }
     }
 
@@ -34,6 +36,9 @@ extension JobSpec {
                 let n = value["complexity"]?.intValue
             else { return nil }
             self = .compute(kind: kind, complexity: n)
+        case .handler:
+            guard let name = value["handler"]?.stringValue, let input = value["input"] else { return nil }
+            self = .handler(name: name, input: input)
         case nil:
             return nil
         }

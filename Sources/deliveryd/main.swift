@@ -3,6 +3,7 @@ import CallbackPolicy
 import Config
 import Delivery
 import Doorbell
+import Handlers
 import Foundation
 import Lifecycle
 import Store
@@ -60,8 +61,10 @@ struct Deliveryd: ParsableCommand {
             if taken > 0 {
                 logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"])
             }
+            let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)
+            if let handlers { Daemon.onReloadSignal { handlers.registry.reload() } }
             let deliverer = Deliverer(
-                store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
+                store: store, engine: WorkEngine(handlers: handlers), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
                 policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: secret),
                 retry: RetryPolicy(settings: settings),
                 options: .init(

@@ -25,6 +25,8 @@ struct LoadGen: AsyncParsableCommand {
     var mode: Mode = .both
     @Option(help: "--mode get: the path to GET.") var path = "/healthz"
     @Option(help: "The work, with --iterations/--complexity/--records/--text (instead of --body).") var op: Op?
+    @Option(help: "A handler (WORKFCGI_HANDLERS_DIR) to run instead of a built-in op, given --input.") var handler: String?
+    @Option(help: "--handler: its input, any JSON.") var input = "null"
     @Option(help: "hash: iterations.") var iterations = 1
     @Option(help: "compute: complexity 1-10 (operation from --operation).") var complexity = 1
     @Option(help: "compute: hash, prime, matrix or transform.") var operation = "hash"
@@ -58,7 +60,10 @@ struct LoadGen: AsyncParsableCommand {
             throw ValidationError("--rate and --async-rate must be between 0 and 1,000,000")
         }
         if let duration, Self.seconds(duration) == nil { throw ValidationError("--duration: '\(duration)' is not like 30s, 2m or 500ms") }
-        if op == nil, !((try? JSONSerialization.jsonObject(with: Data(body.utf8))) is [String: Any]) {
+        if handler != nil, (try? JSONSerialization.jsonObject(with: Data(input.utf8), options: .fragmentsAllowed)) == nil {
+            throw ValidationError("--input must be JSON")
+        }
+        if op == nil, handler == nil, !((try? JSONSerialization.jsonObject(with: Data(body.utf8))) is [String: Any]) {
             throw ValidationError("--body must be a JSON object")
         }
         if let sourceAddresses, Self.addresses(sourceAddresses) == nil {
@@ -89,6 +94,9 @@ struct LoadGen: AsyncParsableCommand {
     }
 
     var workBody: [String: Any] {
+        if let handler {
+            return ["handler": handler, "input": (try? JSONSerialization.jsonObject(with: Data(input.utf8), options: .fragmentsAllowed)) ?? NSNull()]
+        }
         switch op {
         case .hash?: return ["input_data": "loadgen", "iterations": iterations]
         case .text?: return ["text": text]
