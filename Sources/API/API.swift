@@ -33,6 +33,9 @@ public final class API: Sendable {
     private let healthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
     /// The same for operators, whose answer also names the callback hosts with open circuits.
     private let operatorHealthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
+    /// GET /openapi.json and GET /docs, built once for this build's version.
+    private let openAPIJSON: [UInt8]
+    private let docsHTML: [UInt8]
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
@@ -47,6 +50,9 @@ public final class API: Sendable {
         self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
         metrics.build(version: build.version, revision: build.revision)
+        let document = OpenAPIDocument.value(version: "\(build.version) (\(build.revision))")
+        openAPIJSON = Array(document.text.utf8)
+        docsHTML = Array(DocsPage.render(document).utf8)
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -104,8 +110,8 @@ public final class API: Sendable {
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.json.utf8))
-        case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
+        case .openapi: return Self.document("application/json", openAPIJSON)
+        case .docs: return Self.document("text/html; charset=utf-8", docsHTML)
         }
     }
 
