@@ -46,7 +46,7 @@ let package = Package(
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
         .target(name: "CallbackPolicy", dependencies: ["CCurl", "Config"], swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "LocalFiles"], swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "JSON", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
             dependencies: [
@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
-        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "JSON"], swiftSettings: swiftSettings),
         .testTarget(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "JSON", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),

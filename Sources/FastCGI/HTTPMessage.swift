@@ -1,3 +1,5 @@
+import JSON
+
 /// An HTTP request as a front end (nginx, Apache httpd, lighttpd, Caddy, ...) hands it over FastCGI.
 public struct HTTPRequest: Sendable {
     public var method: String
@@ -177,6 +179,33 @@ public struct HTTPResponse: Sendable {
         self.headers = headers
         self.body = body
         self.requestID = requestID
+    }
+
+    /// A refusal in the one error shape, `{"error": {"code", "message", "field"?}}`, whoever refuses: the API's
+    /// errors and the FastCGI server's own. (The front ends' static bodies cannot call this; FastCGITests holds
+    /// them to `isErrorDocument`.)
+    public static func error(
+        _ status: Int, code: String, message: String, field: String? = nil, headers: [(name: String, value: String)] = []
+    ) -> HTTPResponse {
+        var detail: [String: JSONValue] = ["code": .string(code), "message": .string(message)]
+        if let field { detail["field"] = .string(field) }
+        return json(status, ["error": .object(detail)], headers: headers)
+    }
+
+    /// A JSON answer that no cache keeps.
+    public static func json(_ status: Int, _ body: JSONValue, headers: [(name: String, value: String)] = []) -> HTTPResponse {
+        HTTPResponse(
+            status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers,
+            body: Array((body.text + "\n").utf8))
+    }
+
+    /// Whether `document` has the error shape exactly: an object with only `error`, itself with string `code` and
+    /// `message` and, optionally, `field`.
+    public static func isErrorDocument(_ document: JSONValue) -> Bool {
+        guard let outer = document.objectValue, outer.count == 1, let detail = outer["error"]?.objectValue,
+            detail["code"]?.stringValue != nil, detail["message"]?.stringValue != nil
+        else { return false }
+        return Set(detail.keys).isSubset(of: ["code", "message", "field"]) && (detail["field"].map { $0.stringValue != nil } ?? true)
     }
 
     static func reason(_ status: Int) -> String {
