@@ -86,14 +86,14 @@ public final class API: Sendable {
     private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool) throws(APIError) -> HTTPResponse {
         guard let route else { throw .notFound("no such endpoint: \(request.path)") }
         guard route.pool == pool else { throw .misrouted(path: request.path, pool: route.pool.rawValue) }
-        let method = request.method == "HEAD" && route.method == "GET" ? "GET" : request.method
+        let method = request.method == .head && route.method == .get ? .get : request.method
         guard method == route.method else { throw .methodNotAllowed(method: request.method, allowed: route.method) }
         // deliveryd signs every callback: one that reaches this service (a callback_url aimed at its own front
         // door) must not act with deliveryd's address, whatever name or address the URL used.
         if request.headers["webhook-signature"] != nil {
             throw .forbidden("a callback from this service cannot call the service")
         }
-        if route.isOperator, let why = operators.refusal(request, changesState: route.method == "POST") {
+        if route.isOperator, let why = operators.refusal(request, changesState: route.method == .post) {
             throw .forbidden(why)
         }
         switch route {
