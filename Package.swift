@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "Handlers", dependencies: ["CSystem", "Config", "JSON", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "LocalFiles"], swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "JSON", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
             dependencies: [
@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
         .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
-        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "JSON"], swiftSettings: swiftSettings),
         .testTarget(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "JSON", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),

@@ -37,6 +37,9 @@ public final class API: Sendable {
     private let healthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
     /// The same for operators, whose answer also names the callback hosts with open circuits.
     private let operatorHealthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
+    /// GET /openapi.json and GET /docs, built once for this build's version.
+    private let openAPIJSON: [UInt8]
+    private let docsHTML: [UInt8]
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
@@ -53,6 +56,9 @@ public final class API: Sendable {
         self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
         metrics.build(version: build.version, revision: build.revision)
+        let document = OpenAPIDocument.value(version: "\(build.version) (\(build.revision))")
+        openAPIJSON = Array(document.text.utf8)
+        docsHTML = Array(DocsPage.render(document).utf8)
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -86,14 +92,14 @@ public final class API: Sendable {
     private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool) throws(APIError) -> HTTPResponse {
         guard let route else { throw .notFound("no such endpoint: \(request.path)") }
         guard route.pool == pool else { throw .misrouted(path: request.path, pool: route.pool.rawValue) }
-        let method = request.method == "HEAD" && route.method == "GET" ? "GET" : request.method
+        let method = request.method == .head && route.method == .get ? .get : request.method
         guard method == route.method else { throw .methodNotAllowed(method: request.method, allowed: route.method) }
         // deliveryd signs every callback: one that reaches this service (a callback_url aimed at its own front
         // door) must not act with deliveryd's address, whatever name or address the URL used.
         if request.headers["webhook-signature"] != nil {
             throw .forbidden("a callback from this service cannot call the service")
         }
-        if route.isOperator, let why = operators.refusal(request, changesState: route.method == "POST") {
+        if route.isOperator, let why = operators.refusal(request, changesState: route.method == .post) {
             throw .forbidden(why)
         }
         switch route {
@@ -110,8 +116,8 @@ public final class API: Sendable {
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.served.utf8))
-        case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
+        case .openapi: return Self.document("application/json", openAPIJSON)
+        case .docs: return Self.document("text/html; charset=utf-8", docsHTML)
         }
     }
 

@@ -9,7 +9,7 @@ enum APIError: Error, Equatable {
     /// The front end sent a route to the other FastCGI socket (its configuration is wrong).
     case misrouted(path: String, pool: String)
     case forbidden(String)
-    case methodNotAllowed(method: String, allowed: String)
+    case methodNotAllowed(method: HTTPMethod, allowed: HTTPMethod)
     case bodyTooLarge(limit: Int)
     case unsupportedMediaType
     /// The body is not JSON (400), or JSON with the wrong content (422).
@@ -117,7 +117,7 @@ enum APIError: Error, Equatable {
     /// Retry-After on every 503 (how soon a retry may do better), Allow on 405.
     var headers: [(name: String, value: String)] {
         switch self {
-        case .methodNotAllowed(_, let allowed): [("Allow", allowed == "GET" ? "GET, HEAD" : allowed)]
+        case .methodNotAllowed(_, let allowed): [("Allow", allowed == .get ? "GET, HEAD" : allowed.rawValue)]
         case .syncSaturated, .storeUnavailable: [("Retry-After", "1")]
         case .clientBacklogFull, .backlogFull: [("Retry-After", "5")]
         case .storageFull: [("Retry-After", "30")]

@@ -1,25 +1,18 @@
 import WorkEngine
 import JSON
 
-/// The handlers' part of the OpenAPI document: the `{"handler", "input"}` body on /sync and /async, and /sync's
-/// 502 and 504. Added to the document rather than written into it, so the document's own layout can change freely.
+/// The handlers' part of the OpenAPI document: the `{"handler", "input"}` body on /sync and /async (a variant of
+/// `requestVariant`), and /sync's 502 and 504.
 extension OpenAPIDocument {
-    /// What /openapi.json serves and /docs renders.
-    static let served: String = {
-        guard var document = try? JSONValue.parse(Array(json.utf8)) else { return json }
-        for (path, callback) in [("/sync", false), ("/async", true)] {
-            edit(&document, ["paths", path, "post", "requestBody", "content", "application/json", "schema", "oneOf"]) {
-                if case .array(var options) = $0 { options.append(handlerRequest(callback: callback)); $0 = .array(options) }
-            }
-        }
+    /// /sync's answers when a handler fails or runs out of time; `value(version:)` adds them.
+    static func addHandlerResponses(_ document: inout JSONValue) {
         edit(&document, ["paths", "/sync", "post", "responses"]) {
             guard case .object(var responses) = $0 else { return }
             responses["502"] = handlerFailure("a handler failed: a non-zero exit status, a signal, stdout not one JSON value or over 2 MiB")
             responses["504"] = handlerFailure("a handler was still running at its timeout (WORKFCGI_HANDLER_TIMEOUT) and was killed")
             $0 = .object(responses)
         }
-        return document.text
-    }()
+    }
 
     static func handlerRequest(callback: Bool) -> JSONValue {
         var properties: [String: JSONValue] = [
@@ -32,7 +25,7 @@ extension OpenAPIDocument {
         ]
         var required: [JSONValue] = ["handler", "input"]
         if callback {
-            properties["callback_url"] = ["type": "string", "minLength": 1, "maxLength": 2048]
+            properties["callback_url"] = reference("CallbackURL")
             required.append("callback_url")
         }
         return [

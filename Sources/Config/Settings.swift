@@ -62,9 +62,8 @@ public struct Settings: Sendable, Equatable {
     public var webhookSecretPrevious: String?
     /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
     public var callbackAllowCIDRs: [String]
-    public var logLevel: String
-    /// `text` (swift-log's line format) or `json` (one object per line, for log shippers).
-    public var logFormat: String
+    public var logLevel: LogLevel
+    public var logFormat: LogFormat
     /// One info line per request in workfcgi (method, route, status, duration, request id).
     public var accessLog: Bool
     /// Handler programs: the folder and each run's limits.
@@ -147,15 +146,17 @@ public struct Settings: Sendable, Equatable {
         let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
         webhookSecretPrevious = previous.isEmpty ? nil : previous
         callbackAllowCIDRs = try env.list("CALLBACK_ALLOW_CIDRS", default: [])
-        logLevel = try env.string("LOG_LEVEL", default: "info")
-        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(logLevel) else {
+        let level = try env.string("LOG_LEVEL", default: "info")
+        guard let logLevel = LogLevel(rawValue: level) else {
+            let levels = LogLevel.allCases.map(\.rawValue)
             throw ConfigError(variable: Self.prefix + "LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", "))")
         }
-        logFormat = try env.string("LOG_FORMAT", default: "text")
-        guard logFormat == "text" || logFormat == "json" else {
-            throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(logFormat)'")
+        self.logLevel = logLevel
+        let format = try env.string("LOG_FORMAT", default: "text")
+        guard let logFormat = LogFormat(rawValue: format) else {
+            throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(format)'")
         }
+        self.logFormat = logFormat
         accessLog = try env.bool("ACCESS_LOG", default: true)
         handlers = try HandlerSettings(env)
         // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
@@ -185,4 +186,14 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         self.variable = variable
         self.message = message
     }
+}
+
+/// WORKFCGI_LOG_LEVEL: swift-log's levels, by the same names (Config links no logging library).
+public enum LogLevel: String, CaseIterable, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// WORKFCGI_LOG_FORMAT: `text` (swift-log's line format) or `json` (one object per line, for log shippers).
+public enum LogFormat: String, CaseIterable, Sendable {
+    case text, json
 }

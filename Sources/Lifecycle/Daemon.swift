@@ -110,16 +110,27 @@ public enum Daemon {
     }
 
     static func bootstrapLogging(_ settings: Settings) {
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        let level: Logger.Level =
+            switch settings.logLevel {
+            case .trace: .trace
+            case .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            case .critical: .critical
+            }
         LoggingSystem.bootstrap { label in
-            if settings.logFormat == "json" {
+            switch settings.logFormat {
+            case .json:
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
                 return handler
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
             }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
         }
     }
 

@@ -44,7 +44,8 @@ public enum Limits {
     public static let textCount = 1...20
     public static let textCountDefault = 1
     public static let reportRecords = 1...1_000
-    /// /sync refuses reports this large or larger: they belong on /async.
+    /// The most records a /sync report may have (49 is accepted, 50 is refused with use_async): larger ones
+    /// belong on /async.
     public static let reportRecordsSyncMax = 49
     public static let reportNameBytes = 1...100
     public static let reportNameDefault = "report"

@@ -14,7 +14,8 @@ public struct ParsedRequest: Sendable, Equatable {
 }
 
 /// Turns a request body into a `ParsedRequest`, or a `ValidationError` naming the first problem.
-/// Pure: no I/O. The callback URL is only checked for shape here; network policy lives in `Delivery`.
+/// Pure: no I/O. Only the callback URL's type and length are checked here; the SSRF policy (`CallbackPolicy`) judges
+/// it, in API when the job is accepted and in Delivery before every attempt.
 public enum RequestParser {
     private static let opFields: [String: Set<String>] = [
         "hash": ["input_data", "iterations"],

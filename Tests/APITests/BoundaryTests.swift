@@ -28,7 +28,7 @@ import WorkEngine
     }
 
     func call(
-        _ method: String, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
+        _ method: HTTPMethod, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
         serverPort: Int? = 8080
     ) -> HTTPResponse {
         let headers = ["host": "127.0.0.1:8080"].merging(headers) { $1 }
@@ -63,7 +63,7 @@ import WorkEngine
     @Test func noSpellingReachesAnOperatorEndpointFromElsewhere() {
         for path in Self.operatorPaths {
             for spelling in [path] + Self.spellings(path) {
-                for method in ["GET", "HEAD", "POST"] {
+                for method: HTTPMethod in [.get, .head, .post] {
                     let r = call(method, spelling)
                     #expect(!(200..<400).contains(r.status), "\(method) \(spelling) answered \(r.status)")
                 }
@@ -82,7 +82,7 @@ import WorkEngine
             let route = Route(path: path)
             if let route { #expect(route.path == path) }
             guard route == nil || route!.isOperator else { continue }
-            for method in ["GET", "POST"] {
+            for method: HTTPMethod in [.get, .post] {
                 let r = call(method, path)
                 #expect(!(200..<400).contains(r.status), "\(method) \(path.debugDescription) answered \(r.status)")
             }

@@ -27,12 +27,16 @@ import Testing
         #expect(!all.contains(Stack.secret))
     }
 
-    @Test func accessLinesCanBeTurnedOff() throws {
-        let stack = try Stack(settings: ["WORKFCGI_ACCESS_LOG": "false"])
+    /// With the setting on, the same requests do leave lines: the control that makes the absence meaningful.
+    @Test(arguments: [true, false]) func accessLinesFollowTheSetting(on: Bool) throws {
+        let stack = try Stack(settings: ["WORKFCGI_ACCESS_LOG": on ? "true" : "false"])
         try stack.start()
         defer { stack.stopAll() }
         for _ in 0..<3 { _ = try HTTPClient().get(stack.baseURL + "/healthz") }
         #expect(try HTTPClient().get(stack.baseURL + "/nope").status == 404)
-        #expect(!stack.log(.workfcgi).contains("route="), "\(stack.log(.workfcgi))")
+        if on { try stack.waitFor("access lines") { stack.log(.workfcgi).contains("route=other") } }
+        let log = stack.log(.workfcgi)
+        #expect(log.contains("started"), "info lines are written and read: \(log)")
+        #expect(log.contains("route=healthz") == on && log.contains("route=") == on, "\(log)")
     }
 }
