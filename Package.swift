@@ -39,7 +39,7 @@ let package = Package(
         // I/O libraries.
         // How the daemons open and set up files, sockets and folders without following symlinks.
         .target(name: "LocalFiles", dependencies: ["CSystem"], swiftSettings: swiftSettings),
-        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Digest", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Config", "Digest", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
@@ -103,7 +103,11 @@ let package = Package(
 
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
         .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
+        // A JobStore in memory for the tests of deliveryd's engine (not linked into any product).
+        .target(name: "MemoryStore", dependencies: ["Store", "WorkEngine"], path: "Tests/MemoryStore", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DeliveryTests", dependencies: ["CallbackPolicy", "Delivery", "Digest", "MemoryStore", "Store", "WorkEngine"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
         .testTarget(
