@@ -111,7 +111,7 @@ public struct DeliveryState: Sendable {
     public var inHand: Int { computing + resolving + sending }
     /// Held for a busy endpoint.
     public var heldCount: Int { held.values.reduce(0) { $0 + $1.count } }
-    /// Whether everything handed out has come back (stop waits for this before the dispatcher ends).
+    /// No lookup in flight (stop waits for this, up to their deadline, before the dispatcher ends).
     public var lookupsDone: Bool { resolving == 0 }
 
     // MARK: Events
