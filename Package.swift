@@ -41,7 +41,7 @@ let package = Package(
         // I/O libraries.
         // How the daemons open and set up files, sockets and folders without following symlinks.
         .target(name: "LocalFiles", dependencies: ["CSystem"], swiftSettings: swiftSettings),
-        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Digest", "JSON", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Config", "Digest", "JSON", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
@@ -111,7 +111,11 @@ let package = Package(
         .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: swiftSettings),
         .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest", "JSON"], swiftSettings: swiftSettings),
         .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
+        // A JobStore in memory for the tests of deliveryd's engine (not linked into any product).
+        .target(name: "MemoryStore", dependencies: ["JSON", "Store", "WorkEngine"], path: "Tests/MemoryStore", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DeliveryTests", dependencies: ["CallbackPolicy", "Delivery", "Digest", "MemoryStore", "Store", "WorkEngine"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "JSON"], swiftSettings: swiftSettings),
         .testTarget(

@@ -407,7 +407,7 @@ public final class API: Sendable {
             body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
             body["deliveryd"] = [
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
-                "circuits": alive ? daemon?.circuits ?? [] : [],
+                "circuits": .array(alive ? daemon?.circuits.map(\.json) ?? [] : []),
             ]
             // Used plus reserved against the bound: full means new jobs are refused (deliveryd still has room).
             let storage = try store.storageUsage()

@@ -59,8 +59,8 @@ struct OperatorPage: Sendable {
     func overview(health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?) -> HTTPResponse {
         let deliveryd = health["deliveryd"]
         let running = deliveryd?["running"] == true
-        var circuits: [JSONValue] = []
-        if case .array(let list)? = deliveryd?["circuits"] { circuits = list }
+        var circuits: [Circuit] = []
+        if case .array(let list)? = deliveryd?["circuits"] { circuits = list.compactMap(Circuit.init(json:)) }
         var body = "<h1>workfcgi</h1><div class=cards>"
         body += Self.card("status", health["status"]?.stringValue ?? "?", good: health["status"] == "ok")
         body += Self.card("async backlog (pending + processing)", Self.number(health["queue_depth"]))
@@ -79,8 +79,8 @@ struct OperatorPage: Sendable {
         if !circuits.isEmpty {
             body += "<h2>Open circuits</h2><table><tr><th>host</th><th>state</th><th>failures</th><th>retry at</th></tr>"
             for c in circuits {
-                body += "<tr><td>\(HTML.escape(c["host"]?.stringValue ?? ""))</td><td>\(HTML.escape(c["state"]?.stringValue ?? ""))</td>"
-                body += "<td>\(Self.number(c["consecutive_failures"]))</td><td>\(HTML.escape(c["retry_at"]?.stringValue ?? ""))</td></tr>"
+                body += "<tr><td>\(HTML.escape(c.host))</td><td>\(c.state.rawValue)</td>"
+                body += "<td>\(c.consecutiveFailures)</td><td>\(Timestamp.iso8601(millis: c.retryAt))</td></tr>"
             }
             body += "</table>"
         }

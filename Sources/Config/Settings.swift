@@ -73,9 +73,6 @@ public struct Settings: Sendable, Equatable {
     /// `normal`: a process crash only; WAL with synchronous=NORMAL may lose the last commits on power loss.
     public enum Durability: String, Sendable {
         case full, normal
-
-        /// SQLite's `PRAGMA synchronous` value for this promise.
-        public var sqliteSynchronous: String { self == .full ? "FULL" : "NORMAL" }
     }
 
     public static let prefix = "WORKFCGI_"

@@ -1,3 +1,4 @@
+import Config
 import JSON
 import Synchronization
 import WorkEngine
@@ -6,7 +7,7 @@ import WorkEngine
 /// everything else borrows a connection from a small pool (SQLite connections are per-thread).
 public final class SQLiteStore: JobStore {
     private let path: String
-    private let synchronous: String
+    private let durability: Settings.Durability
     private let sizeBound: SizeBound?
     /// The size bound in force (0: none): the one this store set, or the one it last read from the database.
     private let bound = Atomic<Int64>(0)
@@ -17,14 +18,14 @@ public final class SQLiteStore: JobStore {
     private let writer: GroupCommitWriter
 
     /// Opens (creating and migrating if needed) the database at `path`.
-    /// `synchronous` is SQLite's setting: FULL survives power loss, NORMAL survives a process crash.
+    /// `durability` is what a commit survives: power loss (`full`, SQLite's synchronous=FULL) or a process crash (`normal`).
     /// `bound` says whether this store sets the size bound (new rows past it throw `StoreFull`) or follows
     /// the one stored in the database; nil: none.
-    public init(path: String, synchronous: String = "FULL", bound sizeBound: SizeBound? = nil) throws {
+    public init(path: String, durability: Settings.Durability = .full, bound sizeBound: SizeBound? = nil) throws {
         self.path = path
-        self.synchronous = synchronous
+        self.durability = durability
         self.sizeBound = sizeBound
-        let writeConnection = try Database(path: path, synchronous: synchronous)
+        let writeConnection = try Database(path: path, durability: durability)
         try Schema.migrate(writeConnection)
         switch sizeBound {
         case nil: break
@@ -42,8 +43,8 @@ public final class SQLiteStore: JobStore {
     }
 
     /// A convenience for tests and tools: `maxBytes` is the bound this store sets.
-    public convenience init(path: String, synchronous: String = "FULL", maxBytes: Int64?) throws {
-        try self.init(path: path, synchronous: synchronous, bound: maxBytes.map(SizeBound.sets))
+    public convenience init(path: String, durability: Settings.Durability = .full, maxBytes: Int64?) throws {
+        try self.init(path: path, durability: durability, bound: maxBytes.map(SizeBound.sets))
     }
 
     private static func storedBound(_ db: Database) throws -> Int64? {
@@ -68,7 +69,7 @@ public final class SQLiteStore: JobStore {
     /// keeps SQLite's 2 MiB): at 2 MiB each, dozens of request threads held workfcgi near 100 MB resident.
     @discardableResult
     private func withConnection<T>(_ body: (Database) throws -> T) throws -> T {
-        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, synchronous: synchronous, cacheKiB: 256)
+        let db = try pool.withLock { $0.popLast() } ?? Database(path: path, durability: durability, cacheKiB: 256)
         defer { pool.withLock { $0.append(db) } }
         // The bound a follower reads may have changed since this connection last set its limit.
         let limit = Self.connectionLimit(sizeBound, bound: bound.load(ordering: .relaxed))
@@ -258,7 +259,7 @@ public final class SQLiteStore: JobStore {
                         WHERE \(Schema.unfinished) AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
-                        attempt_base, next_attempt_at, client
+                        attempt_base, next_attempt_at, client, completed_at
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
                 ).compactMap { row -> ClaimedJob? in
@@ -266,15 +267,16 @@ public final class SQLiteStore: JobStore {
                         return nil
                     }
                     let result = row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }
-                    var work = ClaimedJob.Work.done(result: result, error: row.text(5), durationMs: row.double(6))
+                    var work = ClaimedJob.Work.done(
+                        WorkResult(result: result, error: row.text(5), durationMs: row.double(6) ?? 0, completedAt: row.int(13) ?? now))
                     if result == nil && row.text(5) == nil {
                         if let spec = row.text(2).flatMap({ try? JSONValue.parse(Array($0.utf8)) }).flatMap(JobSpec.init(stored:)) {
                             work = .toDo(spec)
                         } else {
                             // Nothing to run: the job is delivered as failed, and the record says why.
-                            let why = "the stored job could not be read back"
-                            try Self.saveResult(db, id: id, result: nil, error: why, durationMs: 0, now: now)
-                            work = .done(result: nil, error: why, durationMs: 0)
+                            let failed = WorkResult(result: nil, error: "the stored job could not be read back", durationMs: 0, completedAt: now)
+                            try Self.saveResult(db, id: id, failed)
+                            work = .done(failed)
                         }
                     }
                     return ClaimedJob(
@@ -286,17 +288,20 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
-        try withConnection { db in try Self.saveResult(db, id: id, result: result, error: error, durationMs: durationMs, now: now) }
+    public func saveResult(id: String, _ work: WorkResult) throws {
+        try withConnection { db in try Self.saveResult(db, id: id, work) }
     }
 
-    private static func saveResult(_ db: Database, id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
+    private static func saveResult(_ db: Database, id: String, _ work: WorkResult) throws {
         try db.query(
             """
             UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?, reserve = 0
             WHERE id = ? AND status = 'processing'
             """,
-            [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
+            [
+                work.result.map { .text($0.text) } ?? .null, work.error.map(SQLValue.text) ?? .null, .int(work.completedAt),
+                .double(work.durationMs), .text(id),
+            ])
     }
 
     public func recordAttempts(_ writes: [AttemptWrite]) throws {
@@ -304,9 +309,7 @@ public final class SQLiteStore: JobStore {
         try withConnection { db in
             try db.transaction {
                 for write in writes {
-                    if let c = write.computed {
-                        try Self.saveResult(db, id: write.id, result: c.result, error: c.error, durationMs: c.durationMs, now: c.at)
-                    }
+                    if let work = write.computed { try Self.saveResult(db, id: write.id, work) }
                     try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
                 }
             }
@@ -472,20 +475,20 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)] {
+    public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
         try withConnection { db in
             try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in
-                guard let mode = row.text(0), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
+                guard let mode = row.text(0).flatMap(RequestMode.init(rawValue:)), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
                 return (mode, status, Int(row.int(2) ?? 0))
             }
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, stats: DeliveryStats, now: UnixMillis) throws {
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
         try withConnection { db in
             try db.query(
                 "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, ?, ?, ?, ?, ?)",
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(circuits.text), .text(stats.json.text)])
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(JSONValue.array(circuits.map(\.json)).text), .text(stats.json.text)])
         }
     }
 
@@ -494,10 +497,16 @@ public final class SQLiteStore: JobStore {
             try db.query("SELECT pid, active_workers, heartbeat_at, circuits, stats FROM daemon WHERE id = 1").first.map { row in
                 DaemonStatus(
                     pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
-                    circuits: row.text(3).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [],
+                    circuits: Self.circuits(row.text(3)),
                     stats: DeliveryStats(json: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
             }
         }
+    }
+
+    /// The heartbeat's circuits read back; what does not read as one is left out.
+    private static func circuits(_ text: String?) -> [Circuit] {
+        guard case .array(let items)? = text.flatMap({ try? JSONValue.parse(Array($0.utf8)) }) else { return [] }
+        return items.compactMap(Circuit.init(json:))
     }
 
     /// Reads and deletes a value kept in the settings table (how older versions kept the generated secret).

@@ -32,7 +32,7 @@ struct Deliveryd: ParsableCommand {
             // The size bound is workfcgi's (it stores its WORKFCGI_MAX_DB_SIZE in the database); deliveryd follows it,
             // with headroom beyond it, so the bookkeeping of jobs already accepted always fits.
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: "NORMAL", bound: .follows(fallback: settings.maxDatabaseBytes))
+                path: settings.databasePath, durability: .normal, bound: .follows(fallback: settings.maxDatabaseBytes))
             if let usage = try? store.storageUsage(), let bound = usage.boundBytes, bound != settings.maxDatabaseBytes {
                 logger.warning(
                     "WORKFCGI_MAX_DB_SIZE differs from the bound workfcgi stored in the database; following the database's",

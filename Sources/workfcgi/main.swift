@@ -36,7 +36,7 @@ struct Workfcgi: ParsableCommand {
                     metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
             }
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous,
+                path: settings.databasePath, durability: settings.durability,
                 // The front door sets the bound, for deliveryd too: one value, kept in the database.
                 bound: .sets(settings.maxDatabaseBytes))
             let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)

@@ -159,7 +159,7 @@ import WorkEngine
     }
 
     @Test func publicHealthCountsCircuitsButNamesNoHost() throws {
-        let circuits: JSONValue = [["host": "hooks.private.example:443", "state": "open", "consecutive_failures": 5]]
+        let circuits = [Circuit(host: "hooks.private.example:443", state: .open, consecutiveFailures: 5, retryAt: Clock.nowMillis() + 60_000)]
         try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: Clock.nowMillis())
         let open = String(decoding: call("GET", "/healthz").body, as: UTF8.self)
         #expect(!open.contains("hooks.private.example") && open.contains(#""open_circuits":1"#), "\(open)")

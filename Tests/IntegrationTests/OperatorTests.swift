@@ -79,6 +79,16 @@ import Testing
         try await Task.sleep(for: .milliseconds(800))
         #expect(failing.calls.count == attemptsAtFailingHost)
         #expect(attemptsAtFailingHost <= 2 + 4, "\(attemptsAtFailingHost) attempts reached the failing host")
+        // A restart does not forget the open circuit: the new deliveryd reads it back from the last heartbeat
+        // and sends the dead host nothing before its cooldown ends.
+        #expect(stack.stop(.deliveryd) == 0)
+        try stack.start([.deliveryd])
+        try stack.waitFor("circuit open again in /healthz after the restart") {
+            let circuits = ((try? client.get(stack.baseURL + "/healthz"))?.json?["deliveryd"] as? [String: Any])?["circuits"] as? [[String: Any]]
+            return circuits?.contains { $0["host"] as? String == "127.0.0.1:\(failingPort)" && $0["state"] as? String == "open" } == true
+        }
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(failing.calls.count == attemptsAtFailingHost, "the restarted deliveryd sent to the open circuit's host")
         await failing.stop()
         await healthy.stop()
     }
