@@ -68,8 +68,12 @@ public final class API: Sendable {
                 "client": "\(request.remoteAddress)",
             ]
             if let id = response.requestID { metadata["request_id"] = "\(id)" }
+            // An idempotent replay answers an earlier job's 202: no new job.
+            if response.headers.contains(where: { $0.name == "Idempotent-Replayed" }) { metadata["replayed"] = "true" }
             logger.info("request", metadata: metadata)
         }
+        // The job's id to the front end too, so its access log can carry it ($upstream_http_x_request_id).
+        if let id = response.requestID { response.headers.append(("X-Request-Id", id)) }
         response.requestID = nil
         return response
     }
