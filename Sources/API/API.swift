@@ -81,8 +81,12 @@ public final class API: Sendable {
                 "client": "\(request.remoteAddress)",
             ]
             if let id = response.requestID { metadata["request_id"] = "\(id)" }
+            // An idempotent replay answers an earlier job's 202: no new job.
+            if response.headers.contains(where: { $0.name == "Idempotent-Replayed" }) { metadata["replayed"] = "true" }
             logger.info("request", metadata: metadata)
         }
+        // The job's id to the front end too, so its access log can carry it ($upstream_http_x_request_id).
+        if let id = response.requestID { response.headers.append(("X-Request-Id", id)) }
         response.requestID = nil
         return response
     }
@@ -373,7 +377,10 @@ public final class API: Sendable {
         (forOperator ? operatorHealthAnswer : healthAnswer).value(now: DispatchTime.now().uptimeNanoseconds) {
             var body = healthFields()
             if case .object(var daemon)? = body["deliveryd"] {
-                if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) }
+                // Unknown (null) while deliveryd is not running: not zero.
+                if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) } else {
+                    daemon["open_circuits"] = .null
+                }
                 if !forOperator { daemon["circuits"] = nil }
                 body["deliveryd"] = .object(daemon)
             }
@@ -402,12 +409,14 @@ public final class API: Sendable {
             body["queue_depth"] = .number(Double(try store.backlog()))
             let daemon = try store.daemonStatus()
             let now = Clock.nowMillis()
-            let age = daemon.map { now - $0.heartbeatAt }
+            // A clean stop leaves a heartbeat at 0 (not 1970's, so the age is unknown, not 57 years).
+            let age = daemon.flatMap { $0.stoppedCleanly ? nil : now - $0.heartbeatAt }
             let alive = daemon?.isAlive(now: now) ?? false
             body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
+            // What deliveryd last reported of its circuits is stale once it is not running: unknown.
             body["deliveryd"] = [
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
-                "circuits": .array(alive ? daemon?.circuits.map(\.json) ?? [] : []),
+                "circuits": alive ? .array(daemon?.circuits.map(\.json) ?? []) : .null,
             ]
             // Used plus reserved against the bound: full means new jobs are refused (deliveryd still has room).
             let storage = try store.storageUsage()

@@ -855,15 +855,22 @@ enum OpenAPIDocument {
         "type": [
          "integer",
          "null"
-        ]
+        ],
+        "description": "since deliveryd's last heartbeat; null when it never ran or stopped cleanly"
        },
        "open_circuits": {
-        "type": "integer",
-        "description": "callback hosts whose circuit breaker is open or half-open"
+        "type": [
+         "integer",
+         "null"
+        ],
+        "description": "callback hosts whose circuit breaker is open or half-open; null (unknown) while deliveryd is not running"
        },
        "circuits": {
-        "type": "array",
-        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS)",
+        "type": [
+         "array",
+         "null"
+        ],
+        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS); null (unknown) while deliveryd is not running",
         "items": {
          "type": "object"
         }

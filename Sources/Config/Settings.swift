@@ -79,7 +79,11 @@ public struct Settings: Sendable, Equatable {
 
     /// Reads settings from `environment`. Throws `ConfigError` naming the first bad variable.
     public init(environment: [String: String]) throws(ConfigError) {
-        let env = Reader(environment: environment)
+        try self.init(reader: Reader(environment: environment))
+    }
+
+    init(reader env: Reader) throws(ConfigError) {
+        let environment = env.environment
         runDirectory = try env.string("RUN_DIR", default: "run")
         databasePath = try env.string("DB_PATH", default: runDirectory + "/workfcgi.db")
         syncSocket = try env.string("SYNC_SOCKET", default: runDirectory + "/sync.sock")

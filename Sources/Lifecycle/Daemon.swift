@@ -40,8 +40,10 @@ public enum Daemon {
     ) -> Never {
         let settings = settings(program: program)
         if checkConfig {
+            // Settings already validated the same environment, so this cannot fail here.
+            let effective = (try? Settings.effective(environment: ProcessInfo.processInfo.environment)) ?? []
             print("\(program): configuration is valid")
-            for line in settings.checkConfigLines { print("  \(line)") }
+            print(Settings.checkConfigText(effective))
             exit(0)
         }
         bootstrapLogging(settings)

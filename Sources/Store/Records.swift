@@ -290,7 +290,10 @@ public struct DaemonStatus: Sendable {
     /// deliveryd writes a heartbeat every second; one older than this means it is not running.
     public static let staleAfterMillis: Int64 = 10_000
 
-    public func isAlive(now: UnixMillis) -> Bool { now - heartbeatAt < Self.staleAfterMillis }
+    public func isAlive(now: UnixMillis) -> Bool { !stoppedCleanly && now - heartbeatAt < Self.staleAfterMillis }
+
+    /// deliveryd's clean stop writes its last heartbeat at time 0.
+    public var stoppedCleanly: Bool { heartbeatAt == 0 }
 }
 
 /// What `redeliver` did.

@@ -24,6 +24,7 @@ struct Deliveryd: ParsableCommand {
     var showSecret = false
 
     func run() {
+        if showSecret { Self.showSecret() }
         Daemon.run(program: "deliveryd", checkConfig: checkConfig) { settings, logger in
             try Host.prepareFolders(settings, group: Host.frontendIdentity(settings).group)
             // deliveryd's own commits (claims, results, attempts) need no fsync each: a power loss can only make it
@@ -39,10 +40,6 @@ struct Deliveryd: ParsableCommand {
                     metadata: ["setting": "\(settings.maxDatabaseBytes)", "database": "\(bound)"])
             }
             let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
-            if showSecret {
-                print(secret)
-                Foundation.exit(0)
-            }
             switch source {
             case .environment, .credential: break
             case .file, .migrated, .generated:
@@ -92,6 +89,32 @@ struct Deliveryd: ParsableCommand {
                 // The claim loop goes round at least every poll interval, and after every claim.
                 progressing: { deliverer.secondsSinceLoop < max(10, settings.pollIntervalSeconds * 5) },
                 status: { "delivering; \(deliverer.activeWorkers) jobs in hand" })
+        }
+    }
+}
+
+extension Deliveryd {
+    /// Prints the secret a deliveryd with these settings signs with, and creates nothing: no folder, database or
+    /// secret file. Exits 0 with the secret, else 1 saying why there is none to show.
+    static func showSecret() -> Never {
+        let settings = Daemon.settings(program: "deliveryd")
+        func fail(_ message: String) -> Never {
+            FileHandle.standardError.write(Data("deliveryd: \(message)\n".utf8))
+            Foundation.exit(1)
+        }
+        if settings.webhookSecret == nil, let service = InstalledService.linked(from: settings) {
+            fail("\(service.link) links to \(service.target): the installed service signs with its own secret, not this folder's; "
+                + "as root: cat \(service.secretFile) (or WORKFCGI_WEBHOOK_SECRET in /etc/workfcgi/workfcgi.env)")
+        }
+        do {
+            guard let (secret, _) = try SecretFile.peek(settings: settings) else {
+                fail("no secret yet: WORKFCGI_WEBHOOK_SECRET is unset and \(settings.webhookSecretFile) does not exist; "
+                    + "deliveryd generates it at its first start with these settings")
+            }
+            print(secret)
+            Foundation.exit(0)
+        } catch {
+            fail("\(error)")
         }
     }
 }

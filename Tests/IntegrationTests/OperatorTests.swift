@@ -164,7 +164,14 @@ import Testing
         let t0 = Date()
         try stack.waitFor("deliveryd shown down", timeout: 2) { ((try? metrics()) ?? "").contains("workfcgi_deliveryd_up 0") }
         #expect(Date().timeIntervalSince(t0) < 2)
-        #expect((try client.get(stack.baseURL + "/healthz").json?["deliveryd"] as? [String: Any])?["running"] as? Bool == false)
+        // After a clean stop the heartbeat's age and the circuits are unknown (null), not 57 years and none.
+        try stack.waitFor("/healthz shows deliveryd down", timeout: 2) {
+            ((try? client.get(stack.baseURL + "/healthz").json)?["deliveryd"] as? [String: Any])?["running"] as? Bool == false
+        }
+        let daemon = try #require(try client.get(stack.baseURL + "/healthz").json?["deliveryd"] as? [String: Any])
+        #expect(daemon["heartbeat_age_ms"] is NSNull && daemon["open_circuits"] is NSNull && daemon["circuits"] is NSNull, "\(daemon)")
+        let page = try client.get(stack.baseURL + "/ui").text
+        #expect(page.contains("unknown (deliveryd down)") && !page.contains("<b class=ok>0</b>open circuits"), "\(page)")
         await receiver.stop()
     }
 }
