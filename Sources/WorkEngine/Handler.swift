@@ -149,5 +149,6 @@ public protocol HandlerRunning: Sendable {
 }
 
 extension HandlerRunning {
+    /// A runner that keeps no tally (a test's) publishes none.
     public var tally: HandlerTally { HandlerTally() }
 }
