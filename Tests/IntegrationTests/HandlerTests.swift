@@ -63,6 +63,7 @@ import Glibc
         let document = try client.get(stack.baseURL + "/openapi.json").json
         let handlerName = (document?["components"] as? [String: Any]).flatMap { ($0["schemas"] as? [String: Any])?["HandlerName"] as? [String: Any] }
         #expect((handlerName?["examples"] as? [String])?.contains("wordfreq") == true, "\(String(describing: handlerName))")
+        #expect(try client.get(stack.baseURL + "/docs").text.contains("installed now: checksum, fail, nap, slow, wordfreq"))
 
         // The receiver refuses the first two callbacks: the retries send the stored result, they do not run
         // the handler again (at most once per job while its lease holds).
