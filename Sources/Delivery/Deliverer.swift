@@ -82,7 +82,7 @@ public final class Deliverer: Sendable {
         while !state.withLock({ $0.stopping }) {
             loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let now = Clock.nowMillis()
-            chores.run(now: now) { state.withLock { ($0.inHand, $0.gate.circuits(now: now), $0.stats) } }
+            chores.run(now: now) { published(now: now) }
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {
                 if case .claim(let n) = action { limit = n } else { perform(action) }
@@ -119,8 +119,15 @@ public final class Deliverer: Sendable {
         // leases. This is the only deliveryd: every lease left is ours.
         _ = try? store.releaseLeases()
         // A heartbeat from the epoch: /healthz shows deliveryd down at once; its circuits wait for the next start.
-        let (circuits, stats) = state.withLock { ($0.gate.circuits(now: Clock.nowMillis()), $0.stats) }
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: circuits, stats: stats, now: 0)
+        let last = published(now: Clock.nowMillis())
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: last.circuits, stats: last.stats, now: 0)
+    }
+
+    /// What the heartbeat publishes: the state's counters, with the handler runs' tally (the runner keeps it).
+    private func published(now: UnixMillis) -> (inHand: Int, circuits: [Circuit], stats: DeliveryStats) {
+        var p = state.withLock { (inHand: $0.inHand, circuits: $0.gate.circuits(now: now), stats: $0.stats) }
+        p.stats.handlers = engine.handlers?.tally ?? HandlerTally()
+        return p
     }
 
     /// Runs one event on the state, carries out what it returns, and wakes the claim loop.
