@@ -74,15 +74,16 @@ public struct InstalledService: Error, CustomStringConvertible {
     /// The instance's name, from the link's target (`workfcgi` for `/run/workfcgi/api.sock`).
     public var name: String
 
-    /// The service the run folder's api socket links to, nil when it is not a symlink.
+    /// The service the run folder's api socket links to: a symlink to `/run/NAME/api.sock`, as
+    /// scripts/install-systemd makes it. nil otherwise; any other symlink there is refused later as a symlink.
     public static func linked(from settings: Settings) -> InstalledService? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink(settings.apiSocket, &buffer, buffer.count - 1)
         guard n > 0 else { return nil }
         let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let parts = target.split(separator: "/")
-        let name = parts.count >= 3 && parts[0] == "run" ? String(parts[1]) : "workfcgi"
-        return InstalledService(link: settings.apiSocket, target: target, name: name)
+        let parts = target.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts[0].isEmpty, parts[1] == "run", !parts[2].isEmpty, parts[3] == "api.sock" else { return nil }
+        return InstalledService(link: settings.apiSocket, target: target, name: String(parts[2]))
     }
 
     public var deliverydUnit: String { name == "workfcgi" ? "deliveryd" : "\(name)-deliveryd" }
