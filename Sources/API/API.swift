@@ -154,7 +154,7 @@ public final class API: Sendable {
     }
 
     private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
-        let created = Clock.nowMillis()
+        let created = WallClock.nowMillis()
         // A client whose share was found used up gets no computation whose record would be refused (the record
         // is checked again, exactly, when it is written).
         let client = request.remoteAddress
@@ -173,7 +173,7 @@ public final class API: Sendable {
             throw .syncSaturated(slots: settings.syncConcurrency)
         }
         syncInFlight.add(1, ordering: .relaxed)
-        let started = Clock.nowMillis()
+        let started = WallClock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
         let id = RequestID.make(now: created)
         let outcome = engine.perform(parsed.spec, context: WorkContext(requestID: id, mode: .sync))
@@ -190,10 +190,10 @@ public final class API: Sendable {
             try store.recordSync(
                 SyncRecord(
                     id: id, op: parsed.spec.op, input: parsed.input, result: result, error: outcome.error, createdAt: created,
-                    startedAt: started, completedAt: Clock.nowMillis(), durationMs: ms, client: client),
+                    startedAt: started, completedAt: WallClock.nowMillis(), durationMs: ms, client: client),
                 clientStorageLimit: settings.clientStorageLimit)
         } catch {
-            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: Clock.nowMillis()) } }
+            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: WallClock.nowMillis()) } }
             metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
@@ -218,7 +218,7 @@ public final class API: Sendable {
         if let key, key.isEmpty || key.utf8.count > 255 || !key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
             throw .invalidIdempotencyKey
         }
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         // Keys are scoped to the client address, so two clients cannot collide on (or probe) each other's keys.
         let job = NewJob(
             id: RequestID.make(now: now), spec: parsed.spec, input: parsed.input, callbackURL: url,
@@ -315,7 +315,7 @@ public final class API: Sendable {
 
     private func redeliver(id: String) throws(APIError) -> HTTPResponse {
         guard RequestID.isValid(id) else { throw .notFound("no async request with id \(id)") }
-        switch try fromStore({ try store.redeliver(id: id, now: Clock.nowMillis()) }) {
+        switch try fromStore({ try store.redeliver(id: id, now: WallClock.nowMillis()) }) {
         case .requeued:
             doorbell.ring()
             return JSONResponse.ok(
@@ -408,7 +408,7 @@ public final class API: Sendable {
         do {
             body["queue_depth"] = .number(Double(try store.backlog()))
             let daemon = try store.daemonStatus()
-            let now = Clock.nowMillis()
+            let now = WallClock.nowMillis()
             // A clean stop leaves a heartbeat at 0 (not 1970's, so the age is unknown, not 57 years).
             let age = daemon.flatMap { $0.stoppedCleanly ? nil : now - $0.heartbeatAt }
             let alive = daemon?.isAlive(now: now) ?? false

@@ -56,13 +56,13 @@ public final class Deliverer: Sendable {
     public var activeWorkers: Int { state.withLock { $0.inHand } }
 
     /// Asks `run` to return: no new claims; jobs in hand finish (work and one delivery attempt).
-    public func stop() { handle { $0.stop(now: Clock.nowMillis()) } }
+    public func stop() { handle { $0.stop(now: WallClock.nowMillis()) } }
 
     /// Runs the claim loop on the calling thread until `stop()`, then waits for the jobs in hand.
     public func run(doorbell: DoorbellListener) {
         dispatcher.start()
         recorder.start(
-            recorded: { [self] records in handle { $0.recorded(records, now: Clock.nowMillis()); return [] } },
+            recorded: { [self] records in handle { $0.recorded(records, now: WallClock.nowMillis()); return [] } },
             failed: { [self] pending in state.withLock { $0.recordFailed(pending: pending) } })
         for i in 0..<options.workers {
             workersDone.enter()
@@ -76,7 +76,7 @@ public final class Deliverer: Sendable {
         var chores = Housekeeping(store: store, retentionSeconds: options.retentionSeconds, syncPruneAt: options.syncPruneAt, logger: logger)
         while !state.withLock({ $0.stopping }) {
             loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
-            let now = Clock.nowMillis()
+            let now = WallClock.nowMillis()
             chores.run(now: now) { state.withLock { ($0.inHand, $0.gate.circuits(now: now), $0.stats) } }
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {
@@ -114,7 +114,7 @@ public final class Deliverer: Sendable {
         // leases. This is the only deliveryd: every lease left is ours.
         _ = try? store.releaseLeases()
         // A heartbeat from the epoch: /healthz shows deliveryd down at once; its circuits wait for the next start.
-        let (circuits, stats) = state.withLock { ($0.gate.circuits(now: Clock.nowMillis()), $0.stats) }
+        let (circuits, stats) = state.withLock { ($0.gate.circuits(now: WallClock.nowMillis()), $0.stats) }
         try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: circuits, stats: stats, now: 0)
     }
 
@@ -129,11 +129,11 @@ public final class Deliverer: Sendable {
         case .claim: preconditionFailure("claims are the claim loop's")
         case .resolve(let d, let target):
             resolver.resolve(target.host, client: d.job.client) { [self] lookup in
-                handle { $0.resolved(d, target, lookup: lookup, policy: policy, now: Clock.nowMillis()) }
+                handle { $0.resolved(d, target, lookup: lookup, policy: policy, now: WallClock.nowMillis()) }
             }
         case .send(let s):
             sender.send(s) { [self] result, ms in
-                handle { $0.attemptFinished(s, .transfer(result), durationMs: ms, now: Clock.nowMillis()) }
+                handle { $0.attemptFinished(s, .transfer(result), durationMs: ms, now: WallClock.nowMillis()) }
             }
         case .postpone, .record, .release: recorder.submit(action)
         }
@@ -147,7 +147,7 @@ public final class Deliverer: Sendable {
             case .exit: return
             case .compute(let job):
                 let (d, checked) = worker.run(job)
-                handle { $0.workDone(d, checked: checked, now: Clock.nowMillis()) }
+                handle { $0.workDone(d, checked: checked, now: WallClock.nowMillis()) }
             }
         }
     }

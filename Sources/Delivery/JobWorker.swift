@@ -44,6 +44,6 @@ struct JobWorker: Sendable {
         // A built-in op or a handler program (WORKFCGI_HANDLERS_DIR), whose failure is its error document.
         let outcome = engine.perform(spec, context: WorkContext(requestID: id, mode: .async))
         let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-        return WorkResult(result: outcome.result, error: outcome.error, durationMs: ms, completedAt: Clock.nowMillis())
+        return WorkResult(result: outcome.result, error: outcome.error, durationMs: ms, completedAt: WallClock.nowMillis())
     }
 }
