@@ -27,8 +27,9 @@ public final class API: Sendable {
     private let operatorPage = OperatorPage()
     private let operators: OperatorRule
     private let logger: Logger
-    /// The handler runs of this process (/sync's), for /metrics and /ui; nil without handlers.
-    private let handlerMetrics: HandlerMetrics?
+    /// The handler programs (the same runner as `engine`'s): the folder's listing and this process's
+    /// /sync runs, for /metrics and /ui; nil without handlers.
+    private let handlerRunner: HandlerRunner?
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
     private let healthSnapshot = Recent<[String: JSONValue]>(maxAge: 100_000_000)
@@ -37,16 +38,28 @@ public final class API: Sendable {
     private let healthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
     /// The same for operators, whose answer also names the callback hosts with open circuits.
     private let operatorHealthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
-    /// GET /openapi.json and GET /docs, built once for this build's version.
-    private let openAPIJSON: [UInt8]
-    private let docsHTML: [UInt8]
+    /// GET /openapi.json and GET /docs for this build's version, made again when the installed handlers
+    /// (which the document lists) are not those it was made with.
+    private let documents: Mutex<Documents>
+    private let version: String
+
+    private struct Documents {
+        var handlers: [String]
+        var json: [UInt8]
+        var html: [UInt8]
+
+        init(version: String, handlers: [String]) {
+            let document = OpenAPIDocument.value(version: version, handlers: handlers)
+            (self.handlers, json, html) = (handlers, Array(document.text.utf8), Array(DocsPage.render(document).utf8))
+        }
+    }
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
         operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown"),
-        handlerMetrics: HandlerMetrics? = nil
+        handlerRunner: HandlerRunner? = nil
     ) {
-        self.handlerMetrics = handlerMetrics
+        self.handlerRunner = handlerRunner
         self.logger = logger
         self.store = store
         self.engine = engine
@@ -56,9 +69,8 @@ public final class API: Sendable {
         self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
         metrics.build(version: build.version, revision: build.revision)
-        let document = OpenAPIDocument.value(version: "\(build.version) (\(build.revision))")
-        openAPIJSON = Array(document.text.utf8)
-        docsHTML = Array(DocsPage.render(document).utf8)
+        version = "\(build.version) (\(build.revision))"
+        documents = Mutex(Documents(version: version, handlers: handlerRunner?.registry.names ?? []))
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -116,12 +128,20 @@ public final class API: Sendable {
         case .metrics:
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerMetrics))
+                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerRunner?.metrics))
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", openAPIJSON)
-        case .docs: return Self.document("text/html; charset=utf-8", docsHTML)
+        case .openapi: return Self.document("application/json", currentDocuments().json)
+        case .docs: return Self.document("text/html; charset=utf-8", currentDocuments().html)
+        }
+    }
+
+    private func currentDocuments() -> Documents {
+        let names = handlerRunner?.registry.names ?? []
+        return documents.withLock {
+            if $0.handlers != names { $0 = Documents(version: version, handlers: names) }
+            return $0
         }
     }
 
@@ -338,7 +358,16 @@ public final class API: Sendable {
         let mode = request.query["mode"].flatMap(RequestMode.init(rawValue:))
         let status = request.query["status"].flatMap(JobStatus.init(rawValue:))
         let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, limit: 50)) }
-        return operatorPage.overview(health: healthFields(), records: records, mode: mode, status: status)
+        return operatorPage.overview(health: healthFields(), records: records, mode: mode, status: status, handlers: handlersView())
+    }
+
+    /// The handlers panel's facts; nil without a handlers folder.
+    private func handlersView() -> OperatorPage.HandlersView? {
+        guard let runner = handlerRunner else { return nil }
+        let listing = runner.registry.listing
+        let async = (try? store.daemonStatus())?.stats.handlers ?? HandlerTally()
+        return OperatorPage.HandlersView(
+            folder: runner.registry.folder, listing: listing.scan, refusedFolder: listing.refusedFolder, tally: runner.tally.merged(with: async))
     }
 
     private func operatorDetail(id: String, request: HTTPRequest) throws(APIError) -> HTTPResponse {

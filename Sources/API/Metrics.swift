@@ -2,6 +2,7 @@ import Handlers
 import Prometheus
 import Synchronization
 import Store
+import WorkEngine
 
 /// workfcgi's Prometheus metrics (GET /metrics): response counts by route and status, sync timings, and,
 /// read from the database when scraped, requests by mode and status and deliveryd's health.
@@ -101,8 +102,10 @@ final class Metrics: Sendable {
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)
         }
-        let handlerText = handlers.map { HandlerMetrics.prometheus($0.snapshot) } ?? ""
-        return registry.emitToBuffer() + Array((Self.exposition(delivery ?? DeliveryStats()) + handlerText).utf8)
+        let stats = delivery ?? DeliveryStats()
+        // This process's /sync runs and deliveryd's /async ones (from its last heartbeat), labelled by mode.
+        let handlerText = HandlerMetrics.prometheus((handlers?.snapshot ?? HandlerTally()).merged(with: stats.handlers))
+        return registry.emitToBuffer() + Array((Self.exposition(stats) + handlerText).utf8)
     }
 
     /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which

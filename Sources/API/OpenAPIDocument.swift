@@ -6,13 +6,15 @@ import JSON
 /// from `Limits` (`OpenAPIDocument+Requests.swift`), the version is the build's; the rest is the text below.
 enum OpenAPIDocument {
     /// The whole document for the build `version` (`BuildInfo.versionLine`'s form).
-    static func value(version: String) -> JSONValue {
+    /// `handlers`: the names installed now, listed in the `HandlerName` schema.
+    static func value(version: String, handlers: [String] = []) -> JSONValue {
         guard case .object(var document) = try! JSONValue.parse(Array(text.utf8)),
             case .object(var info)? = document["info"], case .object(var components)? = document["components"],
             case .object(var schemas)? = components["schemas"]
         else { preconditionFailure("the static OpenAPI text is an object with info and components.schemas") }
         info["version"] = .string(version)
         for (name, schema) in requestSchemas { schemas[name] = schema }
+        schemas["HandlerName"] = handlerName(installed: handlers)
         components["schemas"] = .object(schemas)
         document["info"] = .object(info)
         document["components"] = .object(components)

@@ -17,10 +17,7 @@ extension OpenAPIDocument {
     static func handlerRequest(callback: Bool) -> JSONValue {
         var properties: [String: JSONValue] = [
             "op": ["const": "handler", "description": "optional"],
-            "handler": [
-                "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$", "minLength": 1, "maxLength": .number(Double(HandlerName.bytes.upperBound)),
-                "description": "an executable in WORKFCGI_HANDLERS_DIR (404 unknown_handler when none has this name)",
-            ],
+            "handler": reference("HandlerName"),
             "input": ["description": "any JSON value: the handler's stdin"],
         ]
         var required: [JSONValue] = ["handler", "input"]
@@ -31,6 +28,16 @@ extension OpenAPIDocument {
         return [
             "type": "object", "additionalProperties": false, "properties": .object(properties), "required": .array(required),
             "description": "A handler program: input on stdin, its stdout (one JSON value, at most 2 MiB) is the result.",
+        ]
+    }
+
+    /// A handler's name; `installed` (the folder's list when the document was made) are its examples.
+    static func handlerName(installed: [String]) -> JSONValue {
+        let now = installed.isEmpty ? "none is installed now" : "installed now: " + installed.joined(separator: ", ")
+        return [
+            "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$", "minLength": 1, "maxLength": .number(Double(HandlerName.bytes.upperBound)),
+            "examples": .array(installed.map { .string($0) }),
+            "description": .string("an executable in WORKFCGI_HANDLERS_DIR (404 unknown_handler when none has this name); \(now)"),
         ]
     }
 

@@ -69,7 +69,9 @@ public final class Deliverer: Sendable {
             Thread { [self] in
                 workfcgi_name_thread("worker-\(i)")
                 options.onWorkerStart()
-                workerLoop()
+                worker.loop(next: { work.wait(); return state.withLock { $0.nextForWorker() } }) { d, checked in
+                    handle { $0.workDone(d, checked: checked, now: WallClock.nowMillis()) }
+                }
                 workersDone.leave()
             }.start()
         }
@@ -77,7 +79,7 @@ public final class Deliverer: Sendable {
         while !state.withLock({ $0.stopping }) {
             loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let now = WallClock.nowMillis()
-            chores.run(now: now) { state.withLock { ($0.inHand, $0.gate.circuits(now: now), $0.stats) } }
+            chores.run(now: now) { published(now: now) }
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {
                 if case .claim(let n) = action { limit = n } else { perform(action) }
@@ -87,19 +89,18 @@ public final class Deliverer: Sendable {
                 continue
             }
             let began = DispatchTime.now()
+            var queued = 0
             do {
                 let jobs = try store.claim(limit: limit, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
-                let queued = state.withLock { $0.claimed(jobs, now: now) }
-                guard queued > 0 else {
-                    doorbell.wait(timeout: options.pollSeconds)
-                    continue
-                }
-                for _ in 0..<queued { work.signal() }
+                queued = state.withLock { $0.claimed(jobs, now: now) }
             } catch {
                 logger.error("claim failed", metadata: ["error": "\(error)"])
+            }
+            guard queued > 0 else {
                 doorbell.wait(timeout: options.pollSeconds)
                 continue
             }
+            for _ in 0..<queued { work.signal() }
             Recorder.pace(since: began)
         }
         // Every worker sees `.exit` once the queue is empty; lookups in flight end by their deadline, and what
@@ -114,8 +115,15 @@ public final class Deliverer: Sendable {
         // leases. This is the only deliveryd: every lease left is ours.
         _ = try? store.releaseLeases()
         // A heartbeat from the epoch: /healthz shows deliveryd down at once; its circuits wait for the next start.
-        let (circuits, stats) = state.withLock { ($0.gate.circuits(now: WallClock.nowMillis()), $0.stats) }
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: circuits, stats: stats, now: 0)
+        let last = published(now: WallClock.nowMillis())
+        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: last.circuits, stats: last.stats, now: 0)
+    }
+
+    /// What the heartbeat publishes: the state's counters, with the handler runs' tally (the runner keeps it).
+    private func published(now: UnixMillis) -> (inHand: Int, circuits: [Circuit], stats: DeliveryStats) {
+        var p = state.withLock { (inHand: $0.inHand, circuits: $0.gate.circuits(now: now), stats: $0.stats) }
+        p.stats.handlers = worker.handlerTally
+        return p
     }
 
     /// Runs one event on the state, carries out what it returns, and wakes the claim loop.
@@ -136,19 +144,6 @@ public final class Deliverer: Sendable {
                 handle { $0.attemptFinished(s, .transfer(result), durationMs: ms, now: WallClock.nowMillis()) }
             }
         case .postpone, .record, .release: recorder.submit(action)
-        }
-    }
-
-    private func workerLoop() {
-        while true {
-            work.wait()
-            switch state.withLock({ $0.nextForWorker() }) {
-            case .idle: continue
-            case .exit: return
-            case .compute(let job):
-                let (d, checked) = worker.run(job)
-                handle { $0.workDone(d, checked: checked, now: WallClock.nowMillis()) }
-            }
         }
     }
 }

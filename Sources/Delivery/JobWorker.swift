@@ -16,6 +16,21 @@ struct JobWorker: Sendable {
     /// is saved as soon as it is done, so a crash before delivery does not throw it away.
     static let saveOnItsOwnAfterMs = 100.0
 
+    /// A worker thread's life: the next step until told to exit, each job's work reported to `done`.
+    func loop(
+        next: () -> DeliveryState.WorkerStep, done: (DeliveryState.Delivery, Result<CallbackTarget, CallbackURLRefusal>) -> Void
+    ) {
+        while true {
+            switch next() {
+            case .idle: continue
+            case .exit: return
+            case .compute(let job):
+                let (d, checked) = run(job)
+                done(d, checked)
+            }
+        }
+    }
+
     func run(_ job: ClaimedJob) -> (DeliveryState.Delivery, checked: Result<CallbackTarget, CallbackURLRefusal>) {
         let d = delivery(of: job)
         return (d, Result { () throws(CallbackURLRefusal) in try policy.check(job.callbackURL) })
@@ -37,6 +52,9 @@ struct JobWorker: Sendable {
             return .init(job: job, work: work, unsaved: true)
         }
     }
+
+    /// The handler runs so far (the runner keeps the tally), for the heartbeat.
+    var handlerTally: HandlerTally { engine.handlers?.tally ?? HandlerTally() }
 
     /// The one place deliveryd computes a job.
     func compute(_ spec: JobSpec, id: String) -> WorkResult {

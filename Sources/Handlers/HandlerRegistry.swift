@@ -19,6 +19,8 @@ public final class HandlerRegistry: Sendable {
 
     struct State {
         var handlers: [String: String] = [:]  // name -> path
+        var skipped: [Skipped] = []
+        var refusedFolder: String?
         var folderChange: timespec?
         var lookedAt: UInt64 = 0
     }
@@ -43,11 +45,17 @@ public final class HandlerRegistry: Sendable {
         self.folder = folder
         self.logger = logger
         let scan = try Self.scan(folder)
-        state = Mutex(State(handlers: scan.handlers, folderChange: Self.changeTime(folder), lookedAt: Self.now()))
+        state = Mutex(State(handlers: scan.handlers, skipped: scan.skipped, folderChange: Self.changeTime(folder), lookedAt: Self.now()))
         report(scan)
     }
 
     public var names: [String] { state.withLock { $0.handlers.keys.sorted() } }
+
+    /// What the last read of the folder served and skipped (for /ui); `refusedFolder` when the folder
+    /// itself was refused, so nothing is served.
+    public var listing: (scan: Scan, refusedFolder: String?) {
+        state.withLock { (Scan(handlers: $0.handlers, skipped: $0.skipped), $0.refusedFolder) }
+    }
 
     /// The path of the handler called `name`, after a cheap look at whether the folder changed.
     public func path(of name: String) -> String? {
@@ -68,12 +76,16 @@ public final class HandlerRegistry: Sendable {
             let scan = try Self.scan(folder)
             state.withLock {
                 $0.handlers = scan.handlers
+                $0.skipped = scan.skipped
+                $0.refusedFolder = nil
                 $0.folderChange = change
             }
             report(scan)
         } catch {
             state.withLock {
                 $0.handlers = [:]
+                $0.skipped = []
+                $0.refusedFolder = "\(error)"
                 $0.folderChange = change
             }
             logger.error("handlers folder refused: no handler is served until it is fixed (then SIGHUP)", metadata: ["error": "\(error)"])

@@ -19,6 +19,7 @@ public final class HandlerRunner: HandlerRunning {
     /// The nice value of every run (the daemons pass their compute threads': `Priority.compute`).
     private let nice: Int32
     public let metrics = HandlerMetrics()
+    public var tally: HandlerTally { metrics.snapshot }
 
     /// Every variable a handler's environment has: nothing of the daemon's own leaks (secrets, paths).
     public static let environmentNames = ["LANG", "PATH", "TMPDIR", "WORKFCGI_MODE", "WORKFCGI_REQUEST_ID"]

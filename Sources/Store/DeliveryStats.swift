@@ -1,4 +1,5 @@
 import JSON
+import WorkEngine
 
 /// deliveryd's counters since it started, published with every heartbeat so workfcgi's /metrics can show
 /// them (deliveryd serves no HTTP). Pure; deliveryd keeps it in a lock.
@@ -12,6 +13,8 @@ public struct DeliveryStats: Sendable, Equatable {
     public var commitToDelivered = Histogram()
     /// From when a job was due to when deliveryd claimed it: how far behind the queue is.
     public var claimLag = Histogram()
+    /// deliveryd's handler runs (all async), by handler.
+    public var handlers = HandlerTally()
 
     public init() {}
 
@@ -47,7 +50,7 @@ public struct DeliveryStats: Sendable, Equatable {
     public var json: JSONValue {
         [
             "attempts": .object(Dictionary(uniqueKeysWithValues: attempts.map { ($0.key.rawValue, .number(Double($0.value))) })), "commit_to_delivered": commitToDelivered.json,
-            "claim_lag": claimLag.json,
+            "claim_lag": claimLag.json, "handlers": handlers.json,
         ]
     }
 
@@ -58,5 +61,6 @@ public struct DeliveryStats: Sendable, Equatable {
         }
         commitToDelivered = Histogram(json: json["commit_to_delivered"]) ?? Histogram()
         claimLag = Histogram(json: json["claim_lag"]) ?? Histogram()
+        handlers = HandlerTally(json: json["handlers"])
     }
 }

@@ -144,4 +144,11 @@ public protocol HandlerRunning: Sendable {
     func isInstalled(_ name: String) -> Bool
     /// The outcome always carries `handlerRun`; `result` is the JSON value stdout held when the run succeeded.
     func run(handler name: String, input: JSONValue, context: WorkContext) -> WorkOutcome
+    /// This process's runs so far, by handler and mode (deliveryd publishes it with its heartbeat).
+    var tally: HandlerTally { get }
+}
+
+extension HandlerRunning {
+    /// A runner that keeps no tally (a test's) publishes none.
+    public var tally: HandlerTally { HandlerTally() }
 }

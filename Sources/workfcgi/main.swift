@@ -45,7 +45,7 @@ struct Workfcgi: ParsableCommand {
                 store: store, engine: WorkEngine(handlers: handlers), policy: try CallbackURLPolicy(settings: settings),
                 doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, operators: try OperatorRule(settings: settings),
                 logger: logger,
-                build: (BuildInfo.version, BuildInfo.revision), handlerMetrics: handlers?.metrics)
+                build: (BuildInfo.version, BuildInfo.revision), handlerRunner: handlers)
 
             FastCGIServer.initialize()
             // Socket activation (workfcgi.socket): systemd holds the sockets, so a restart drops no connection.

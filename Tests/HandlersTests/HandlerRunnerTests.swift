@@ -142,6 +142,52 @@ import JSON
         #expect(throws: (any Error).self) { try runner() }
     }
 
+    @Test func aFolderMadeWritableByOthersIsRefusedAtReload() throws {
+        try install("ok", "#!/bin/sh\necho 1\n")
+        try install("open", "#!/bin/sh\necho 1\n", mode: 0o777)
+        let r = try runner()
+        #expect(r.registry.listing.scan.skipped.map(\.name) == ["open"])
+        chmod(folder, 0o777)
+        r.registry.reload()
+        #expect(!r.isInstalled("ok"))
+        #expect(r.registry.listing.refusedFolder?.contains("can be written by other users (mode 0777)") == true)
+        chmod(folder, 0o700)
+        r.registry.reload()
+        #expect(r.isInstalled("ok"))
+        #expect(r.registry.listing.refusedFolder == nil)
+    }
+
+    @Test func theTallyCountsRunsFailuresAndTimeoutsByHandlerAndMode() throws {
+        try install("ok", "#!/bin/sh\necho 1\n")
+        try install("bad", "#!/bin/sh\nexit 3\n")
+        try install("slow", "#!/bin/sh\nsleep 100\n")
+        let r = try runner(timeout: "200ms")
+        _ = run(r, "ok")
+        _ = r.run(handler: "ok", input: .null, context: WorkContext(requestID: "01-test", mode: .sync))
+        _ = run(r, "bad")
+        _ = run(r, "slow")
+        let tally = r.tally
+        #expect(tally.counts[.init(handler: "ok", mode: .async)]?.runs == 1)
+        #expect(tally.counts[.init(handler: "ok", mode: .sync)]?.runs == 1)
+        #expect(tally.counts[.init(handler: "bad", mode: .async)]?.failures == 1)
+        let slow = try #require(tally.counts[.init(handler: "slow", mode: .async)])
+        #expect((slow.runs, slow.failures, slow.timeouts) == (1, 1, 1))
+        #expect(try #require(slow.quantile(0.5)) >= 0.2)
+        // The heartbeat's encoding reads back the same, and merging adds.
+        #expect(HandlerTally(json: tally.json) == tally)
+        #expect(tally.merged(with: tally).counts[.init(handler: "ok", mode: .sync)]?.runs == 2)
+    }
+
+    @Test func aTallyFromTheDatabaseDropsWhatIsNotAHandlersName() throws {
+        var good = HandlerTally()
+        good.record(HandlerRun(handler: "ok", outcome: .succeeded), mode: .async, seconds: 0.01)
+        guard case .array(var items) = good.json, case .object(var entry) = items[0] else { Issue.record("not an array"); return }
+        entry["handler"] = "x\"} 1\nevil{"
+        items.append(.object(entry))
+        #expect(HandlerTally(json: .array(items)) == good)
+        #expect(HandlerTally(json: "nonsense") == HandlerTally())
+    }
+
     @Test func aNewHandlerIsSeenOnceTheFolderChanged() throws {
         let r = try runner()
         #expect(!r.isInstalled("late"))

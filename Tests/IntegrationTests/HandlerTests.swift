@@ -59,10 +59,18 @@ import Glibc
         let metrics = try client.get(stack.baseURL + "/metrics").text
         #expect(metrics.contains(#"workfcgi_handler_runs_total{handler="wordfreq",mode="sync"} 1"#))
         #expect(metrics.contains(#"workfcgi_handler_duration_seconds_count{handler="wordfreq",mode="sync"} 1"#))
+        // The document lists the handlers installed.
+        let document = try client.get(stack.baseURL + "/openapi.json").json
+        let handlerName = (document?["components"] as? [String: Any]).flatMap { ($0["schemas"] as? [String: Any])?["HandlerName"] as? [String: Any] }
+        #expect((handlerName?["examples"] as? [String])?.contains("wordfreq") == true, "\(String(describing: handlerName))")
+        #expect(try client.get(stack.baseURL + "/docs").text.contains("installed now: checksum, fail, nap, slow, wordfreq"))
 
-        let asyncID = try stack.submit(#"{"handler": "checksum", "input": {"a": 1}, "callback_url": "http://127.0.0.1:\#(port)/ok/h"}"#)
-        #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == asyncID } })
-        let call = try #require(receiver.calls.first { $0.webhookID == asyncID })
+        // The receiver refuses the first two callbacks: the retries send the stored result, they do not run
+        // the handler again (at most once per job while its lease holds).
+        let asyncID = try stack.submit(#"{"handler": "checksum", "input": {"a": 1}, "callback_url": "http://127.0.0.1:\#(port)/fail/2/h"}"#)
+        #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == asyncID && $0.answered == 200 } })
+        #expect(receiver.calls.filter { $0.webhookID == asyncID }.count == 3)
+        let call = try #require(receiver.calls.first { $0.webhookID == asyncID && $0.answered == 200 })
         let body = try #require(try JSONSerialization.jsonObject(with: Data(call.body)) as? [String: Any])
         #expect(body["status"] as? String == "completed")
         #expect(body["op"] as? String == "handler")
@@ -70,6 +78,24 @@ import Glibc
         #expect(checksum["bytes"] as? Int == 7)
         // The handler was told which request it ran for.
         #expect(checksum["request_id"] as? String == asyncID)
+
+        // deliveryd's runs reach /metrics on its heartbeat (each second), beside workfcgi's own, by mode.
+        let asyncRuns = #"workfcgi_handler_runs_total{handler="checksum",mode="async"} 1"#
+        var scraped = ""
+        for _ in 0..<50 where !scraped.contains(asyncRuns) {
+            scraped = try client.get(stack.baseURL + "/metrics").text
+            if !scraped.contains(asyncRuns) { usleep(100_000) }
+        }
+        #expect(scraped.contains(asyncRuns), "\(scraped)")
+        #expect(scraped.contains(#"workfcgi_handler_duration_seconds_count{handler="checksum",mode="async"} 1"#))
+        #expect(scraped.contains(#"workfcgi_handler_runs_total{handler="wordfreq",mode="sync"} 1"#))
+
+        // /ui's handlers panel: both runs, and the folder's files.
+        let ui = try client.get(stack.baseURL + "/ui").text
+        #expect(ui.contains("<h2 id=handlers>Handlers</h2>"), "\(ui)")
+        #expect(ui.contains("<tr><td><code>checksum</code></td><td>async</td><td>1</td>"), "\(ui)")
+        #expect(ui.contains("<tr><td><code>wordfreq</code></td><td>sync</td><td>1</td>"), "\(ui)")
+        #expect(ui.contains("<tr><td><code>slow</code></td><td>–</td><td>0</td>"), "\(ui)")
         await receiver.stop()
     }
 
