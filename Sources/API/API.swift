@@ -77,7 +77,7 @@ public final class API: Sendable {
     public func handle(_ request: HTTPRequest, pool: Pool) -> HTTPResponse {
         let started = DispatchTime.now().uptimeNanoseconds
         let route = Route(path: request.path)
-        var response: HTTPResponse
+        let response: HTTPResponse
         do throws(APIError) {
             response = try routed(request, route, pool: pool)
         } catch {
@@ -97,9 +97,6 @@ public final class API: Sendable {
             if response.headers.contains(where: { $0.name == "Idempotent-Replayed" }) { metadata["replayed"] = "true" }
             logger.info("request", metadata: metadata)
         }
-        // The job's id to the front end too, so its access log can carry it ($upstream_http_x_request_id).
-        if let id = response.requestID { response.headers.append(("X-Request-Id", id)) }
-        response.requestID = nil
         return response
     }
 
@@ -224,7 +221,7 @@ public final class API: Sendable {
         ]
         if let run = outcome.handlerRun { body["handler"] = .string(run.handler) }
         var response = JSONResponse.ok(200, .object(body))
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
@@ -287,7 +284,7 @@ public final class API: Sendable {
                 "request_id": .string(id), "status": "pending",
                 "message": .string("accepted; the result will be POSTed to callback_url. Track it at /requests/\(id)"),
             ], headers: headers)
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
@@ -327,7 +324,7 @@ public final class API: Sendable {
             throw .notFound("no request with id \(id)")
         }
         var response = JSONResponse.ok(200, RecordJSON.detail(record))
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
