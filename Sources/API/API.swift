@@ -77,7 +77,7 @@ public final class API: Sendable {
     public func handle(_ request: HTTPRequest, pool: Pool) -> HTTPResponse {
         let started = DispatchTime.now().uptimeNanoseconds
         let route = Route(path: request.path)
-        var response: HTTPResponse
+        let response: HTTPResponse
         do throws(APIError) {
             response = try routed(request, route, pool: pool)
         } catch {
@@ -97,9 +97,6 @@ public final class API: Sendable {
             if response.headers.contains(where: { $0.name == "Idempotent-Replayed" }) { metadata["replayed"] = "true" }
             logger.info("request", metadata: metadata)
         }
-        // The job's id to the front end too, so its access log can carry it ($upstream_http_x_request_id).
-        if let id = response.requestID { response.headers.append(("X-Request-Id", id)) }
-        response.requestID = nil
         return response
     }
 
@@ -174,7 +171,7 @@ public final class API: Sendable {
     }
 
     private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
-        let created = Clock.nowMillis()
+        let created = WallClock.nowMillis()
         // A client whose share was found used up gets no computation whose record would be refused (the record
         // is checked again, exactly, when it is written).
         let client = request.remoteAddress
@@ -193,7 +190,7 @@ public final class API: Sendable {
             throw .syncSaturated(slots: settings.syncConcurrency)
         }
         syncInFlight.add(1, ordering: .relaxed)
-        let started = Clock.nowMillis()
+        let started = WallClock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
         let id = RequestID.make(now: created)
         let outcome = engine.perform(parsed.spec, context: WorkContext(requestID: id, mode: .sync))
@@ -210,10 +207,10 @@ public final class API: Sendable {
             try store.recordSync(
                 SyncRecord(
                     id: id, op: parsed.spec.op, input: parsed.input, result: result, error: outcome.error, createdAt: created,
-                    startedAt: started, completedAt: Clock.nowMillis(), durationMs: ms, client: client),
+                    startedAt: started, completedAt: WallClock.nowMillis(), durationMs: ms, client: client),
                 clientStorageLimit: settings.clientStorageLimit)
         } catch {
-            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: Clock.nowMillis()) } }
+            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: WallClock.nowMillis()) } }
             metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
@@ -224,7 +221,7 @@ public final class API: Sendable {
         ]
         if let run = outcome.handlerRun { body["handler"] = .string(run.handler) }
         var response = JSONResponse.ok(200, .object(body))
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
@@ -238,7 +235,7 @@ public final class API: Sendable {
         if let key, key.isEmpty || key.utf8.count > 255 || !key.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) {
             throw .invalidIdempotencyKey
         }
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         // Keys are scoped to the client address, so two clients cannot collide on (or probe) each other's keys.
         let job = NewJob(
             id: RequestID.make(now: now), spec: parsed.spec, input: parsed.input, callbackURL: url,
@@ -287,7 +284,7 @@ public final class API: Sendable {
                 "request_id": .string(id), "status": "pending",
                 "message": .string("accepted; the result will be POSTed to callback_url. Track it at /requests/\(id)"),
             ], headers: headers)
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
@@ -327,7 +324,7 @@ public final class API: Sendable {
             throw .notFound("no request with id \(id)")
         }
         var response = JSONResponse.ok(200, RecordJSON.detail(record))
-        response.requestID = id
+        response.tag(requestID: id)
         return response
     }
 
@@ -335,7 +332,7 @@ public final class API: Sendable {
 
     private func redeliver(id: String) throws(APIError) -> HTTPResponse {
         guard RequestID.isValid(id) else { throw .notFound("no async request with id \(id)") }
-        switch try fromStore({ try store.redeliver(id: id, now: Clock.nowMillis()) }) {
+        switch try fromStore({ try store.redeliver(id: id, now: WallClock.nowMillis()) }) {
         case .requeued:
             doorbell.ring()
             return JSONResponse.ok(
@@ -437,7 +434,7 @@ public final class API: Sendable {
         do {
             body["queue_depth"] = .number(Double(try store.backlog()))
             let daemon = try store.daemonStatus()
-            let now = Clock.nowMillis()
+            let now = WallClock.nowMillis()
             // A clean stop leaves a heartbeat at 0 (not 1970's, so the age is unknown, not 57 years).
             let age = daemon.flatMap { $0.stoppedCleanly ? nil : now - $0.heartbeatAt }
             let alive = daemon?.isAlive(now: now) ?? false

@@ -131,7 +131,7 @@ enum APIError: Error, Equatable {
         // A handler's failure carries its exit status and stderr's tail, and the id it was recorded under.
         if case .handlerFailed(let run, let id) = self, let document = run.errorDocument {
             var response = JSONResponse.ok(status, ["error": document, "request_id": .string(id)])
-            response.requestID = id
+            response.tag(requestID: id)
             return response
         }
         return JSONResponse.error(status, code: code, message: message, field: field, headers: headers)

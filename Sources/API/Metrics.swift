@@ -88,7 +88,7 @@ final class Metrics: Sendable {
                 gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode.rawValue), ("status", status.rawValue)], Double(count))
             }
             let daemon = try store.daemonStatus()
-            let alive = daemon?.isAlive(now: Clock.nowMillis()) ?? false
+            let alive = daemon?.isAlive(now: WallClock.nowMillis()) ?? false
             gauge("deliveryd_up", "1 while deliveryd's heartbeat is fresh.", alive ? 1 : 0)
             gauge("deliveryd_active_workers", "Jobs deliveryd is working on.", Double(alive ? daemon?.activeWorkers ?? 0 : 0))
             let open = alive ? daemon?.circuits.count ?? 0 : 0

@@ -184,14 +184,11 @@ public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
-    /// The request (job) this response is about, for the access log; never sent.
-    public var requestID: String?
 
-    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = [], requestID: String? = nil) {
+    public init(status: Int, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
-        self.requestID = requestID
     }
 
     /// A refusal in the one error shape, `{"error": {"code", "message", "field"?}}`, whoever refuses: the API's

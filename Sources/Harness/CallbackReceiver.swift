@@ -56,6 +56,12 @@ public final class CallbackReceiver: Sendable {
         task.withLock { $0?.cancel() }
     }
 
+    /// Stops without waiting, for a `defer` (which cannot `await`): cancelling the server's task closes the
+    /// listening socket and ends the connections in flight.
+    public func stopNow() {
+        task.withLock { $0?.cancel() }
+    }
+
     /// Every callback received so far, in arrival order.
     public var calls: [ReceivedCallback] { state.withLock { $0.calls } }
 

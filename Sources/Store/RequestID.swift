@@ -3,7 +3,7 @@ import Digest
 /// UUIDv7 ids: 48 bits of Unix milliseconds, then random bits. Time-ordered, so inserts append to the
 /// primary-key b-tree and `id < cursor` pages by time.
 public enum RequestID {
-    public static func make(now: UnixMillis = Clock.nowMillis()) -> String {
+    public static func make(now: UnixMillis = WallClock.nowMillis()) -> String {
         var bytes = [UInt8](repeating: 0, count: 16)
         var generator = SystemRandomNumberGenerator()
         for i in 6..<16 { bytes[i] = UInt8.random(in: 0...255, using: &generator) }

@@ -102,7 +102,7 @@ public final class SQLiteStore: JobStore {
     /// `stored`: the client's bytes, when the caller has read them already in its own statement.
     private func checkRoom(_ db: Database, client: String, bytes: Int64, clientStorageLimit: Int64, stored: Int64? = nil) throws -> Int64? {
         if case .sets(let limit) = sizeBound {
-            let now = Clock.nowMillis()
+            let now = WallClock.nowMillis()
             let estimated = room.withLock { estimate in
                 guard estimate?.admits(bytes, bound: limit, now: now) == true else { return false }
                 estimate?.admitted(bytes)

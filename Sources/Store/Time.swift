@@ -4,8 +4,8 @@ import JSON
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
 public typealias UnixMillis = Int64
 
-/// Wall-clock time in the store's unit.
-public enum Clock {
+/// Wall-clock time in the store's unit (not `Clock`, which would shadow Swift's protocol).
+public enum WallClock {
     public static func nowMillis() -> UnixMillis {
         UnixMillis((Date().timeIntervalSince1970 * 1000).rounded())
     }

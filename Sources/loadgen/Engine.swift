@@ -51,17 +51,246 @@ final class Engine: @unchecked Sendable {
         self.sources = sources
     }
 
-    /// One connection and the request it carries.
+    /// One kept-alive connection of a series and the request it carries.
     private final class Connection {
+        enum State {
+            /// No socket: the next request opens one.
+            case closed
+            /// Open and kept alive, no request on it.
+            case idle
+            /// A non-blocking connect under way; the request waits for it.
+            case connecting
+            /// The request's first `written` bytes are out (the answer may already be coming).
+            case writing(written: Int)
+            /// The request is out; the answer gathers in `input`.
+            case reading
+        }
+
         let series: Int
         var fd: Int32 = -1
-        var connecting = false
-        var busy = false
+        var state = State.closed
+        /// The request carried: its number in the series and when it went (ns after the run's start).
         var n = 0
         var sent: UInt64 = 0
-        var written = 0
         var input: [UInt8] = []
         init(series: Int) { self.series = series }
+
+        /// Carrying a request (connecting, writing or reading).
+        var busy: Bool {
+            switch state {
+            case .closed, .idle: false
+            case .connecting, .writing, .reading: true
+            }
+        }
+    }
+
+    /// One `run`'s world: the epoll set, the connections, and what each series has issued, has in flight and
+    /// has produced. Its methods are the engine's steps; `run` is the loop around them.
+    private final class Run {
+        let series: [Series]
+        let prepared: [(address: sockaddr_in, request: [UInt8])]
+        let sources: [String]
+        let timeoutNs: UInt64
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        let connections: [[Connection]]
+        var byFD: [Int32: Connection] = [:]
+        var issued: [Int]
+        var inFlight: [Int]
+        var results: [Result] = []
+        var errors = 0
+        var source = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        let wallStart = Date()
+        var scratch = [UInt8](repeating: 0, count: 65_536)
+
+        init(_ series: [Series], prepared: [(address: sockaddr_in, request: [UInt8])], sources: [String], timeout: Double) {
+            self.series = series
+            self.prepared = prepared
+            self.sources = sources
+            timeoutNs = UInt64(timeout * 1e9)
+            connections = series.indices.map { i in (0..<max(1, series[i].connections)).map { _ in Connection(series: i) } }
+            issued = [Int](repeating: 0, count: series.count)
+            inFlight = [Int](repeating: 0, count: series.count)
+        }
+
+        deinit {
+            for group in connections { for c in group { drop(c) } }
+            close(epoll)
+        }
+
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds - start }
+
+        func finishedIssuing(_ i: Int, _ t: UInt64) -> Bool {
+            if let limit = series[i].requests, issued[i] >= limit { return true }
+            if let seconds = series[i].duration, Double(t) / 1e9 >= seconds { return true }
+            return false
+        }
+
+        /// Every series done issuing and every answer in.
+        func over(_ t: UInt64) -> Bool {
+            series.indices.allSatisfy { finishedIssuing($0, t) } && inFlight.allSatisfy { $0 == 0 }
+        }
+
+        /// Starts what each series' pacing says is due, on its free connections.
+        func issueDue(_ t: UInt64) {
+            for i in series.indices where !finishedIssuing(i, t) {
+                var due = series[i].pacing.due(issued: issued[i], inFlight: inFlight[i], now: t)
+                if let limit = series[i].requests { due = min(due, limit - issued[i]) }
+                var k = 0
+                while due > 0 && k < connections[i].count {
+                    let c = connections[i][k]
+                    k += 1
+                    guard !c.busy else { continue }
+                    begin(c, i)
+                    due -= 1
+                }
+            }
+        }
+
+        /// Milliseconds to wait for a ready socket: until the next open-loop send, or the next timeout check.
+        func wait(_ t: UInt64) -> Int32 {
+            var wait: Int32 = 20
+            for i in series.indices where !finishedIssuing(i, t) {
+                if let next = series[i].pacing.intended(issued[i]) { wait = min(wait, Int32(max(0, (Int64(next) - Int64(t)) / 1_000_000))) }
+            }
+            return wait
+        }
+
+        /// A socket epoll reported.
+        func ready(_ e: epoll_event) {
+            guard let c = byFD[e.data.fd], c.busy else {
+                // An idle kept-alive connection closed by the server: forget it.
+                if let c = byFD[e.data.fd] { drop(c) }
+                return
+            }
+            if case .connecting = c.state {
+                var error: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                guard error == 0 else { return fail(c, .connectionError(String(cString: strerror(error)))) }
+                c.state = .writing(written: 0)
+            }
+            if e.events & EPOLLOUT.rawValue != 0, case .writing = c.state { send(c) }
+            guard c.busy, e.events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { return }
+            var closed = false
+            while true {
+                let got = recv(c.fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
+                if got > 0 { c.input.append(contentsOf: scratch[0..<got]); continue }
+                if got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { closed = true }
+                break
+            }
+            if let answer = Engine.parse(c.input, closed: closed) {
+                let body = c.input[answer.bodyStart..<answer.end]
+                finish(c, answer.status == series[c.series].okStatus ? .success : .refused(status: answer.status, code: nil, message: nil), body: body)
+                if !answer.keepAlive || closed { drop(c) } else { c.input.removeAll(keepingCapacity: true) }
+            } else if closed {
+                fail(c, .connectionError(c.input.isEmpty ? "connection closed before an answer" : "connection closed mid-answer"))
+            }
+        }
+
+        /// Ends the requests that have waited longer than the timeout.
+        func expire(_ t: UInt64) {
+            for group in connections {
+                for c in group where c.busy && t - c.sent > timeoutNs { fail(c, .timeout) }
+            }
+        }
+
+        private func begin(_ c: Connection, _ i: Int) {
+            c.n = issued[i]
+            c.sent = now()
+            c.input.removeAll(keepingCapacity: true)
+            issued[i] += 1
+            inFlight[i] += 1
+            if case .idle = c.state {
+                c.state = .writing(written: 0)
+                return send(c)
+            }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            if !sources.isEmpty {
+                var local = sockaddr_in()
+                local.sin_family = sa_family_t(AF_INET)
+                inet_pton(AF_INET, sources[source % sources.count], &local.sin_addr)
+                source += 1
+                _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+            var address = prepared[i].address
+            let rc = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            c.fd = fd
+            byFD[fd] = c
+            if rc == 0 {
+                c.state = .writing(written: 0)
+                send(c)
+            } else if errno == EINPROGRESS {
+                c.state = .connecting
+                watch(c, writing: true)
+            } else {
+                fail(c, .connectionError(String(cString: strerror(errno))))
+            }
+        }
+
+        private func send(_ c: Connection) {
+            guard case .writing(var written) = c.state else { return }
+            let request = prepared[c.series].request
+            while written < request.count {
+                let n = request[written...].withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { written += n; continue }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    c.state = .writing(written: written)
+                    return watch(c, writing: true)
+                }
+                return fail(c, .connectionError(String(cString: strerror(errno))))
+            }
+            c.state = .reading
+            watch(c, writing: false)
+        }
+
+        private func watch(_ c: Connection, writing: Bool) {
+            var event = epoll_event(events: EPOLLIN.rawValue | (writing ? EPOLLOUT.rawValue : 0), data: epoll_data_t(fd: c.fd))
+            if epoll_ctl(epoll, EPOLL_CTL_MOD, c.fd, &event) != 0 { epoll_ctl(epoll, EPOLL_CTL_ADD, c.fd, &event) }
+        }
+
+        /// The request ends with `kind`; the connection stays open (idle) for the next one.
+        private func finish(_ c: Connection, _ kind: Outcome.Kind, body: ArraySlice<UInt8> = []) {
+            let s = series[c.series]
+            let done = now()
+            var requestID: String?
+            var outcome = kind
+            if case .refused(let status, _, _) = kind {
+                let bytes = Array(body)
+                outcome = .refused(status: status, code: Engine.field("code", in: bytes), message: Engine.field("message", in: bytes))
+            } else if kind == .success && s.okStatus == 202 {
+                requestID = Engine.field("request_id", in: Array(body))
+            }
+            if outcome != .success { errors += 1 }
+            let latency = s.pacing.latency(n: c.n, sent: c.sent, done: done)
+            let sentAt = wallStart.addingTimeInterval(Double(s.pacing.intended(c.n) ?? c.sent) / 1e9)
+            results.append(Result(
+                series: c.series, outcome: Outcome(kind: outcome, micros: latency / 1000, at: Double(done) / 1e9), requestID: requestID,
+                sentAt: sentAt))
+            c.state = .idle
+            inFlight[c.series] -= 1
+        }
+
+        /// The request ends with an error, and its connection with it.
+        private func fail(_ c: Connection, _ kind: Outcome.Kind) {
+            finish(c, kind)
+            drop(c)
+        }
+
+        private func drop(_ c: Connection) {
+            if c.fd >= 0 {
+                epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nil)
+                byFD[c.fd] = nil
+                close(c.fd)
+            }
+            c.fd = -1
+            c.state = .closed
+            c.input.removeAll(keepingCapacity: true)
+        }
     }
 
     /// http://HOST:PORT/PATH → a resolved IPv4 address, and the request's bytes.
@@ -203,180 +432,22 @@ final class Engine: @unchecked Sendable {
                 return []
             }
         }
-        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        defer { close(epoll) }
-        let connections = series.indices.map { i in (0..<max(1, series[i].connections)).map { _ in Connection(series: i) } }
-        var byFD: [Int32: Connection] = [:]
-        var issued = [Int](repeating: 0, count: series.count)
-        var inFlight = [Int](repeating: 0, count: series.count)
-        var results: [Result] = []
-        var errors = 0
-        var source = 0
-        let start = DispatchTime.now().uptimeNanoseconds
-        let wallStart = Date()
-        var lastProgress: UInt64 = 0
-        let timeoutNs = UInt64(timeout * 1e9)
+        let run = Run(series, prepared: prepared, sources: sources, timeout: timeout)
         var events = [epoll_event](repeating: epoll_event(), count: 512)
-        var scratch = [UInt8](repeating: 0, count: 65_536)
-
-        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds - start }
-        func finishedIssuing(_ i: Int, _ t: UInt64) -> Bool {
-            if let limit = series[i].requests, issued[i] >= limit { return true }
-            if let seconds = series[i].duration, Double(t) / 1e9 >= seconds { return true }
-            return false
-        }
-        func drop(_ c: Connection) {
-            if c.fd >= 0 {
-                epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nil)
-                byFD[c.fd] = nil
-                close(c.fd)
-            }
-            c.fd = -1
-            c.connecting = false
-            c.input.removeAll(keepingCapacity: true)
-        }
-        func watch(_ c: Connection, writing: Bool) {
-            var event = epoll_event(events: EPOLLIN.rawValue | (writing ? EPOLLOUT.rawValue : 0), data: epoll_data_t(fd: c.fd))
-            if epoll_ctl(epoll, EPOLL_CTL_MOD, c.fd, &event) != 0 { epoll_ctl(epoll, EPOLL_CTL_ADD, c.fd, &event) }
-        }
-        func finish(_ c: Connection, _ kind: Outcome.Kind, body: ArraySlice<UInt8> = []) {
-            let s = series[c.series]
-            let done = now()
-            var requestID: String?
-            var outcome = kind
-            if case .refused(let status, _, _) = kind {
-                let bytes = Array(body)
-                outcome = .refused(status: status, code: Self.field("code", in: bytes), message: Self.field("message", in: bytes))
-            } else if kind == .success && s.okStatus == 202 {
-                requestID = Self.field("request_id", in: Array(body))
-            }
-            if outcome != .success { errors += 1 }
-            let latency = s.pacing.latency(n: c.n, sent: c.sent, done: done)
-            let sentAt = wallStart.addingTimeInterval(Double(s.pacing.intended(c.n) ?? c.sent) / 1e9)
-            results.append(Result(
-                series: c.series, outcome: Outcome(kind: outcome, micros: latency / 1000, at: Double(done) / 1e9), requestID: requestID,
-                sentAt: sentAt))
-            c.busy = false
-            inFlight[c.series] -= 1
-        }
-        func send(_ c: Connection) {
-            let request = prepared[c.series].request
-            while c.written < request.count {
-                let n = request[c.written...].withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if n > 0 { c.written += n; continue }
-                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { watch(c, writing: true); return }
-                finish(c, .connectionError(String(cString: strerror(errno))))
-                drop(c)
-                return
-            }
-            watch(c, writing: false)
-        }
-        func begin(_ c: Connection, _ i: Int) {
-            c.busy = true
-            c.n = issued[i]
-            c.sent = now()
-            c.written = 0
-            c.input.removeAll(keepingCapacity: true)
-            issued[i] += 1
-            inFlight[i] += 1
-            if c.fd < 0 {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                var one: Int32 = 1
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                if !sources.isEmpty {
-                    var local = sockaddr_in()
-                    local.sin_family = sa_family_t(AF_INET)
-                    inet_pton(AF_INET, sources[source % sources.count], &local.sin_addr)
-                    source += 1
-                    _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                }
-                var address = prepared[i].address
-                let rc = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                c.fd = fd
-                byFD[fd] = c
-                if rc != 0 && errno != EINPROGRESS {
-                    finish(c, .connectionError(String(cString: strerror(errno))))
-                    drop(c)
-                    return
-                }
-                c.connecting = rc != 0
-                if c.connecting { watch(c, writing: true); return }
-            }
-            send(c)
-        }
-
+        var lastProgress: UInt64 = 0
         while true {
-            let t = now()
-            for i in series.indices where !finishedIssuing(i, t) {
-                var due = series[i].pacing.due(issued: issued[i], inFlight: inFlight[i], now: t)
-                if let limit = series[i].requests { due = min(due, limit - issued[i]) }
-                var k = 0
-                while due > 0 && k < connections[i].count {
-                    let c = connections[i][k]
-                    k += 1
-                    guard !c.busy else { continue }
-                    begin(c, i)
-                    due -= 1
-                }
-            }
-            // Wait for a ready socket, the next open-loop send, or the next timeout check.
-            var wait: Int32 = 20
-            for i in series.indices where !finishedIssuing(i, t) {
-                if let next = series[i].pacing.intended(issued[i]) { wait = min(wait, Int32(max(0, (Int64(next) - Int64(t)) / 1_000_000))) }
-            }
-            let n = epoll_wait(epoll, &events, Int32(events.count), wait)
-            for e in events[0..<max(0, Int(n))] {
-                guard let c = byFD[e.data.fd], c.busy else {
-                    // An idle kept-alive connection closed by the server: forget it.
-                    if let c = byFD[e.data.fd] { drop(c) }
-                    continue
-                }
-                if c.connecting {
-                    var error: Int32 = 0
-                    var length = socklen_t(MemoryLayout<Int32>.size)
-                    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                    c.connecting = false
-                    if error != 0 {
-                        finish(c, .connectionError(String(cString: strerror(error))))
-                        drop(c)
-                        continue
-                    }
-                }
-                if e.events & EPOLLOUT.rawValue != 0 && c.written < prepared[c.series].request.count { send(c) }
-                guard c.busy, e.events & (EPOLLIN.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 else { continue }
-                var closed = false
-                while true {
-                    let got = recv(c.fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
-                    if got > 0 { c.input.append(contentsOf: scratch[0..<got]); continue }
-                    if got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { closed = true }
-                    break
-                }
-                if let answer = Self.parse(c.input, closed: closed) {
-                    let body = c.input[answer.bodyStart..<answer.end]
-                    finish(c, answer.status == series[c.series].okStatus ? .success : .refused(status: answer.status, code: nil, message: nil), body: body)
-                    if !answer.keepAlive || closed { drop(c) } else { c.input.removeAll(keepingCapacity: true) }
-                } else if closed {
-                    finish(c, .connectionError(c.input.isEmpty ? "connection closed before an answer" : "connection closed mid-answer"))
-                    drop(c)
-                }
-            }
-            let after = now()
-            for group in connections {
-                for c in group where c.busy && after - c.sent > timeoutNs {
-                    finish(c, .timeout)
-                    drop(c)
-                }
-            }
+            let t = run.now()
+            run.issueDue(t)
+            let n = epoll_wait(run.epoll, &events, Int32(events.count), run.wait(t))
+            for e in events[0..<max(0, Int(n))] { run.ready(e) }
+            let after = run.now()
+            run.expire(after)
             if after - lastProgress > 250_000_000 {
                 lastProgress = after
-                progress(Progress(elapsed: Double(after) / 1e9, sent: issued.reduce(0, +), errors: errors))
+                progress(Progress(elapsed: Double(after) / 1e9, sent: run.issued.reduce(0, +), errors: run.errors))
             }
-            if series.indices.allSatisfy({ finishedIssuing($0, after) }) && inFlight.allSatisfy({ $0 == 0 }) { break }
+            if run.over(after) { return run.results }
         }
-        for group in connections { for c in group { drop(c) } }
-        return results
     }
 
     /// A top-level or nested string field of a small JSON answer, found without a full parse.

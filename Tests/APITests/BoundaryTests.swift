@@ -159,8 +159,8 @@ import WorkEngine
     }
 
     @Test func publicHealthCountsCircuitsButNamesNoHost() throws {
-        let circuits = [Circuit(host: "hooks.private.example:443", state: .open, consecutiveFailures: 5, retryAt: Clock.nowMillis() + 60_000)]
-        try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: Clock.nowMillis())
+        let circuits = [Circuit(host: "hooks.private.example:443", state: .open, consecutiveFailures: 5, retryAt: WallClock.nowMillis() + 60_000)]
+        try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: WallClock.nowMillis())
         let open = String(decoding: call("GET", "/healthz").body, as: UTF8.self)
         #expect(!open.contains("hooks.private.example") && open.contains(#""open_circuits":1"#), "\(open)")
         let operatorView = String(decoding: call("GET", "/healthz", client: "127.0.0.1").body, as: UTF8.self)

@@ -1,5 +1,6 @@
 import Digest
 import Store
+import WorkEngine
 import Foundation
 import Testing
 
@@ -96,6 +97,24 @@ import Testing
         let failedJSON = try JSONSerialization.jsonObject(with: Data(failed)) as? [String: Any]
         #expect(failedJSON?["status"] as? String == "failed")
         #expect(failedJSON?["result"] == nil)
+    }
+
+    /// The callback as it goes on the wire: the job's id as webhook-id (the same on every attempt), the
+    /// send time as webhook-timestamp, and a signature over exactly the body sent.
+    @Test func signedRequestCarriesTheJobsIDAndVerifies() throws {
+        let signer = try WebhookSigner(secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+        let job = ClaimedJob(
+            id: "r1", op: .hash, work: .toDo(.hash(input: "x", iterations: 1)), callbackURL: "http://93.184.216.34/hook", attempts: 2,
+            attemptBase: 0, createdAt: 0, leaseUntil: 30_000, dueAt: 0)
+        let work = WorkResult(result: ["hash": "ab"], error: nil, durationMs: 1, completedAt: 0)
+        let d = DeliveryState.Delivery(job: job, work: work, unsaved: false)
+        let (body, headers) = CallbackSender.request(for: d, signer: signer, at: Date(timeIntervalSince1970: 1_700_000_000.9))
+        #expect(body == CallbackPayload.body(id: "r1", op: .hash, work: work, at: Date(timeIntervalSince1970: 1_700_000_000.9)))
+        #expect(headers.map(\.0) == ["webhook-id", "webhook-timestamp", "webhook-signature"])
+        #expect(headers[0].1 == "r1")
+        #expect(headers[1].1 == "1700000000")
+        #expect(signer.verify(id: "r1", timestamp: 1_700_000_000, body: body, header: headers[2].1, now: 1_700_000_000))
+        #expect(!signer.verify(id: "r1", timestamp: 1_700_000_000, body: body + [32], header: headers[2].1, now: 1_700_000_000))
     }
 }
 

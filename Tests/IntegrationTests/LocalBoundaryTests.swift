@@ -87,7 +87,7 @@ import Glibc
     @Test func filesAreOwnerOnlyAndTheSecretIsNotInTheDatabase() async throws {
         // No WORKFCGI_WEBHOOK_SECRET: deliveryd generates one.
         let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_WEBHOOK_SECRET": ""])
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
         let id = try stack.submit(#"{"text": "secret", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(id, "completed")
 

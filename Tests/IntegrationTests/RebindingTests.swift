@@ -73,7 +73,7 @@ import Glibc
         let port = try await checked.start()
         let rebound = try CallbackReceiver(host: "127.0.0.3", port: port)
         _ = try await rebound.start()
-        defer { Task { await checked.stop(); await rebound.stop() } }
+        defer { checked.stopNow(); rebound.stopNow() }
 
         let stack = try Stack(
             settings: ["WORKFCGI_ALLOW_PRIVATE_CALLBACKS": "false", "WORKFCGI_CALLBACK_ALLOW_CIDRS": "127.0.0.2/32"],
@@ -97,7 +97,7 @@ import Glibc
         defer { kill(dns.processIdentifier, SIGKILL) }
         let receiver = try CallbackReceiver(host: "127.0.0.2")
         let port = try await receiver.start()
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
         let stack = try Stack(
             settings: [
                 "WORKFCGI_ALLOW_PRIVATE_CALLBACKS": "false", "WORKFCGI_CALLBACK_ALLOW_CIDRS": "127.0.0.2/32",

@@ -92,7 +92,7 @@ import Glibc
     func aFloodOfStalledHostsDoesNotSlowOtherClients() async throws {
         let dns = try SlowDNS()
         let (stack, receiver, port) = try await Self.startStack(dns)
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
 
         // 70 jobs from one address, each callback host a name nobody answers, all at once.
         let statuses = Mutex<[Int]>([])
@@ -134,7 +134,7 @@ import Glibc
     func stalledLookupsInDeliverydDoNotDelayAnotherClientsCallback() async throws {
         let dns = try SlowDNS()
         let (stack, receiver, port) = try await Self.startStack(dns)
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
 
         // 8 jobs whose hosts resolve at accept (workfcgi's resolver answers) and stall in deliveryd: more
         // than its 4 compute workers.

@@ -29,7 +29,7 @@ import Glibc
         // A real job, so that the redeliver attempts name one that exists.
         let receiver = try CallbackReceiver()
         let callbackPort = try await receiver.start()
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
         let job = try stack.submit(#"{"text": "x", "callback_url": "http://127.0.0.1:\#(callbackPort)/ok"}"#)
         try stack.waitForStatus(job, "completed")
         for (method, path) in Self.attempts + Self.attempts.map({ ($0.0, $0.1.replacingOccurrences(of: Self.id, with: job)) }) {
@@ -53,7 +53,7 @@ import Glibc
 
     @Test func reboundNamesAndCrossSitePagesAreRefused() async throws {
         let (stack, receiver, port) = try await Stack.startedWithReceiver()
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
         let job = try stack.submit(#"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(job, "completed")
         for path in ["/ui", "/requests", "/metrics"] {
@@ -80,7 +80,7 @@ import Glibc
     /// deliveryd's POST comes from 127.0.0.1, an operator address, but carries deliveryd's signature.
     @Test func aCallbackCannotCallTheServiceItself() async throws {
         let (stack, receiver, port) = try await Stack.startedWithReceiver()
-        defer { Task { await receiver.stop() } }
+        defer { receiver.stopNow() }
         let victim = try stack.submit(#"{"text": "x", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         try stack.waitForStatus(victim, "completed")
         let body = #"{"text": "y", "callback_url": "http://127.0.0.1:\#(stack.port)/requests/\#(victim)/redeliver"}"#

@@ -26,7 +26,7 @@ import WorkEngine
     }
 
     @Test func enqueueClaimDeliver() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let j = job(now)
         #expect(try store.enqueue(j, backlogLimit: 10) == .accepted(id: j.id))
         #expect(try store.backlog() == 1)
@@ -59,7 +59,7 @@ import WorkEngine
     }
 
     @Test func expiredLeaseMakesTheJobDueAgain() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let j = job(now)
         _ = try store.enqueue(j, backlogLimit: 10)
         #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now).count == 1)
@@ -71,7 +71,7 @@ import WorkEngine
     }
 
     @Test func giveUpEndsFailedWithReason() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let j = job(now)
         _ = try store.enqueue(j, backlogLimit: 10)
         _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
@@ -86,14 +86,14 @@ import WorkEngine
     }
 
     @Test func backlogBoundRefusesWithoutWriting() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         for i in 0..<3 { _ = try store.enqueue(job(now + Int64(i)), backlogLimit: 3) }
         #expect(try store.enqueue(job(now + 9), backlogLimit: 3) == .backlogFull(depth: 3))
         #expect(try store.requests(RequestQuery(limit: 100)).count == 3)
     }
 
     @Test func idempotencyKeyReturnsTheFirstJobForADay() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let first = job(now, key: "k1")
         #expect(try store.enqueue(first, backlogLimit: 10) == .accepted(id: first.id))
         #expect(try store.enqueue(job(now + 10, key: "k1"), backlogLimit: 10) == .duplicate(id: first.id))
@@ -106,7 +106,7 @@ import WorkEngine
 
     @Test func groupCommitUnderConcurrency() async throws {
         let store = self.store
-        let base = Clock.nowMillis()
+        let base = WallClock.nowMillis()
         let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
             for t in 0..<8 {
                 group.addTask {
@@ -127,7 +127,7 @@ import WorkEngine
     }
 
     @Test func listingPagesNewestFirst() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         var ids: [String] = []
         for i in 0..<5 {
             let j = job(now + Int64(i) * 10)
@@ -147,7 +147,7 @@ import WorkEngine
     }
 
     @Test func redeliverStartsAFreshSeries() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let j = job(now)
         _ = try store.enqueue(j, backlogLimit: 10)
         #expect(try store.redeliver(id: j.id, now: now) == .notFinished(.pending))
@@ -165,7 +165,7 @@ import WorkEngine
     }
 
     @Test func postponeDefersWithoutAnAttempt() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let j = job(now)
         _ = try store.enqueue(j, backlogLimit: 10)
         _ = try store.claim(limit: 1, leaseMillis: 60_000, now: now)
@@ -175,7 +175,7 @@ import WorkEngine
     }
 
     @Test func pruneDeletesOnlyFinishedRequestsPastTheCutoff() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let old = job(now - 10_000)
         let fresh = job(now)
         let waiting = job(now - 20_000)
@@ -202,7 +202,7 @@ import WorkEngine
         let text = String(repeating: "x", count: 9_000)
         var thrown: (any Error)?
         for i in 0..<300 {
-            var j = job(Clock.nowMillis())
+            var j = job(WallClock.nowMillis())
             j.input = .object(["text": .string(text + "\(i)")])
             do { _ = try small.enqueue(j, backlogLimit: 10_000) } catch {
                 thrown = error
@@ -215,7 +215,7 @@ import WorkEngine
     }
 
     @Test func perClientBoundCountsUnfinishedJobs() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         var a = job(now)
         a.client = "203.0.113.1"
         for i in 0..<3 {
@@ -230,7 +230,7 @@ import WorkEngine
     }
 
     @Test func claimsTakeTurnsBetweenClients() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         var flood: [String] = []
         for i in 0..<10 {
             var j = job(now - 1_000 + Int64(i))
@@ -248,7 +248,7 @@ import WorkEngine
     }
 
     @Test func backlogCounterFollowsEveryTransition() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let jobs = (0..<3).map { job(now + Int64($0)) }
         for j in jobs { _ = try store.enqueue(j, backlogLimit: 100) }
         #expect(try store.backlog() == 3)
@@ -282,7 +282,7 @@ import WorkEngine
         let old = umask(0o022)
         defer { umask(old) }
         let db = try SQLiteStore(path: dir + "/m.db")
-        _ = try db.enqueue(job(Clock.nowMillis()), backlogLimit: 10)
+        _ = try db.enqueue(job(WallClock.nowMillis()), backlogLimit: 10)
         for file in ["m.db", "m.db-wal", "m.db-shm", "m.db-writer"] {
             let mode = try FileManager.default.attributesOfItem(atPath: dir + "/" + file)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file): \(String(mode ?? 0, radix: 8))")
@@ -306,7 +306,7 @@ import WorkEngine
     /// input they were accepted with, and one it cannot read is delivered as failed, never lost or crashed on.
     @Test func jobsFromBeforeStoredSpecsStillRun() throws {
         let path = directory + "/old.db"
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let (good, bad) = (RequestID.make(now: now), RequestID.make(now: now + 1))
         try Self.makeVersion5(path, now: now, jobs: [
             (good, #"{"input_data":"x","iterations":3,"callback_url":"http://h.example/"}"#), (bad, #"{"op":"gone"}"#),
@@ -342,7 +342,7 @@ import WorkEngine
         stats.commitToDelivered.observe(0.004)  // first bucket (<= 5 ms)
         stats.commitToDelivered.observe(7200)  // above every bound
         stats.claimLag.observe(-1)  // clock skew reads as no lag
-        try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: Clock.nowMillis())
+        try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: WallClock.nowMillis())
         let read = try #require(try store.daemonStatus()).stats
         #expect(read == stats)
         #expect(read.attempts == [.delivered: 1, .retry: 1, .gaveUp: 1])
@@ -367,7 +367,7 @@ import WorkEngine
     /// A client's share counts its sync records and its async jobs with the reserve for their results,
     /// checked in the transaction that would insert; other clients are not affected; deletes give it back.
     @Test func perClientStorageBoundCountsSyncRecordsAndReserves() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         try store.recordSync(sync(now, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
         try store.recordSync(sync(now + 1, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
         #expect(try store.clientStorage("a") > 80_000)
@@ -402,7 +402,7 @@ import WorkEngine
         defer { front.close() }
         let deliveryd = try SQLiteStore(path: path, durability: .normal, bound: .follows(fallback: 4 << 30))
         defer { deliveryd.close() }
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         var accepted: [NewJob] = []
         var full: (any Error)?
         for i in 0..<50 {
@@ -416,7 +416,7 @@ import WorkEngine
         #expect(accepted.count >= 3)
         let usage = try front.storageUsage()
         #expect(usage.usedBytes + usage.reservedBytes <= 1 << 20 && usage.reservedBytes > 0)
-        #expect(usage.state(nearlyAt: 0.9, now: Clock.nowMillis()) == .full, "it just refused one")
+        #expect(usage.state(nearlyAt: 0.9, now: WallClock.nowMillis()) == .full, "it just refused one")
         #expect(throws: StoreFull.self) { try front.recordSync(sync(now, client: "s", bytes: 300_000)) }
 
         let claimed = try deliveryd.claim(limit: 100, leaseMillis: 30_000, now: now + 100)
@@ -448,7 +448,7 @@ import WorkEngine
         let bound: Int64 = 8 << 20
         let front = try SQLiteStore(path: path, bound: .sets(bound))
         defer { front.close() }
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         var accepted = 0
         var full: (any Error)?
         for i in 0..<2_000 {
@@ -499,7 +499,7 @@ import WorkEngine
 
     /// Near the bound deliveryd deletes sync records, oldest first; async jobs stay.
     @Test func syncRecordsArePrunedOldestFirst() throws {
-        let now = Clock.nowMillis()
+        let now = WallClock.nowMillis()
         let records = (0..<3).map { sync(now + Int64($0), client: "a", bytes: 10) }
         for r in records { try store.recordSync(r) }
         let job = job(now)
