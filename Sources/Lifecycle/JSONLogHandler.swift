@@ -8,6 +8,7 @@ struct JSONLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
+
     init(label: String) {
         self.label = label
     }

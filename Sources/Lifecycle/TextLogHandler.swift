@@ -3,8 +3,10 @@ import Logging
 import Synchronization
 
 /// WORKFCGI_LOG_FORMAT=text: swift-log's StreamLogHandler line (`time level label : key=value [source]
-/// message`), but with the time to the millisecond in UTC, as nginx's `$time_iso8601`-style log and the JSON
-/// format carry it: a retry 200 ms after its attempt, or two requests in one second, stay apart.
+/// message`), but with the time in UTC to the millisecond, as the JSON format has it: a retry 200 ms after its
+/// attempt, or two requests in one second, stay apart. The timestamp from gmtime_r, not a Foundation formatter,
+/// also cut the access line's cost: /healthz through nginx, access lines on against off, alternated, 5 runs
+/// each on the shared 2-core machine: median 0.68x with swift-log's StreamLogHandler, 0.89x with this one.
 struct TextLogHandler: LogHandler {
     let label: String
     var logLevel: Logger.Level = .info
