@@ -114,7 +114,7 @@ let package = Package(
         // A JobStore in memory for the tests of deliveryd's engine (not linked into any product).
         .target(name: "MemoryStore", dependencies: ["JSON", "Store", "WorkEngine"], path: "Tests/MemoryStore", swiftSettings: swiftSettings),
         .testTarget(
-            name: "DeliveryTests", dependencies: ["CallbackPolicy", "Delivery", "Digest", "MemoryStore", "Store", "WorkEngine"],
+            name: "DeliveryTests", dependencies: ["CallbackPolicy", "Delivery", "Digest", "MemoryStore", "Store", "WorkEngine", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "JSON"], swiftSettings: swiftSettings),

@@ -211,7 +211,7 @@ public final class API: Sendable {
                 clientStorageLimit: settings.clientStorageLimit)
         } catch {
             if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: WallClock.nowMillis()) } }
-            metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
+            metrics.syncRecordLost(error is StoreFull ? .storeFull : error is ClientStorageFull ? .clientStorageFull : .storeError)
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
         if let run = outcome.handlerRun, run.errorCode != nil { throw .handlerFailed(run, requestID: id) }
@@ -261,7 +261,8 @@ public final class API: Sendable {
             operatorHealthAnswer.invalidate()
             return accepted(id: id, replayed: false)
         case .duplicate(let id):
-            return accepted(id: id, replayed: true)
+            // The earlier job's 202, with where it stands now (it may have finished long ago).
+            return accepted(id: id, replayed: true, status: (try? store.request(id: id))?.status ?? .pending)
         case .keyReused:
             throw .idempotencyKeyReused
         case .clientBacklogFull(let depth):
@@ -275,13 +276,13 @@ public final class API: Sendable {
         }
     }
 
-    private func accepted(id: String, replayed: Bool) -> HTTPResponse {
+    private func accepted(id: String, replayed: Bool, status: JobStatus = .pending) -> HTTPResponse {
         var headers: [(name: String, value: String)] = [("Location", "/requests/\(id)")]
         if replayed { headers.append(("Idempotent-Replayed", "true")) }
         var response = JSONResponse.ok(
             202,
             [
-                "request_id": .string(id), "status": "pending",
+                "request_id": .string(id), "status": .string(status.rawValue),
                 "message": .string("accepted; the result will be POSTed to callback_url. Track it at /requests/\(id)"),
             ], headers: headers)
         response.tag(requestID: id)

@@ -16,8 +16,10 @@ enum DocsPage {
             <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
             """
         let paths = doc["paths"]?.objectValue ?? [:]
-        for path in paths.keys.sorted() {
-            for (method, operation) in (paths[path]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+        for path in paths.keys.sorted(by: Self.documentOrder) {
+            let operations = paths[path]?.objectValue ?? [:]
+            for method in Self.methods where operations[method] != nil {
+                let operation = operations[method]!
                 html += "<h2 id=\"\(HTML.escape(operation["operationId"]?.stringValue ?? path))\"><span class=m>\(method.uppercased())</span> "
                 html += "<code>\(HTML.escape(path))</code></h2><p>\(HTML.escape(operation["summary"]?.stringValue ?? ""))</p>"
                 if case .array(let parameters)? = operation["parameters"], !parameters.isEmpty {
@@ -30,8 +32,9 @@ enum DocsPage {
                     html += "</table>"
                 }
                 if let body = operation["requestBody"]?["content"]?["application/json"]?["schema"] {
-                    html += "<p>Request body (application/json):</p><pre>\(HTML.escape(body.text))</pre>"
+                    html += "<p>Request body (application/json):</p><pre>\(HTML.escape(pretty(resolve(body, in: doc))))</pre>"
                 }
+                if let example = examples["\(method) \(path)"] { html += "<p>Example:</p><pre>\(HTML.escape(example))</pre>" }
                 html += "<table><tr><th>status</th><th>meaning</th></tr>"
                 for (status, response) in (operation["responses"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
                     let text = response["description"]?.stringValue ?? (status == "default" ? "an error (Error schema)" : "")
@@ -42,9 +45,57 @@ enum DocsPage {
         }
         html += "<h2>Schemas</h2>"
         for (name, schema) in (doc["components"]?["schemas"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
-            html += "<h3 id=\"schema-\(HTML.escape(name))\">\(HTML.escape(name))</h3><pre>\(HTML.escape(schema.text))</pre>"
+            html += "<h3 id=\"schema-\(HTML.escape(name))\">\(HTML.escape(name))</h3><pre>\(HTML.escape(pretty(schema)))</pre>"
         }
         return html + "</body></html>\n"
+    }
+
+    /// Methods in the order a reader expects them; any other is not an operation.
+    static let methods = ["get", "put", "post", "patch", "delete"]
+
+    /// The paths in the order `OpenAPIDocument.text` gives them (the client's endpoints first, then the
+    /// operators'), not alphabetically: a parsed object keeps no order, so it is read off the text.
+    static let pathOrder: [String] = OpenAPIDocument.text.split(separator: "\n").compactMap { line in
+        guard line.hasPrefix("  \"/"), let end = line.dropFirst(3).firstIndex(of: "\"") else { return nil }
+        return String(line[line.index(line.startIndex, offsetBy: 3)..<end])
+    }
+
+    static func documentOrder(_ a: String, _ b: String) -> Bool {
+        switch (pathOrder.firstIndex(of: a), pathOrder.firstIndex(of: b)) {
+        case let (i?, j?): i < j
+        case (_?, nil): true
+        case (nil, _?): false
+        case (nil, nil): a < b
+        }
+    }
+
+    /// One command per endpoint a client calls, as the README runs them.
+    static let examples = [
+        "post /sync": #"curl -s localhost:8080/sync -H 'Content-Type: application/json' -d '{"input_data": "hello", "iterations": 50000}'"#,
+        "post /async": #"""
+            curl -si localhost:8080/async -H 'Content-Type: application/json' -H 'Idempotency-Key: order-42' \
+                 -d '{"records": 20, "report_name": "march", "callback_url": "https://hooks.example.com/cb"}'
+            """#,
+        "get /requests": "curl -s 'localhost:8080/requests?mode=async&status=failed&limit=20'",
+        "get /requests/{id}": "curl -s localhost:8080/requests/01a21618-39e2-7f09-91be-f5faf9af3c21",
+        "post /requests/{id}/redeliver": "curl -s -X POST localhost:8080/requests/01a21618-39e2-7f09-91be-f5faf9af3c21/redeliver",
+    ]
+
+    /// JSON indented two spaces a level, keys sorted: a schema read, not scrolled.
+    static func pretty(_ value: JSONValue, _ indent: String = "") -> String {
+        let inner = indent + "  "
+        switch value {
+        case .object(let members) where !members.isEmpty:
+            let lines = members.sorted { $0.key < $1.key }.map { inner + JSONValue.string($0.key).text + ": " + pretty($0.value, inner) }
+            return "{\n" + lines.joined(separator: ",\n") + "\n" + indent + "}"
+        case .array(let items) where !items.isEmpty:
+            if items.allSatisfy({ if case .object = $0 { false } else if case .array = $0 { false } else { true } }) {
+                return "[" + items.map(\.text).joined(separator: ", ") + "]"
+            }
+            return "[\n" + items.map { inner + pretty($0, inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+        default:
+            return value.text
+        }
     }
 
     /// A `{"$ref": "#/components/..."}` replaced by what it names (the document's own references only).

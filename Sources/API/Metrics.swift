@@ -10,6 +10,16 @@ final class Metrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let syncDuration: DurationHistogram
     private let syncWait: DurationHistogram
+    // Counters of rare events are made at start, so that they read 0 rather than being absent until the first
+    // (a rate() or an alert over an absent series says nothing).
+    private let storeFullRefusals: Counter
+    private let clientStorageFullRefusals: Counter
+    private let syncRecordsLost: [SyncRecordLoss: Counter]
+
+    /// Why a /sync result was answered but not stored: the `reason` label.
+    enum SyncRecordLoss: String, CaseIterable {
+        case storeFull = "store_full", clientStorageFull = "client_storage_full", storeError = "store_error"
+    }
 
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "workfcgi", metricName: metric, unitName: unit, helpText: help)
@@ -24,6 +34,16 @@ final class Metrics: Sendable {
             descriptor: Self.name("sync_duration", "seconds", "Time /sync spent computing, once it had a slot."), buckets: buckets)
         syncWait = registry.makeDurationHistogram(
             descriptor: Self.name("sync_wait", "seconds", "Time /sync waited for a slot of the semaphore."), buckets: buckets)
+        storeFullRefusals = registry.makeCounter(descriptor: Self.name("store_full_refusals", "total", "Async jobs refused with 503 storage_full."))
+        clientStorageFullRefusals = registry.makeCounter(
+            descriptor: Self.name("client_storage_full_refusals", "total", "Requests refused with 503 client_storage_full."))
+        var lost: [SyncRecordLoss: Counter] = [:]
+        for reason in SyncRecordLoss.allCases {
+            lost[reason] = registry.makeCounter(
+                descriptor: Self.name("sync_records_lost", "total", "Sync results answered but not recorded, by reason."),
+                labels: [("reason", reason.rawValue)])
+        }
+        syncRecordsLost = lost
     }
 
     /// One counter per (route, status), made once: asking the registry on every response validated the
@@ -50,24 +70,18 @@ final class Metrics: Sendable {
     }
 
     /// A /sync answer whose record could not be stored (the client got its result; GET /requests will 404).
-    /// `reason`: store_full, client_storage_full or store_error.
-    func syncRecordLost(reason: String) {
-        registry.makeCounter(
-            descriptor: Self.name("sync_records_lost", "total", "Sync results answered but not recorded, by reason."),
-            labels: [("reason", reason)]
-        ).increment()
+    func syncRecordLost(_ reason: SyncRecordLoss) {
+        syncRecordsLost[reason]?.increment()
     }
 
     /// Requests refused because their client's stored requests use its WORKFCGI_CLIENT_STORAGE_LIMIT.
     func clientStorageFull() {
-        registry.makeCounter(
-            descriptor: Self.name("client_storage_full_refusals", "total", "Requests refused with 503 client_storage_full.")
-        ).increment()
+        clientStorageFullRefusals.increment()
     }
 
     /// An /async job refused because the database reached its size bound.
     func storeFull() {
-        registry.makeCounter(descriptor: Self.name("store_full_refusals", "total", "Async jobs refused with 503 storage_full.")).increment()
+        storeFullRefusals.increment()
     }
 
     private func gauge(_ metric: String, _ help: String, labels: [(String, String)] = [], _ value: Double) {

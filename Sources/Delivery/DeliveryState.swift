@@ -46,10 +46,13 @@ public struct DeliveryState: Sendable {
         public var startedAt: UnixMillis
     }
 
-    /// An attempt decided, to be written; `createdAt` is its job's, for the commit-to-delivered histogram.
+    /// An attempt decided, to be written; `seriesStart` is when its attempt series began, for the
+    /// commit-to-delivered histogram: the job's commit, or for a redelivery the moment it was queued again
+    /// (the due time of its first attempt). A redelivery's later attempts have no stored start, so they
+    /// are left out (nil) rather than counted from a commit that may be days old.
     public struct Record: Sendable {
         public var write: AttemptWrite
-        public var createdAt: UnixMillis
+        public var seriesStart: UnixMillis?
     }
 
     public enum Action: Sendable {
@@ -186,7 +189,7 @@ public struct DeliveryState: Sendable {
         for r in records {
             sentUnrecorded.remove(r.write.id)
             stats.recorded(r.write.outcome)
-            if r.write.outcome == .delivered { stats.commitToDelivered.observe(Double(now - r.createdAt) / 1000) }
+            if r.write.outcome == .delivered, let start = r.seriesStart { stats.commitToDelivered.observe(Double(now - start) / 1000) }
         }
     }
 
@@ -263,7 +266,8 @@ public struct DeliveryState: Sendable {
         if case .retry(let at) = outcome { next = at }
         let attempt = AttemptRecord(
             n: job.attempts + 1, at: at, durationMs: durationMs, httpStatus: end.httpStatus, error: end.error, nextAttemptAt: next)
+        let seriesStart = job.attemptBase == 0 ? job.createdAt : job.attempts == job.attemptBase ? job.dueAt : nil
         return .record(
-            Record(write: AttemptWrite(id: job.id, attempt: attempt, outcome: outcome, computed: d.unsaved ? d.work : nil), createdAt: job.createdAt))
+            Record(write: AttemptWrite(id: job.id, attempt: attempt, outcome: outcome, computed: d.unsaved ? d.work : nil), seriesStart: seriesStart))
     }
 }

@@ -101,7 +101,7 @@ final class Recorder: Sendable {
         do {
             if d.unsaved { try store.saveResult(id: d.job.id, d.work) }
             try store.postpone(id: d.job.id, until: until)
-            logger.debug("callback postponed", metadata: ["request_id": "\(d.job.id)", "until": "\(until)", "reason": "\(reason)"])
+            logger.debug("callback postponed", metadata: ["request_id": "\(d.job.id)", "until": "\(Timestamp.iso8601(millis: until))", "reason": "\(reason)"])
         } catch {
             // Its lease runs out instead, and the job is due again then.
             logger.error("postpone failed", metadata: ["request_id": "\(d.job.id)", "error": "\(error)"])
@@ -117,13 +117,30 @@ final class Recorder: Sendable {
             return false
         }
         for w in records.map(\.write) {
-            logger.info(
-                "callback attempt",
-                metadata: [
-                    "request_id": "\(w.id)", "attempt": "\(w.attempt.n)", "status": "\(w.attempt.httpStatus.map(String.init) ?? "-")",
-                    "outcome": "\(w.outcome)",
-                ])
+            let (level, metadata) = Self.logEntry(w)
+            logger.log(level: level, "callback attempt", metadata: metadata)
         }
         return true
+    }
+
+    /// One attempt's log line: a delivery at info, a retry at warning, giving up at error (an operator's
+    /// alert), with the HTTP status when one came, the failure's reason and times as ISO 8601, never epoch ms.
+    static func logEntry(_ w: AttemptWrite) -> (Logger.Level, Logger.Metadata) {
+        var metadata: Logger.Metadata = [
+            "request_id": "\(w.id)", "attempt": "\(w.attempt.n)", "outcome": "\(w.outcome.kind.rawValue)",
+            "duration_ms": "\((w.attempt.durationMs * 10).rounded() / 10)",
+        ]
+        if let status = w.attempt.httpStatus { metadata["http_status"] = "\(status)" }
+        if let error = w.attempt.error { metadata["error"] = "\(error)" }
+        switch w.outcome {
+        case .delivered:
+            return (.info, metadata)
+        case .retry(let at):
+            metadata["retry_at"] = "\(Timestamp.iso8601(millis: at))"
+            return (.warning, metadata)
+        case .giveUp(let reason):
+            metadata["reason"] = "\(reason)"
+            return (.error, metadata)
+        }
     }
 }

@@ -129,7 +129,7 @@ public enum Daemon {
                 handler.logLevel = level
                 return handler
             case .text:
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = TextLogHandler(label: label)
                 handler.logLevel = level
                 return handler
             }

@@ -122,6 +122,36 @@ import WorkEngine
         #expect(early.status == 409 && errorCode(early) == "not_finished")
     }
 
+    /// Rare events' counters read 0 from the start: an absent series tells an alert nothing.
+    @Test func rareCountersAreZeroBeforeTheirFirstEvent() {
+        let response = api.handle(
+            HTTPRequest(method: "GET", path: "/metrics", query: [:], headers: ["host": "localhost"], remoteAddress: "127.0.0.1", body: []),
+            pool: .api)
+        let text = String(decoding: response.body, as: UTF8.self)
+        #expect(response.status == 200)
+        for series in [
+            "workfcgi_store_full_refusals_total 0", "workfcgi_client_storage_full_refusals_total 0",
+            #"workfcgi_sync_records_lost_total{reason="store_full"} 0"#, #"workfcgi_sync_records_lost_total{reason="client_storage_full"} 0"#,
+            #"workfcgi_sync_records_lost_total{reason="store_error"} 0"#,
+        ] {
+            #expect(text.contains(series + "\n"), "\(series) in:\n\(text)")
+        }
+    }
+
+    /// A replay of a job that has finished says so: the earlier job's 202 with its status now, not "pending".
+    @Test func aReplayOfAFinishedJobAnswersItsRealStatus() throws {
+        let headers = ["content-type": "application/json", "idempotency-key": "done-1"]
+        let id = try #require(call("POST", "/async", body: asyncBody, headers: headers).json["request_id"]?.stringValue)
+        let now = UnixMillis(Date().timeIntervalSince1970 * 1000)
+        #expect(try store.claim(limit: 1, leaseMillis: 60_000, now: now).map(\.id) == [id])
+        try store.saveResult(id: id, WorkResult(result: ["hash": "ab"], error: nil, durationMs: 1, completedAt: now))
+        try store.recordAttempt(
+            id: id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil), outcome: .delivered)
+        let replay = call("POST", "/async", body: asyncBody, headers: headers)
+        #expect(replay.status == 202 && replay.headers["idempotent-replayed"] == "true")
+        #expect(replay.json["request_id"]?.stringValue == id && replay.json["status"] == "completed", "\(replay.json)")
+    }
+
     @Test func theBacklogBoundAnswers503WithRetryAfter() {
         for _ in 0..<3 { #expect(call("POST", "/async", body: asyncBody).status == 202) }
         let full = call("POST", "/async", body: asyncBody)

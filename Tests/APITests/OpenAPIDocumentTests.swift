@@ -96,6 +96,18 @@ import WorkEngine
             #expect(DocsPage.resolve(["$ref": .string(ref)], in: Self.document)["$ref"] == nil, "\(ref) resolves")
         }
     }
+    /// /docs reads: endpoints in the document's order (the client's first, not alphabetical), schemas as
+    /// indented JSON, and an example command for each endpoint a client calls.
+    @Test func theDocsPageKeepsTheDocumentsOrderIndentsSchemasAndShowsExamples() throws {
+        let page = DocsPage.render(OpenAPIDocumentTests.document)
+        let headings = page.components(separatedBy: "<h2 id=").dropFirst().compactMap { $0.split(separator: "<code>").dropFirst().first?.split(separator: "<").first }
+            .map(String.init)
+        #expect(Array(headings.prefix(5)) == ["/sync", "/async", "/requests", "/requests/{id}", "/requests/{id}/redeliver"], "\(headings)")
+        #expect(Set(headings) == Set((OpenAPIDocumentTests.document["paths"]?.objectValue ?? [:]).keys), "every path once at least")
+        #expect(page.contains("<pre>{\n  &quot;") || page.contains("<pre>{\n  \""), "schemas indented")
+        #expect(page.contains("curl -s localhost:8080/sync"), "an example per client endpoint")
+        #expect(DocsPage.pretty(["b": [1, 2], "a": ["c": .null]]) == "{\n  \"a\": {\n    \"c\": null\n  },\n  \"b\": [1, 2]\n}")
+    }
 }
 
 extension APITests {

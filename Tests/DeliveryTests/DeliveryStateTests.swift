@@ -70,6 +70,23 @@ import WorkEngine
         #expect(store.row(ids[0])?.status == .completed && store.row(ids[0])?.work?.result == ["ok": true], "the unsaved work went with its attempt")
     }
 
+    /// commit_to_callback_seconds: a redelivery an hour later counts from the redelivery, not the commit.
+    @Test mutating func aRedeliveryIsTimedFromItsRequeueNotTheCommit() throws {
+        let id = try enqueue(1)[0]
+        let ok = AttemptEnd.transfer(.init(httpStatus: 200, error: nil))
+        var sends = try claimAndWork(at: now)
+        _ = try apply(state.attemptFinished(sends[0], ok, durationMs: 3, now: now + 100), at: now + 100)
+        #expect(state.stats.commitToDelivered.count == 1 && abs(state.stats.commitToDelivered.sum - 0.1) < 1e-9)
+
+        let later = now + 3_600_000
+        #expect(try store.redeliver(id: id, now: later) == .requeued)
+        sends = try claimAndWork(at: later + 50)
+        #expect(sends.map(\.delivery.job.id) == [id])
+        _ = try apply(state.attemptFinished(sends[0], ok, durationMs: 3, now: later + 250), at: later + 250)
+        #expect(state.stats.commitToDelivered.count == 2)
+        #expect(abs(state.stats.commitToDelivered.sum - 0.35) < 1e-9, "0.1 s, then 0.25 s from the redelivery: \(state.stats.commitToDelivered.sum)")
+    }
+
     @Test mutating func anOpenCircuitPostponesTheHeldJobsWithoutAnAttempt() throws {
         let ids = try enqueue(3)
         var sends = try claimAndWork(at: now)

@@ -60,4 +60,27 @@ import Testing
         #expect(log.contains("started"), "info lines are written and read: \(log)")
         #expect(log.contains("route=healthz") == on && log.contains("route=") == on, "\(log)")
     }
+
+    /// deliveryd's line per attempt in the default text format: times to the millisecond, a retry at warning
+    /// with its HTTP status and ISO retry time, giving up at error with the reason; no raw epoch milliseconds.
+    @Test func attemptLinesSayWhatFailedAtTheirLevel() async throws {
+        let receiver = try CallbackReceiver()
+        let port = try await receiver.start()
+        let stack = try Stack(settings: ["WORKFCGI_RETRY_SCHEDULE": "200ms"])
+        try stack.start()
+        defer { stack.stopAll() }
+        let id = try stack.submit(#"{"text": "fails", "callback_url": "http://127.0.0.1:\#(port)/status/500"}"#)
+        try stack.waitForStatus(id, "failed")
+        try stack.waitFor("the attempt lines") { stack.log(.deliveryd).contains("outcome=gave_up") }
+        let lines = stack.log(.deliveryd).split(separator: "\n").filter { $0.contains("callback attempt") && $0.contains(id) }
+        let stamp = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /#
+        #expect(lines.count == 2 && lines.allSatisfy { $0.firstMatch(of: stamp) != nil }, "\(lines)")
+        let retry = try #require(lines.first { $0.contains("outcome=retry") }, "\(lines)")
+        #expect(retry.contains(" warning deliveryd") && retry.contains("http_status=500") && retry.contains("error=HTTP 500"), "\(retry)")
+        #expect(retry.firstMatch(of: #/retry_at=\d{4}-\d\d-\d\dT[0-9:.]+Z/#) != nil, "\(retry)")
+        let gaveUp = try #require(lines.first { $0.contains("outcome=gave_up") }, "\(lines)")
+        #expect(gaveUp.contains(" error deliveryd") && gaveUp.contains("http_status=500") && gaveUp.contains("reason="), "\(gaveUp)")
+        #expect(stack.log(.deliveryd).firstMatch(of: #/=1[789]\d{11}\b/#) == nil, "no epoch milliseconds in the log")
+        await receiver.stop()
+    }
 }
