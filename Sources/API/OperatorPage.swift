@@ -56,7 +56,9 @@ struct OperatorPage: Sendable {
         v?.intValue.map(String.init) ?? v?.doubleValue.map { String($0) } ?? "–"
     }
 
-    func overview(health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?) -> HTTPResponse {
+    func overview(
+        health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?, recovered: (count: Int, more: Bool)? = nil
+    ) -> HTTPResponse {
         let deliveryd = health["deliveryd"]
         let running = deliveryd?["running"] == true
         // nil: unknown (deliveryd is not running to say), which is not "none open".
@@ -85,6 +87,7 @@ struct OperatorPage: Sendable {
             }
             body += "</table>"
         }
+        body += recoverySection(recovered)
         body += "<h2>Recent requests</h2><form method=get action=\"/ui\">mode <select name=mode><option value=\"\">any</option>"
         for m in ["sync", "async"] { body += "<option\(mode?.rawValue == m ? " selected" : "")>\(m)</option>" }
         body += "</select> status <select name=status><option value=\"\">any</option>"
