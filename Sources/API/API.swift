@@ -353,7 +353,13 @@ public final class API: Sendable {
         // Unknown filter values read as "any": this is a page, not the API.
         let mode = request.query["mode"].flatMap(RequestMode.init(rawValue:))
         let status = request.query["status"].flatMap(JobStatus.init(rawValue:))
-        let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, limit: 50)) }
+        // The search box: an id goes straight to its page (one that names no request gets the page's 404).
+        if let id = request.query["id"]?.trimmingCharacters(in: .whitespaces), !id.isEmpty {
+            guard RequestID.isValid(id) else { throw .invalidQuery("id must be a request_id", field: "id") }
+            return HTTPResponse(status: 303, headers: [("Location", "/ui/requests/\(id)"), ("Cache-Control", "no-store")])
+        }
+        let before = request.query["before"].flatMap { RequestID.isValid($0) ? $0 : nil }
+        let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, before: before, limit: OperatorPage.pageSize)) }
         return operatorPage.overview(
             health: healthFields(), records: records, mode: mode, status: status,
             recovered: request.query["redelivered"].flatMap(Int.init).map { ($0, request.query["more"] == "1") })

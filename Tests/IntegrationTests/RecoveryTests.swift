@@ -20,6 +20,14 @@ import Testing
         #expect((delivery["attempts"] as? [[String: Any]])?.count == 1, "\(delivery)")
         #expect((delivery["error"] as? String ?? "").contains("abort-message"), "\(delivery)")
 
+        // /ui's list says why each failed; its search box opens a request by id.
+        let list = try client.get(stack.baseURL + "/ui?status=failed").text
+        #expect(list.contains("<td class=reason>receiver answered HTTP 500 with webhook-delivery: abort-message"), "\(list)")
+        let search = try client.get(stack.baseURL + "/ui?id=\(a)")
+        #expect(search.status == 303 && search.headers["location"] == "/ui/requests/\(a)")
+        #expect(try client.get(stack.baseURL + "/ui?id=nope").status == 400)
+        #expect(!list.contains("id=older"), "two requests fit one page")
+
         let url = stack.baseURL + "/requests/redeliver?since=\(since)"
         let otherHost = try client.request("POST", url + "&host=elsewhere.example")
         #expect(otherHost.status == 200 && otherHost.json?["requeued"] as? Int == 0, "\(otherHost.text)")
