@@ -24,8 +24,8 @@ public struct AttemptResult: Sendable, Equatable {
 }
 
 /// The retry schedule: 2xx delivers; 410, or any answer with `webhook-delivery: abort-message`, stops at
-/// once; anything else (3xx, 4xx, 5xx, no answer) is retried after the schedule's next delay with ± jitter, or after the receiver's Retry-After when that
-/// is longer (429/503), until the schedule is used up.
+/// once; anything else (3xx, 4xx, 5xx, no answer) is retried after the schedule's next delay with ± jitter,
+/// or after the receiver's Retry-After when that is longer (429/503), until the schedule is used up.
 public struct RetryPolicy: Sendable, Equatable {
     /// Delay before the 2nd, 3rd, ... attempt, in seconds.
     public var schedule: [Double]
