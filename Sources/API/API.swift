@@ -121,6 +121,7 @@ public final class API: Sendable {
         case .requests: return try listRequests(request)
         case .request(let id): return try getRequest(id: id)
         case .redeliver(let id): return try redeliver(id: id)
+        case .redeliverFailed: return try redeliverFailed(request)
         case .healthz: return health(forOperator: operators.isOperator(request))
         case .metrics:
             return HTTPResponse(
@@ -129,6 +130,7 @@ public final class API: Sendable {
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
+        case .uiRedeliverFailed: return try operatorRedeliverFailed(request)
         case .openapi: return Self.document("application/json", currentDocuments().json)
         case .docs: return Self.document("text/html; charset=utf-8", currentDocuments().html)
         }
@@ -349,14 +351,36 @@ public final class API: Sendable {
         }
     }
 
+    // MARK: POST /requests/redeliver (operators): every failed job in a window, a bounded bite per call
+
+    private func redeliverFailed(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let selection = try BulkRedeliverQuery.selection(request.query, now: WallClock.nowMillis())
+        let result = try bulkRedeliver(selection)
+        return JSONResponse.ok(200, BulkRedeliverQuery.json(result, selection))
+    }
+
+    private func bulkRedeliver(_ selection: BulkRedeliver) throws(APIError) -> BulkRedeliverResult {
+        let result = try fromStore { try store.redeliverFailed(selection, now: WallClock.nowMillis()) }
+        if !result.requeued.isEmpty { doorbell.ring() }
+        return result
+    }
+
     // MARK: /ui (operators; nginx admits operators.conf's addresses only)
 
     private func operatorOverview(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
         // Unknown filter values read as "any": this is a page, not the API.
         let mode = request.query["mode"].flatMap(RequestMode.init(rawValue:))
         let status = request.query["status"].flatMap(JobStatus.init(rawValue:))
-        let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, limit: 50)) }
-        return operatorPage.overview(health: healthFields(), records: records, mode: mode, status: status, handlers: handlersView())
+        // The search box: an id goes straight to its page (one that names no request gets the page's 404).
+        if let id = request.query["id"]?.trimmingCharacters(in: .whitespaces), !id.isEmpty {
+            guard RequestID.isValid(id) else { throw .invalidQuery("id must be a request_id", field: "id") }
+            return HTTPResponse(status: 303, headers: [("Location", "/ui/requests/\(id)"), ("Cache-Control", "no-store")])
+        }
+        let before = request.query["before"].flatMap { RequestID.isValid($0) ? $0 : nil }
+        let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, before: before, limit: OperatorPage.pageSize)) }
+        return operatorPage.overview(
+            health: healthFields(), records: records, mode: mode, status: status,
+            recovered: request.query["redelivered"].flatMap(Int.init).map { ($0, request.query["more"] == "1") }, handlers: handlersView())
     }
 
     /// The handlers panel's facts; nil without a handlers folder.
@@ -386,6 +410,22 @@ public final class API: Sendable {
         }
         _ = try redeliver(id: id)
         return HTTPResponse(status: 303, headers: [("Location", "/ui/requests/\(id)?redelivered=1"), ("Cache-Control", "no-store")])
+    }
+
+    /// The overview's "redeliver failed" form: the last `window` seconds, optionally one host's.
+    private func operatorRedeliverFailed(_ request: HTTPRequest) throws(APIError) -> HTTPResponse {
+        let form = HTTPRequest.parseQuery(String(decoding: request.body, as: UTF8.self))
+        guard operatorPage.accepts(token: form["token"], for: OperatorPage.bulkTokenSubject) else {
+            throw .forbidden("the form's token is missing or not this page's; reload /ui")
+        }
+        guard let seconds = form["window"].flatMap(Int64.init), OperatorPage.recoveryWindows.contains(where: { $0.seconds == seconds }) else {
+            throw .invalidQuery("window must be one of the form's choices", field: "window")
+        }
+        let now = WallClock.nowMillis()
+        let host = form["host"].flatMap { $0.isEmpty ? nil : $0 }
+        let result = try bulkRedeliver(BulkRedeliver(window: (now - seconds * 1000)..<(now + 1), host: host, limit: BulkRedeliver.maxLimit))
+        let location = "/ui?redelivered=\(result.requeued.count)\(result.more ? "&more=1" : "")"
+        return HTTPResponse(status: 303, headers: [("Location", location), ("Cache-Control", "no-store")])
     }
 
     /// A read or write whose failure the client can only wait out.

@@ -283,6 +283,134 @@ enum OpenAPIDocument {
     }
    }
   },
+  "/requests/redeliver": {
+   "post": {
+    "operationId": "redeliverFailed",
+    "summary": "Send every failed callback in a time window again, optionally one host's; a bounded bite per call, idempotent (operators)",
+    "parameters": [
+     {
+      "name": "since",
+      "in": "query",
+      "description": "start of the window (jobs created at or after): ISO 8601 or unix ms; required",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "until",
+      "in": "query",
+      "description": "end of the window (created before): ISO 8601 or unix ms; default now",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "host",
+      "in": "query",
+      "description": "only jobs whose callback_url names this host (no scheme, no port)",
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "limit",
+      "in": "query",
+      "description": "most jobs requeued by this call, 1 to 1000; default 100",
+      "schema": {
+       "type": "integer"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "the jobs queued again (a fresh attempt series each, the same webhook-id); more: call again for the next bite",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object",
+         "required": [
+          "requeued",
+          "request_ids",
+          "more",
+          "since",
+          "until",
+          "host"
+         ],
+         "properties": {
+          "requeued": {
+           "type": "integer"
+          },
+          "request_ids": {
+           "type": "array",
+           "items": {
+            "$ref": "#/components/schemas/RequestID"
+           }
+          },
+          "more": {
+           "type": "boolean"
+          },
+          "since": {
+           "type": "string"
+          },
+          "until": {
+           "type": "string"
+          },
+          "host": {
+           "type": [
+            "string",
+            "null"
+           ]
+          }
+         }
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
+  "/ui/redeliver": {
+   "post": {
+    "operationId": "operatorRedeliverFailed",
+    "summary": "The overview's redeliver-failed form (operators; the form's token, same origin)",
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "type": "object",
+        "properties": {
+         "token": {
+          "type": "string"
+         },
+         "window": {
+          "type": "integer"
+         },
+         "host": {
+          "type": "string"
+         }
+        },
+        "required": [
+         "token",
+         "window"
+        ]
+       }
+      }
+     }
+    },
+    "responses": {
+     "303": {
+      "description": "queued; back to /ui with how many"
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
   "/healthz": {
    "get": {
     "operationId": "health",

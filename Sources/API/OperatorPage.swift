@@ -57,7 +57,8 @@ struct OperatorPage: Sendable {
     }
 
     func overview(
-        health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?, handlers: HandlersView? = nil
+        health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?,
+        recovered: (count: Int, more: Bool)? = nil, handlers: HandlersView? = nil
     ) -> HTTPResponse {
         let deliveryd = health["deliveryd"]
         let running = deliveryd?["running"] == true
@@ -88,19 +89,23 @@ struct OperatorPage: Sendable {
             body += "</table>"
         }
         body += Self.handlersSection(handlers)
+        body += recoverySection(recovered)
         body += "<h2>Recent requests</h2><form method=get action=\"/ui\">mode <select name=mode><option value=\"\">any</option>"
         for m in ["sync", "async"] { body += "<option\(mode?.rawValue == m ? " selected" : "")>\(m)</option>" }
         body += "</select> status <select name=status><option value=\"\">any</option>"
         for s in JobStatus.allCases { body += "<option\(status == s ? " selected" : "")>\(s.rawValue)</option>" }
         body += "</select> <button>filter</button></form>"
-        body += "<table><tr><th>request</th><th>mode</th><th>op</th><th>status</th><th>attempts</th><th>created</th><th>ms</th></tr>"
+        body += Self.searchForm
+        body += "<table><tr><th>request</th><th>mode</th><th>op</th><th>status</th><th>attempts</th><th>created</th><th>ms</th><th>reason</th></tr>"
         for r in records {
             body += "<tr><td><a href=\"/ui/requests/\(r.id)\"><code>\(r.id)</code></a></td><td>\(r.mode.rawValue)</td><td>\(r.op.rawValue)</td>"
             body += "<td>\(r.status.rawValue)</td><td>\(r.attempts)</td><td>\(Timestamp.iso8601(millis: r.createdAt))</td>"
-            body += "<td>\(r.durationMs.map { String(format: "%.1f", $0) } ?? "–")</td></tr>"
+            body += "<td>\(r.durationMs.map { String(format: "%.1f", $0) } ?? "–")</td><td class=reason>\(HTML.escape(Self.reason(r)))</td></tr>"
         }
-        if records.isEmpty { body += "<tr><td colspan=7>none</td></tr>" }
-        body += "</table><p><small>refreshes every 5 s</small></p>"
+        if records.isEmpty { body += "<tr><td colspan=8>none</td></tr>" }
+        body += "</table>"
+        body += Self.nextPageLink(records, mode: mode, status: status)
+        body += "<p><small>refreshes every 5 s</small></p>"
         return Self.page("overview", refresh: true, body)
     }
 

@@ -13,10 +13,13 @@ enum Route: Equatable, Sendable {
     case requests
     case request(id: String)
     case redeliver(id: String)
+    /// Every failed job in a time window, optionally one host's (Svix's "recover since").
+    case redeliverFailed
     case healthz, metrics
     case ui
     case uiRequest(id: String)
     case uiRedeliver(id: String)
+    case uiRedeliverFailed
     case openapi, docs
 
     /// The route for a decoded path, or nil (404).
@@ -32,11 +35,13 @@ enum Route: Equatable, Sendable {
         case ["sync"]: self = .sync
         case ["async"]: self = .async
         case ["requests"]: self = .requests
+        case ["requests", "redeliver"]: self = .redeliverFailed
         case let s where s.count == 2 && s[0] == "requests" && id(1): self = .request(id: s[1])
         case let s where s.count == 3 && s[0] == "requests" && id(1) && s[2] == "redeliver": self = .redeliver(id: s[1])
         case ["healthz"]: self = .healthz
         case ["metrics"]: self = .metrics
         case ["ui"]: self = .ui
+        case ["ui", "redeliver"]: self = .uiRedeliverFailed
         case let s where s.count == 3 && s[0] == "ui" && s[1] == "requests" && id(2): self = .uiRequest(id: s[2])
         case let s where s.count == 4 && s[0] == "ui" && s[1] == "requests" && id(2) && s[3] == "redeliver": self = .uiRedeliver(id: s[2])
         case ["openapi.json"]: self = .openapi
@@ -53,11 +58,13 @@ enum Route: Equatable, Sendable {
         case .requests: "/requests"
         case .request(let id): "/requests/\(id)"
         case .redeliver(let id): "/requests/\(id)/redeliver"
+        case .redeliverFailed: "/requests/redeliver"
         case .healthz: "/healthz"
         case .metrics: "/metrics"
         case .ui: "/ui"
         case .uiRequest(let id): "/ui/requests/\(id)"
         case .uiRedeliver(let id): "/ui/requests/\(id)/redeliver"
+        case .uiRedeliverFailed: "/ui/redeliver"
         case .openapi: "/openapi.json"
         case .docs: "/docs"
         }
@@ -66,7 +73,7 @@ enum Route: Equatable, Sendable {
     /// The one method the route answers (HEAD counts as GET).
     var method: HTTPMethod {
         switch self {
-        case .sync, .async, .redeliver, .uiRedeliver: .post
+        case .sync, .async, .redeliver, .redeliverFailed, .uiRedeliver, .uiRedeliverFailed: .post
         default: .get
         }
     }
@@ -75,7 +82,7 @@ enum Route: Equatable, Sendable {
     /// GET /requests/{id} is not one: a client follows its own job by an id only it was given.
     var isOperator: Bool {
         switch self {
-        case .requests, .redeliver, .metrics, .ui, .uiRequest, .uiRedeliver: true
+        case .requests, .redeliver, .redeliverFailed, .metrics, .ui, .uiRequest, .uiRedeliver, .uiRedeliverFailed: true
         default: false
         }
     }
@@ -89,10 +96,10 @@ enum Route: Equatable, Sendable {
         case .async: "async"
         case .requests: "requests"
         case .request: "request"
-        case .redeliver: "redeliver"
+        case .redeliver, .redeliverFailed: "redeliver"
         case .healthz: "healthz"
         case .metrics: "metrics"
-        case .ui, .uiRequest, .uiRedeliver: "ui"
+        case .ui, .uiRequest, .uiRedeliver, .uiRedeliverFailed: "ui"
         case .openapi: "openapi"
         case .docs: "docs"
         }

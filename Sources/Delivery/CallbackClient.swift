@@ -41,6 +41,7 @@ public struct CallbackClient: Sendable {
     fileprivate final class Sink {
         var body: [UInt8] = []
         var retryAfter: Double?
+        var abort = false
         /// The receiver sent more than `limit` bytes of body; reading stopped there.
         var truncated = false
         let limit = 4096
@@ -72,7 +73,11 @@ public struct CallbackClient: Sendable {
         let line = data.withMemoryRebound(to: UInt8.self, capacity: n) {
             String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self)
         }
-        if line.lowercased().hasPrefix("retry-after:") {
+        let lower = line.lowercased()
+        let abortPrefix = AttemptResult.abortHeader + ":"
+        if lower.hasPrefix(abortPrefix) {
+            sink.abort = lower.dropFirst(abortPrefix.count).trimmingCharacters(in: .whitespacesAndNewlines) == AttemptResult.abortValue
+        } else if lower.hasPrefix("retry-after:") {
             let value = line.dropFirst("retry-after:".count).trimmingCharacters(in: .whitespacesAndNewlines)
             sink.retryAfter = Double(value) ?? CallbackClient.httpDate(value).map { max(0, $0.timeIntervalSinceNow) }
         }
@@ -124,7 +129,7 @@ public struct CallbackClient: Sendable {
         var status = 0
         _ = workfcgi_curl_getinfo_long(transfer.handle, CURLINFO_RESPONSE_CODE, &status)
         let error = (200...299).contains(status) ? nil : "HTTP \(status)"
-        return AttemptResult(httpStatus: status, error: error, retryAfterSeconds: transfer.sink.retryAfter)
+        return AttemptResult(httpStatus: status, error: error, retryAfterSeconds: transfer.sink.retryAfter, abort: transfer.sink.abort)
     }
 
     static func httpDate(_ text: String) -> Date? {

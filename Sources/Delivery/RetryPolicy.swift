@@ -8,17 +8,24 @@ public struct AttemptResult: Sendable, Equatable {
     public var error: String?
     /// The receiver's Retry-After, in seconds, when it sent one.
     public var retryAfterSeconds: Double?
+    /// The receiver answered `webhook-delivery: abort-message` (Svix's header): stop retrying this job.
+    public var abort: Bool
 
-    public init(httpStatus: Int?, error: String?, retryAfterSeconds: Double? = nil) {
+    public init(httpStatus: Int?, error: String?, retryAfterSeconds: Double? = nil, abort: Bool = false) {
         self.httpStatus = httpStatus
         self.error = error
         self.retryAfterSeconds = retryAfterSeconds
+        self.abort = abort
     }
+
+    /// The response header, and the one value of it, with which a receiver stops retries.
+    public static let abortHeader = "webhook-delivery"
+    public static let abortValue = "abort-message"
 }
 
-/// The retry schedule: 2xx delivers; 410 stops at once; anything else (3xx, 4xx, 5xx, no answer) is
-/// retried after the schedule's next delay with ± jitter, or after the receiver's Retry-After when that
-/// is longer (429/503), until the schedule is used up.
+/// The retry schedule: 2xx delivers; 410, or any answer with `webhook-delivery: abort-message`, stops at
+/// once; anything else (3xx, 4xx, 5xx, no answer) is retried after the schedule's next delay with ± jitter,
+/// or after the receiver's Retry-After when that is longer (429/503), until the schedule is used up.
 public struct RetryPolicy: Sendable, Equatable {
     /// Delay before the 2nd, 3rd, ... attempt, in seconds.
     public var schedule: [Double]
@@ -41,6 +48,7 @@ public struct RetryPolicy: Sendable, Equatable {
         if let status = result.httpStatus {
             if (200...299).contains(status) { return .delivered }
             if status == 410 { return .giveUp(reason: "receiver answered 410 Gone: stopped retrying") }
+            if result.abort { return .giveUp(reason: "receiver answered HTTP \(status) with webhook-delivery: abort-message: stopped retrying") }
         }
         guard attempt < maxAttempts else {
             return .giveUp(reason: "gave up after \(attempt) attempt\(attempt == 1 ? "" : "s"); last: \(Self.describe(result))")

@@ -21,6 +21,7 @@ public struct ReceivedCallback: Sendable {
 /// - `/status/S/...`: always S (e.g. 410, 503); `/status/S/after/SECONDS/...` adds a Retry-After.
 /// - `/slow/MS/...`: waits MS milliseconds, then 200.
 /// - `/redirect/...`: 302 to `/ok/redirected` (a sender must not follow it).
+/// - `/abort/...`: 500 with `webhook-delivery: abort-message` (the receiver asks for no more retries).
 public final class CallbackReceiver: Sendable {
     private let server: HTTPServer
     private let task = Mutex<Task<Void, any Error>?>(nil)
@@ -96,6 +97,9 @@ public final class CallbackReceiver: Sendable {
         case "status":
             status = parts.count > 1 ? Int(parts[1]) ?? 500 : 500
             if parts.count > 3, parts[2] == "after" { headers[HTTPHeader("Retry-After")] = parts[3] }
+        case "abort":
+            status = 500
+            headers[HTTPHeader("webhook-delivery")] = "abort-message"
         case "redirect":
             status = 302
             headers[HTTPHeader("Location")] = "/ok/redirected"

@@ -33,6 +33,9 @@ public protocol JobStore: Sendable {
     func postpone(id: String, until: UnixMillis) throws
     /// Queues a finished async job's callback again with a fresh attempt series and the same webhook-id.
     func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome
+    /// Queues again, each as `redeliver(id:now:)` does, up to `selection.limit` of the failed async jobs it
+    /// matches, oldest first, in one transaction.
+    func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult
     func request(id: String) throws -> RequestRecord?
     func requests(_ query: RequestQuery) throws -> [RequestRecord]
     /// pending + processing: jobs whose work has not run yet.

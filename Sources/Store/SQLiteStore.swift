@@ -388,6 +388,39 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    public func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult {
+        try withConnection { db in
+            try db.transaction {
+                // requests_by_status(status, id): ids are UUIDv7, so id order is creation order. The host is
+                // matched here rather than in SQL: a URL's host is not a column, and its spellings vary.
+                let rows = try db.query(
+                    """
+                    SELECT id, created_at, callback_url FROM requests
+                    WHERE status = 'failed' AND mode = 'async' AND created_at >= ? AND created_at < ? ORDER BY id
+                    """, [.int(selection.window.lowerBound), .int(selection.window.upperBound)])
+                var ids: [String] = []
+                var more = false
+                for row in rows {
+                    guard let id = row.text(0), selection.matches(createdAt: row.int(1) ?? 0, callbackURL: row.text(2)) else { continue }
+                    guard ids.count < selection.limit else {
+                        more = true
+                        break
+                    }
+                    ids.append(id)
+                }
+                for id in ids {
+                    try db.query(
+                        """
+                        UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = ?, lease_until = 0,
+                            delivery_error = NULL, delivered_at = NULL
+                        WHERE id = ?
+                        """, [.int(now), .text(id)])
+                }
+                return BulkRedeliverResult(requeued: ids, more: more)
+            }
+        }
+    }
+
     // MARK: reads
 
     private static let columns = """

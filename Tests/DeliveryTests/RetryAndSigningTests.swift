@@ -24,6 +24,19 @@ import Testing
         #expect(policy.maxAttempts == 5)
     }
 
+    /// `webhook-delivery: abort-message` stops a failing job at once, whatever the schedule has left; it cannot
+    /// undo a 2xx (a delivered callback is delivered).
+    @Test func theReceiverCanAbortRetries() {
+        let aborted = policy.decide(attempt: 1, result: AttemptResult(httpStatus: 500, error: "HTTP 500", abort: true), random: 0.5, now: 0)
+        guard case .giveUp(let reason) = aborted else {
+            Issue.record("abort-message must stop retrying, got \(aborted)")
+            return
+        }
+        #expect(reason.contains("abort-message") && reason.contains("500"))
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 200, error: nil, abort: true), random: 0.5, now: 0) == .delivered)
+        #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: nil, error: "timeout", abort: false), random: 0.5, now: 0) == .retry(at: ms(1)))
+    }
+
     @Test func statusRules() {
         #expect(policy.decide(attempt: 1, result: AttemptResult(httpStatus: 204, error: nil), random: 0.5, now: 0) == .delivered)
         #expect(policy.decide(attempt: 4, result: AttemptResult(httpStatus: 200, error: nil), random: 0.5, now: 0) == .delivered)

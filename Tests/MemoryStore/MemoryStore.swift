@@ -131,6 +131,21 @@ public final class MemoryStore: JobStore {
         }
     }
 
+    public func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult {
+        state.withLock { s in
+            let matching = s.order.filter { id in
+                s.rows[id].map { $0.status == .failed && selection.matches(createdAt: $0.job.createdAt, callbackURL: $0.job.callbackURL) } ?? false
+            }
+            let ids = Array(matching.prefix(selection.limit))
+            for id in ids {
+                guard var row = s.rows[id] else { continue }
+                (row.status, row.attemptBase, row.nextAttemptAt, row.deliveredAt, row.deliveryError) = (.delivering, row.attempts, now, nil, nil)
+                s.rows[id] = row
+            }
+            return BulkRedeliverResult(requeued: ids, more: matching.count > ids.count)
+        }
+    }
+
     public func request(id: String) throws -> RequestRecord? { state.withLock { s in s.rows[id].map(Self.record) } }
 
     public func requests(_ query: RequestQuery) throws -> [RequestRecord] {

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+import WorkEngine
+
+@testable import Store
+
+/// `redeliverFailed`: the window, the host, the bound, and a second call that takes nothing twice.
+@Suite final class BulkRedeliverTests {
+    let directory: String
+    let store: SQLiteStore
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "bulkredeliver-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        store = try SQLiteStore(path: directory + "/t.db")
+    }
+
+    deinit {
+        store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// An async job created at `at` for `url`, taken through to `failed` (or delivered when `deliver`).
+    func finished(at: UnixMillis, url: String, deliver: Bool = false) throws -> String {
+        let job = NewJob(
+            id: RequestID.make(now: at), spec: .hash(input: "x", iterations: 1), input: ["input_data": "x", "callback_url": .string(url)],
+            callbackURL: url, idempotencyKey: nil, createdAt: at)
+        _ = try store.enqueue(job, backlogLimit: 100)
+        _ = try store.claim(limit: 100, leaseMillis: 1000, now: at)
+        try store.recordAttempt(
+            id: job.id, attempt: AttemptRecord(n: 1, at: at, durationMs: 1, httpStatus: deliver ? 200 : 500, error: nil, nextAttemptAt: nil),
+            outcome: deliver ? .delivered : .giveUp(reason: "gave up"))
+        return job.id
+    }
+
+    @Test func takesTheWindowsFailedJobsOnceEach() throws {
+        let t: UnixMillis = 1_800_000_000_000
+        let before = try finished(at: t - 1, url: "http://a.example/")
+        let a1 = try finished(at: t, url: "http://a.example/x")
+        let b = try finished(at: t + 10, url: "https://user@B.Example:8443/hook")
+        _ = try finished(at: t + 20, url: "http://a.example/", deliver: true)
+        let a2 = try finished(at: t + 30, url: "http://A.EXAMPLE./y")
+        let after = try finished(at: t + 100, url: "http://a.example/")
+
+        // One host's, a bite of one at a time, oldest first.
+        let aOnly = BulkRedeliver(window: t..<(t + 100), host: "a.example", limit: 1)
+        #expect(try store.redeliverFailed(aOnly, now: t + 1000) == BulkRedeliverResult(requeued: [a1], more: true))
+        #expect(try store.redeliverFailed(aOnly, now: t + 1000) == BulkRedeliverResult(requeued: [a2], more: false))
+        #expect(try store.redeliverFailed(aOnly, now: t + 1000) == BulkRedeliverResult(requeued: [], more: false), "idempotent")
+
+        #expect(try store.redeliverFailed(BulkRedeliver(window: t..<(t + 100), host: nil, limit: 100), now: t + 1000).requeued == [b])
+        for id in [a1, a2, b] {
+            let r = try #require(try store.request(id: id))
+            #expect(r.status == .delivering && r.deliveryError == nil)
+        }
+        for id in [before, after] { #expect(try store.request(id: id)?.status == .failed, "outside the window") }
+        // A fresh attempt series, as a single redelivery starts.
+        let claimed = try store.claim(limit: 10, leaseMillis: 1000, now: t + 1000)
+        #expect(claimed.count == 3 && claimed.allSatisfy { $0.attempts == 1 && $0.attemptBase == 1 })
+    }
+
+    @Test func callbackHosts() {
+        #expect(CallbackHost.name(of: "https://User:pw@Hooks.Example.com.:8443/x?y#z") == "hooks.example.com")
+        #expect(CallbackHost.name(of: "http://[::1]:80/") == "::1")
+        #expect(CallbackHost.name(of: "http://10.0.0.1") == "10.0.0.1")
+        #expect(CallbackHost.name(of: "not a url") == nil)
+        #expect(BulkRedeliver(window: 0..<1, host: "[::1]", limit: 5_000).host == "::1")
+        #expect(BulkRedeliver(window: 0..<1, host: nil, limit: 5_000).limit == BulkRedeliver.maxLimit)
+    }
+}
