@@ -11,7 +11,7 @@ public final class SQLiteStore: JobStore {
     private let bound = Atomic<Int64>(0)
     private let lastRefusal = Mutex<StorageUsage.Refusal?>(nil)
     private let pool = Mutex<[Database]>([])
-    private let writer: GroupCommitWriter
+    private let writer: GroupCommitWriter<Database>
 
     /// Opens (creating and migrating if needed) the database at `path`.
     /// `synchronous` is SQLite's setting: FULL survives power loss, NORMAL survives a process crash.
@@ -235,30 +235,13 @@ public final class SQLiteStore: JobStore {
                         SELECT id FROM requests INDEXED BY requests_turns
                         WHERE \(Schema.unfinished) AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
-                    RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
-                        attempt_base, next_attempt_at, client
+                    RETURNING \(Rows.claimColumns)
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
-                ).compactMap { row -> ClaimedJob? in
-                    guard let id = row.text(0), let op = row.text(1).flatMap(JobSpec.Op.init(rawValue:)), let url = row.text(3) else {
-                        return nil
+                ).compactMap { row in
+                    try Rows.claimed(row, now: now) { id in
+                        try Self.saveResult(db, id: id, result: nil, error: Rows.unreadable, durationMs: 0, now: now)
                     }
-                    let result = row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }
-                    var work = ClaimedJob.Work.done(result: result, error: row.text(5), durationMs: row.double(6))
-                    if result == nil && row.text(5) == nil {
-                        if let spec = row.text(2).flatMap({ try? JSONValue.parse(Array($0.utf8)) }).flatMap(JobSpec.init(stored:)) {
-                            work = .toDo(spec)
-                        } else {
-                            // Nothing to run: the job is delivered as failed, and the record says why.
-                            let why = "the stored job could not be read back"
-                            try Self.saveResult(db, id: id, result: nil, error: why, durationMs: 0, now: now)
-                            work = .done(result: nil, error: why, durationMs: 0)
-                        }
-                    }
-                    return ClaimedJob(
-                        id: id, op: op, work: work, callbackURL: url, attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
-                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now,
-                        client: row.text(12) ?? "")
                 }
             }
         }
@@ -365,24 +348,14 @@ public final class SQLiteStore: JobStore {
 
     // MARK: reads
 
-    private static let columns = """
-        id, mode, op, status, input, result, error, callback_url, delivery_error, attempts, next_attempt_at,
-        created_at, started_at, completed_at, delivered_at, duration_ms
-        """
-
     public func request(id: String) throws -> RequestRecord? {
         try withConnection { db in
-            guard let row = try db.query("SELECT \(Self.columns) FROM requests WHERE id = ?", [.text(id)]).first,
-                var record = Self.record(row)
+            guard let row = try db.query("SELECT \(Rows.recordColumns) FROM requests WHERE id = ?", [.text(id)]).first,
+                var record = Rows.record(row)
             else { return nil }
             record.trace = try db.query(
-                "SELECT n, at, duration_ms, http_status, error, next_attempt_at FROM attempts WHERE request_id = ? ORDER BY n",
-                [.text(id)]
-            ).map { row in
-                AttemptRecord(
-                    n: Int(row.int(0) ?? 0), at: row.int(1) ?? 0, durationMs: row.double(2) ?? 0,
-                    httpStatus: row.int(3).map { Int($0) }, error: row.text(4), nextAttemptAt: row.int(5))
-            }
+                "SELECT \(Rows.attemptColumns) FROM attempts WHERE request_id = ? ORDER BY n", [.text(id)]
+            ).map(Rows.attempt)
             return record
         }
     }
@@ -405,22 +378,9 @@ public final class SQLiteStore: JobStore {
         bindings.append(.int(Int64(query.limit)))
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         return try withConnection { db in
-            try db.query("SELECT \(Self.columns) FROM requests \(whereClause) ORDER BY id DESC LIMIT ?", bindings)
-                .compactMap(Self.record)
+            try db.query("SELECT \(Rows.recordColumns) FROM requests \(whereClause) ORDER BY id DESC LIMIT ?", bindings)
+                .compactMap(Rows.record)
         }
-    }
-
-    private static func record(_ row: Row) -> RequestRecord? {
-        guard let id = row.text(0), let mode = row.text(1).flatMap(RequestMode.init(rawValue:)),
-            let op = row.text(2).flatMap(JobSpec.Op.init(rawValue:)),
-            let status = row.text(3).flatMap(JobStatus.init(rawValue:))
-        else { return nil }
-        return RequestRecord(
-            id: id, mode: mode, op: op, status: status,
-            input: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .null,
-            result: row.text(5).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(6), callbackURL: row.text(7),
-            deliveryError: row.text(8), attempts: Int(row.int(9) ?? 0), nextAttemptAt: row.int(10), createdAt: row.int(11) ?? 0,
-            startedAt: row.int(12), completedAt: row.int(13), deliveredAt: row.int(14), durationMs: row.double(15), trace: [])
     }
 
     /// pending + processing, on a given connection (the enqueue check runs inside the group commit).
