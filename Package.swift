@@ -35,29 +35,36 @@ let package = Package(
         // Pure libraries.
         .target(name: "Config", swiftSettings: swiftSettings),
         .target(name: "Digest", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
-        // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops.
-        .target(name: "WorkEngine", dependencies: ["Digest"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
+        // Always optimized: op sizes are calibrated in time, and debug builds are ~10x slower at loops (the
+        // transform op serializes JSON, so the writer is part of what is calibrated).
+        .target(name: "JSON", swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
+        .target(name: "WorkEngine", dependencies: ["Digest", "JSON"], swiftSettings: swiftSettings + [.unsafeFlags(["-O"])]),
 
         // I/O libraries.
         // How the daemons open and set up files, sockets and folders without following symlinks.
         .target(name: "LocalFiles", dependencies: ["CSystem"], swiftSettings: swiftSettings),
-        .target(name: "Store", dependencies: ["CSQLite", "CPostgres", "CSystem", "Digest", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CPostgres", "CSystem", "Config", "Digest", "JSON", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
         .target(name: "CallbackPolicy", dependencies: ["CCurl", "Config"], swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "LocalFiles"], swiftSettings: swiftSettings),
+        // Handler programs: the registry of WORKFCGI_HANDLERS_DIR and the runner (posix_spawn, bounds, kill
+        // schedule), handed to WorkEngine so /sync and deliveryd run them through the same entry point.
+        .target(
+            name: "Handlers", dependencies: ["CSystem", "Config", "JSON", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "JSON", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
             dependencies: [
-                "CCurl", "CSystem", "CallbackPolicy", "Config", "Digest", "Store", "WorkEngine", "Doorbell", "LocalFiles",
+                "CCurl", "CSystem", "CallbackPolicy", "Config", "Digest", "JSON", "Store", "WorkEngine", "Doorbell", "LocalFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .target(
             name: "API",
             dependencies: [
-                "WorkEngine", "Store", "CallbackPolicy", "Digest", "Doorbell", "FastCGI", "Config",
+                "JSON", "WorkEngine", "Store", "CallbackPolicy", "Digest", "Doorbell", "FastCGI", "Config", "Handlers",
                 .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
@@ -69,7 +76,7 @@ let package = Package(
         // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.
         .target(
             name: "Lifecycle",
-            dependencies: ["CSystem", "Config", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CSystem", "Config", "JSON", "LocalFiles", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings, plugins: ["BuildRevision"]),
         .plugin(name: "BuildRevision", capability: .buildTool()),
 
@@ -77,14 +84,14 @@ let package = Package(
         .executableTarget(
             name: "workfcgi",
             dependencies: [
-                "API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Lifecycle", "Store", "WorkEngine",
+                "API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Handlers", "Lifecycle", "Store", "WorkEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "deliveryd",
             dependencies: [
-                "CallbackPolicy", "Config", "Delivery", "Doorbell", "Lifecycle", "Store", "WorkEngine",
+                "CallbackPolicy", "Config", "Delivery", "Doorbell", "Handlers", "Lifecycle", "Store", "WorkEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -103,17 +110,23 @@ let package = Package(
         .executableTarget(name: "fuzz-request", dependencies: ["WorkEngine", "FastCGI", "FuzzDriver"], swiftSettings: swiftSettings),
         .executableTarget(name: "fuzz-callback-url", dependencies: ["CallbackPolicy", "FuzzDriver"], swiftSettings: swiftSettings),
 
-        .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest"], swiftSettings: swiftSettings),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "WorkEngineTests", dependencies: ["WorkEngine", "Digest", "JSON"], swiftSettings: swiftSettings),
         .testTarget(name: "CallbackPolicyTests", dependencies: ["CallbackPolicy"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Digest", "Store"], swiftSettings: swiftSettings),
-        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
-        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: swiftSettings),
+        // A JobStore in memory for the tests of deliveryd's engine (not linked into any product).
+        .target(name: "MemoryStore", dependencies: ["JSON", "Store", "WorkEngine"], path: "Tests/MemoryStore", swiftSettings: swiftSettings),
         .testTarget(
-            name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "Store", "WorkEngine"],
+            name: "DeliveryTests", dependencies: ["CallbackPolicy", "Delivery", "Digest", "MemoryStore", "Store", "WorkEngine"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"], swiftSettings: swiftSettings),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI", "JSON"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "JSON", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),
         .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
+        .testTarget(name: "HandlersTests", dependencies: ["Handlers", "Config", "JSON", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
-        .testTarget(name: "StoreTests", dependencies: ["Harness", "Store", "WorkEngine"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Config", "Harness", "JSON", "Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]
 )

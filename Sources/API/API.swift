@@ -3,6 +3,8 @@ import CallbackPolicy
 import Doorbell
 import FastCGI
 import Foundation
+import Handlers
+import JSON
 import Logging
 import Store
 import Synchronization
@@ -20,10 +22,13 @@ public final class API: Sendable {
     /// The sync semaphore: at most `syncConcurrency` computations at once.
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
+    private let fullShares = Mutex(FullShares())
     private let metrics = Metrics()
     private let operatorPage = OperatorPage()
     private let operators: OperatorRule
     private let logger: Logger
+    /// The handler runs of this process (/sync's), for /metrics and /ui; nil without handlers.
+    private let handlerMetrics: HandlerMetrics?
     /// What /healthz reads from the database, refreshed at most every 100 ms: a probe storm costs the
     /// database ten reads a second, not one per probe.
     private let healthSnapshot = Recent<[String: JSONValue]>(maxAge: 100_000_000)
@@ -32,11 +37,16 @@ public final class API: Sendable {
     private let healthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
     /// The same for operators, whose answer also names the callback hosts with open circuits.
     private let operatorHealthAnswer = Recent<HTTPResponse>(maxAge: 100_000_000)
+    /// GET /openapi.json and GET /docs, built once for this build's version.
+    private let openAPIJSON: [UInt8]
+    private let docsHTML: [UInt8]
 
     public init(
         store: any JobStore, engine: WorkEngine, policy: CallbackURLPolicy, doorbell: Doorbell, settings: Settings,
-        operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown")
+        operators: OperatorRule, logger: Logger = Logger(label: "workfcgi"), build: (version: String, revision: String) = ("dev", "unknown"),
+        handlerMetrics: HandlerMetrics? = nil
     ) {
+        self.handlerMetrics = handlerMetrics
         self.logger = logger
         self.store = store
         self.engine = engine
@@ -46,6 +56,9 @@ public final class API: Sendable {
         self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
         metrics.build(version: build.version, revision: build.revision)
+        let document = OpenAPIDocument.value(version: "\(build.version) (\(build.revision))")
+        openAPIJSON = Array(document.text.utf8)
+        docsHTML = Array(DocsPage.render(document).utf8)
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -68,8 +81,12 @@ public final class API: Sendable {
                 "client": "\(request.remoteAddress)",
             ]
             if let id = response.requestID { metadata["request_id"] = "\(id)" }
+            // An idempotent replay answers an earlier job's 202: no new job.
+            if response.headers.contains(where: { $0.name == "Idempotent-Replayed" }) { metadata["replayed"] = "true" }
             logger.info("request", metadata: metadata)
         }
+        // The job's id to the front end too, so its access log can carry it ($upstream_http_x_request_id).
+        if let id = response.requestID { response.headers.append(("X-Request-Id", id)) }
         response.requestID = nil
         return response
     }
@@ -79,14 +96,14 @@ public final class API: Sendable {
     private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool) throws(APIError) -> HTTPResponse {
         guard let route else { throw .notFound("no such endpoint: \(request.path)") }
         guard route.pool == pool else { throw .misrouted(path: request.path, pool: route.pool.rawValue) }
-        let method = request.method == "HEAD" && route.method == "GET" ? "GET" : request.method
+        let method = request.method == .head && route.method == .get ? .get : request.method
         guard method == route.method else { throw .methodNotAllowed(method: request.method, allowed: route.method) }
         // deliveryd signs every callback: one that reaches this service (a callback_url aimed at its own front
         // door) must not act with deliveryd's address, whatever name or address the URL used.
         if request.headers["webhook-signature"] != nil {
             throw .forbidden("a callback from this service cannot call the service")
         }
-        if route.isOperator, let why = operators.refusal(request, changesState: route.method == "POST") {
+        if route.isOperator, let why = operators.refusal(request, changesState: route.method == .post) {
             throw .forbidden(why)
         }
         switch route {
@@ -99,12 +116,12 @@ public final class API: Sendable {
         case .metrics:
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed)))
+                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerMetrics))
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
-        case .openapi: return Self.document("application/json", Array(OpenAPIDocument.json.utf8))
-        case .docs: return Self.document("text/html; charset=utf-8", DocsPage.html)
+        case .openapi: return Self.document("application/json", openAPIJSON)
+        case .docs: return Self.document("text/html; charset=utf-8", docsHTML)
         }
     }
 
@@ -128,6 +145,7 @@ public final class API: Sendable {
         } catch {
             throw .invalidBody(error)
         }
+        if case .handler(let name, _) = parsed.spec, engine.handlers?.isInstalled(name) != true { throw .unknownHandler(name) }
         switch mode {
         case .sync: return try runSync(parsed, request: request)
         // The parser requires callback_url on /async; were it ever missing, the policy refuses "" with a 422.
@@ -137,12 +155,16 @@ public final class API: Sendable {
 
     private func runSync(_ parsed: ParsedRequest, request: HTTPRequest) throws(APIError) -> HTTPResponse {
         let created = Clock.nowMillis()
-        // A client whose share is used up gets no computation whose record would be refused (the record is
-        // checked again, exactly, when it is written).
+        // A client whose share was found used up gets no computation whose record would be refused (the record
+        // is checked again, exactly, when it is written).
         let client = request.remoteAddress
-        if let stored = try? store.clientStorage(client), stored + Int64(request.body.count + parsed.spec.resultBytesBound) > settings.clientStorageLimit {
-            metrics.clientStorageFull()
-            throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
+        if fullShares.withLock({ $0.suspects(client, now: created) }), let stored = try? store.clientStorage(client) {
+            guard stored + Int64(request.body.count + parsed.spec.resultBytesBound) <= settings.clientStorageLimit else {
+                fullShares.withLock { $0.refused(client, now: created) }
+                metrics.clientStorageFull()
+                throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
+            }
+            fullShares.withLock { $0.admitted(client) }
         }
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
         let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
@@ -153,31 +175,35 @@ public final class API: Sendable {
         syncInFlight.add(1, ordering: .relaxed)
         let started = Clock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
-        let result = engine.run(parsed.spec)
+        let id = RequestID.make(now: created)
+        let outcome = engine.perform(parsed.spec, context: WorkContext(requestID: id, mode: .sync))
         let ranNanoseconds = DispatchTime.now().uptimeNanoseconds - clock
         let ms = Double(ranNanoseconds) / 1e6
         syncInFlight.subtract(1, ordering: .relaxed)
         syncSlots.signal()
         metrics.synced(waitNanoseconds: Int64(started - created) * 1_000_000, runNanoseconds: Int64(ranNanoseconds))
 
-        let id = RequestID.make(now: created)
         // Recorded before answering, so GET /requests/{id} finds it at once; but the work is done, so a failed
         // record (say, the size bound reached) does not turn the answer into a 5xx. It is logged and counted.
+        let result = outcome.result ?? .null
         do {
             try store.recordSync(
                 SyncRecord(
-                    id: id, op: parsed.spec.op, input: parsed.input, result: result, createdAt: created, startedAt: started,
-                    completedAt: Clock.nowMillis(), durationMs: ms, client: client), clientStorageLimit: settings.clientStorageLimit)
+                    id: id, op: parsed.spec.op, input: parsed.input, result: result, error: outcome.error, createdAt: created,
+                    startedAt: started, completedAt: Clock.nowMillis(), durationMs: ms, client: client),
+                clientStorageLimit: settings.clientStorageLimit)
         } catch {
+            if error is ClientStorageFull { fullShares.withLock { $0.refused(client, now: Clock.nowMillis()) } }
             metrics.syncRecordLost(reason: error is StoreFull ? "store_full" : error is ClientStorageFull ? "client_storage_full" : "store_error")
             logger.error("sync result answered but not recorded", metadata: ["request_id": "\(id)", "error": "\(error)"])
         }
-        var response = JSONResponse.ok(
-            200,
-            [
-                "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
-                "duration_ms": .milliseconds(ms),
-            ])
+        if let run = outcome.handlerRun, run.errorCode != nil { throw .handlerFailed(run, requestID: id) }
+        var body: [String: JSONValue] = [
+            "request_id": .string(id), "op": .string(parsed.spec.op.rawValue), "status": "completed", "result": result,
+            "duration_ms": .milliseconds(ms),
+        ]
+        if let run = outcome.handlerRun { body["handler"] = .string(run.handler) }
+        var response = JSONResponse.ok(200, .object(body))
         response.requestID = id
         return response
     }
@@ -224,6 +250,7 @@ public final class API: Sendable {
         case .clientBacklogFull(let depth):
             throw .clientBacklogFull(depth: depth, limit: settings.clientBacklogLimit)
         case .clientStorageFull(let stored):
+            fullShares.withLock { $0.refused(request.remoteAddress, now: now) }
             metrics.clientStorageFull()
             throw .clientStorageFull(storedBytes: stored, limit: settings.clientStorageLimit)
         case .backlogFull(let depth):
@@ -350,7 +377,10 @@ public final class API: Sendable {
         (forOperator ? operatorHealthAnswer : healthAnswer).value(now: DispatchTime.now().uptimeNanoseconds) {
             var body = healthFields()
             if case .object(var daemon)? = body["deliveryd"] {
-                if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) }
+                // Unknown (null) while deliveryd is not running: not zero.
+                if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) } else {
+                    daemon["open_circuits"] = .null
+                }
                 if !forOperator { daemon["circuits"] = nil }
                 body["deliveryd"] = .object(daemon)
             }
@@ -379,12 +409,14 @@ public final class API: Sendable {
             body["queue_depth"] = .number(Double(try store.backlog()))
             let daemon = try store.daemonStatus()
             let now = Clock.nowMillis()
-            let age = daemon.map { now - $0.heartbeatAt }
+            // A clean stop leaves a heartbeat at 0 (not 1970's, so the age is unknown, not 57 years).
+            let age = daemon.flatMap { $0.stoppedCleanly ? nil : now - $0.heartbeatAt }
             let alive = daemon?.isAlive(now: now) ?? false
             body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
+            // What deliveryd last reported of its circuits is stale once it is not running: unknown.
             body["deliveryd"] = [
                 "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
-                "circuits": alive ? daemon?.circuits ?? [] : [],
+                "circuits": alive ? .array(daemon?.circuits.map(\.json) ?? []) : .null,
             ]
             // Used plus reserved against the bound: full means new jobs are refused (deliveryd still has room).
             let storage = try store.storageUsage()

@@ -9,7 +9,7 @@ enum APIError: Error, Equatable {
     /// The front end sent a route to the other FastCGI socket (its configuration is wrong).
     case misrouted(path: String, pool: String)
     case forbidden(String)
-    case methodNotAllowed(method: String, allowed: String)
+    case methodNotAllowed(method: HTTPMethod, allowed: HTTPMethod)
     case bodyTooLarge(limit: Int)
     case unsupportedMediaType
     /// The body is not JSON (400), or JSON with the wrong content (422).
@@ -26,6 +26,10 @@ enum APIError: Error, Equatable {
     case backlogFull(depth: Int, limit: Int)
     case storageFull
     case storeUnavailable(String)
+    /// No handler of that name is installed (WORKFCGI_HANDLERS_DIR).
+    case unknownHandler(String)
+    /// A /sync handler run failed (502) or was killed at its timeout (504); the request was recorded as failed.
+    case handlerFailed(HandlerRun, requestID: String)
 
     var status: Int {
         switch self {
@@ -40,6 +44,8 @@ enum APIError: Error, Equatable {
         case .invalidIdempotencyKey, .invalidQuery: 400
         case .notFinished: 409
         case .syncSaturated, .clientBacklogFull, .clientStorageFull, .backlogFull, .storageFull, .storeUnavailable: 503
+        case .unknownHandler: 404
+        case .handlerFailed(let run, _): run.errorCode == "handler_timeout" ? 504 : 502
         }
     }
 
@@ -63,6 +69,8 @@ enum APIError: Error, Equatable {
         case .backlogFull: "backlog_full"
         case .storageFull: "storage_full"
         case .storeUnavailable: "store_unavailable"
+        case .unknownHandler: "unknown_handler"
+        case .handlerFailed(let run, _): run.errorCode ?? "handler_failed"
         }
     }
 
@@ -89,6 +97,8 @@ enum APIError: Error, Equatable {
         case .backlogFull(let depth, let limit): "\(depth) jobs are waiting (limit \(limit)); retry later"
         case .storageFull: "the job store is full; it was not accepted. Retry later"
         case .storeUnavailable(let what): what
+        case .unknownHandler(let name): "no handler \(name) is installed"
+        case .handlerFailed(let run, _): run.errorMessage ?? ""
         }
     }
 
@@ -99,6 +109,7 @@ enum APIError: Error, Equatable {
         case .invalidCallbackURL: "callback_url"
         case .invalidIdempotencyKey, .idempotencyKeyReused: "Idempotency-Key"
         case .invalidQuery(_, let field): field
+        case .unknownHandler: "handler"
         default: nil
         }
     }
@@ -106,7 +117,7 @@ enum APIError: Error, Equatable {
     /// Retry-After on every 503 (how soon a retry may do better), Allow on 405.
     var headers: [(name: String, value: String)] {
         switch self {
-        case .methodNotAllowed(_, let allowed): [("Allow", allowed == "GET" ? "GET, HEAD" : allowed)]
+        case .methodNotAllowed(_, let allowed): [("Allow", allowed == .get ? "GET, HEAD" : allowed.rawValue)]
         case .syncSaturated, .storeUnavailable: [("Retry-After", "1")]
         case .clientBacklogFull, .backlogFull: [("Retry-After", "5")]
         case .storageFull: [("Retry-After", "30")]
@@ -117,6 +128,12 @@ enum APIError: Error, Equatable {
     }
 
     var response: HTTPResponse {
-        JSONResponse.error(status, code: code, message: message, field: field, headers: headers)
+        // A handler's failure carries its exit status and stderr's tail, and the id it was recorded under.
+        if case .handlerFailed(let run, let id) = self, let document = run.errorDocument {
+            var response = JSONResponse.ok(status, ["error": document, "request_id": .string(id)])
+            response.requestID = id
+            return response
+        }
+        return JSONResponse.error(status, code: code, message: message, field: field, headers: headers)
     }
 }

@@ -1,9 +1,7 @@
-import WorkEngine
+import JSON
 
 /// GET /docs: the OpenAPI document as one server-rendered page: no scripts, no external assets.
 enum DocsPage {
-    static let html: [UInt8] = Array(render(try! JSONValue.parse(Array(OpenAPIDocument.json.utf8))).utf8)
-
     static func render(_ doc: JSONValue) -> String {
         let title = doc["info"]?["title"]?.stringValue ?? "API"
         var html = """
@@ -24,7 +22,8 @@ enum DocsPage {
                 html += "<code>\(HTML.escape(path))</code></h2><p>\(HTML.escape(operation["summary"]?.stringValue ?? ""))</p>"
                 if case .array(let parameters)? = operation["parameters"], !parameters.isEmpty {
                     html += "<table><tr><th>parameter</th><th>in</th><th>schema</th><th>about</th></tr>"
-                    for p in parameters {
+                    for parameter in parameters {
+                        let p = resolve(parameter, in: doc)
                         html += "<tr><td><code>\(HTML.escape(p["name"]?.stringValue ?? ""))</code></td><td>\(HTML.escape(p["in"]?.stringValue ?? ""))</td>"
                         html += "<td><code>\(HTML.escape(p["schema"]?.text ?? ""))</code></td><td>\(HTML.escape(p["description"]?.stringValue ?? ""))</td></tr>"
                     }
@@ -46,5 +45,13 @@ enum DocsPage {
             html += "<h3 id=\"schema-\(HTML.escape(name))\">\(HTML.escape(name))</h3><pre>\(HTML.escape(schema.text))</pre>"
         }
         return html + "</body></html>\n"
+    }
+
+    /// A `{"$ref": "#/components/..."}` replaced by what it names (the document's own references only).
+    static func resolve(_ value: JSONValue, in doc: JSONValue) -> JSONValue {
+        guard let ref = value["$ref"]?.stringValue, ref.hasPrefix("#/") else { return value }
+        var target: JSONValue? = doc
+        for key in ref.dropFirst(2).split(separator: "/") { target = target?[String(key)] }
+        return target ?? value
     }
 }

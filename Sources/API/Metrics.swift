@@ -1,3 +1,4 @@
+import Handlers
 import Prometheus
 import Synchronization
 import Store
@@ -78,19 +79,18 @@ final class Metrics: Sendable {
     }
 
     /// The exposition text, after refreshing the gauges that are read rather than counted.
-    func render(store: any JobStore, syncInFlight: Int) -> [UInt8] {
+    func render(store: any JobStore, syncInFlight: Int, handlers: HandlerMetrics?) -> [UInt8] {
         gauge("sync_in_flight", "Sync computations running now.", Double(syncInFlight))
         var delivery: DeliveryStats?
         do {
             for (mode, status, count) in try store.statusCounts() {
-                gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode), ("status", status.rawValue)], Double(count))
+                gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode.rawValue), ("status", status.rawValue)], Double(count))
             }
             let daemon = try store.daemonStatus()
             let alive = daemon?.isAlive(now: Clock.nowMillis()) ?? false
             gauge("deliveryd_up", "1 while deliveryd's heartbeat is fresh.", alive ? 1 : 0)
             gauge("deliveryd_active_workers", "Jobs deliveryd is working on.", Double(alive ? daemon?.activeWorkers ?? 0 : 0))
-            var open = 0
-            if alive, case .array(let circuits)? = daemon?.circuits { open = circuits.count }
+            let open = alive ? daemon?.circuits.count ?? 0 : 0
             gauge("callback_circuits_open", "Callback hosts whose circuit breaker is open or half-open.", Double(open))
             delivery = daemon?.stats
             let storage = try store.storageUsage()
@@ -101,7 +101,8 @@ final class Metrics: Sendable {
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)
         }
-        return registry.emitToBuffer() + Array(Self.exposition(delivery ?? DeliveryStats()).utf8)
+        let handlerText = handlers.map { HandlerMetrics.prometheus($0.snapshot) } ?? ""
+        return registry.emitToBuffer() + Array((Self.exposition(delivery ?? DeliveryStats()) + handlerText).utf8)
     }
 
     /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which
@@ -110,8 +111,8 @@ final class Metrics: Sendable {
     static func exposition(_ stats: DeliveryStats) -> String {
         var out = "# HELP workfcgi_delivery_attempts_total Callback attempts since deliveryd started, by what they decided.\n"
         out += "# TYPE workfcgi_delivery_attempts_total counter\n"
-        for outcome in ["delivered", "retry", "gave_up"] {
-            out += "workfcgi_delivery_attempts_total{outcome=\"\(outcome)\"} \(stats.attempts[outcome] ?? 0)\n"
+        for kind in AttemptKind.allCases {
+            out += "workfcgi_delivery_attempts_total{outcome=\"\(kind.rawValue)\"} \(stats.attempts[kind] ?? 0)\n"
         }
         let histograms = [
             ("delivery_commit_to_callback_seconds", "From a job's commit (its 202) to the callback that delivered it.", stats.commitToDelivered),

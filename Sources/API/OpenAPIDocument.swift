@@ -1,13 +1,33 @@
+import JSON
+
 /// The API's OpenAPI 3.1 description, served at /openapi.json and rendered at /docs. Kept in the binary so an
 /// installed workfcgi needs no files beside it; a test validates it (openapi-spec-validator) and schemathesis
-/// holds the live stack to it.
+/// holds the live stack to it. What code already knows is not typed in again: the request bodies are built
+/// from `Limits` (`OpenAPIDocument+Requests.swift`), the version is the build's; the rest is the text below.
 enum OpenAPIDocument {
-    static let json = #"""
+    /// The whole document for the build `version` (`BuildInfo.versionLine`'s form).
+    static func value(version: String) -> JSONValue {
+        guard case .object(var document) = try! JSONValue.parse(Array(text.utf8)),
+            case .object(var info)? = document["info"], case .object(var components)? = document["components"],
+            case .object(var schemas)? = components["schemas"]
+        else { preconditionFailure("the static OpenAPI text is an object with info and components.schemas") }
+        info["version"] = .string(version)
+        for (name, schema) in requestSchemas { schemas[name] = schema }
+        components["schemas"] = .object(schemas)
+        document["info"] = .object(info)
+        document["components"] = .object(components)
+        var value = JSONValue.object(document)
+        addHandlerResponses(&value)
+        return value
+    }
+
+    /// Everything but the request bodies; /sync and /async refer to `SyncRequest` and `AsyncRequest`.
+    static let text = #"""
 {
  "openapi": "3.1.0",
  "info": {
   "title": "workfcgi",
-  "version": "0.3.0",
+  "version": "set from the build (OpenAPIDocument.value)",
   "description": "The same unit of work two ways: POST /sync answers inline (bounded by a semaphore and a wait), POST /async answers 202 at once and POSTs the signed result (Standard Webhooks) to callback_url, with retries. Every error has the shape of the Error schema. nginx in front rate-limits per client address (429 rate_limited with Retry-After)."
  },
  "servers": [
@@ -25,118 +45,7 @@ enum OpenAPIDocument {
      "content": {
       "application/json": {
        "schema": {
-        "oneOf": [
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "hash",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "input_data": {
-            "type": "string",
-            "maxLength": 65536,
-            "description": "0 to 65,536 bytes of UTF-8"
-           },
-           "iterations": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 5000000,
-            "default": 50000
-           }
-          },
-          "required": [
-           "input_data"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "text",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "text": {
-            "type": "string",
-            "maxLength": 10000,
-            "description": "0 to 10,000 bytes of UTF-8"
-           },
-           "count": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 20,
-            "default": 1
-           }
-          },
-          "required": [
-           "text"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "report",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "records": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 49,
-            "description": "1 to 1,000; /sync takes at most 49 (else 422 use_async)"
-           },
-           "report_name": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 100,
-            "default": "report"
-           }
-          },
-          "required": [
-           "records"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "compute",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "payload": {
-            "type": "object",
-            "additionalProperties": false,
-            "required": [
-             "operation"
-            ],
-            "properties": {
-             "operation": {
-              "enum": [
-               "hash",
-               "prime",
-               "matrix",
-               "transform"
-              ]
-             },
-             "complexity": {
-              "type": "integer",
-              "minimum": 1,
-              "maximum": 10,
-              "default": 1,
-              "description": "CPU work growing 50x from 1 to 10 (about 0.1-0.2 s at 1 on a 2-core x86_64)"
-             }
-            }
-           }
-          },
-          "required": [
-           "payload"
-          ]
-         }
-        ]
+        "$ref": "#/components/schemas/SyncRequest"
        }
       }
      }
@@ -190,146 +99,7 @@ enum OpenAPIDocument {
      "content": {
       "application/json": {
        "schema": {
-        "oneOf": [
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "hash",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "input_data": {
-            "type": "string",
-            "maxLength": 65536,
-            "description": "0 to 65,536 bytes of UTF-8"
-           },
-           "iterations": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 5000000,
-            "default": 50000
-           },
-           "callback_url": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 2048,
-            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
-           }
-          },
-          "required": [
-           "input_data",
-           "callback_url"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "text",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "text": {
-            "type": "string",
-            "maxLength": 10000,
-            "description": "0 to 10,000 bytes of UTF-8"
-           },
-           "count": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 20,
-            "default": 1
-           },
-           "callback_url": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 2048,
-            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
-           }
-          },
-          "required": [
-           "text",
-           "callback_url"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "report",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "records": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 1000,
-            "description": "1 to 1,000; /sync takes at most 49 (else 422 use_async)"
-           },
-           "report_name": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 100,
-            "default": "report"
-           },
-           "callback_url": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 2048,
-            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
-           }
-          },
-          "required": [
-           "records",
-           "callback_url"
-          ]
-         },
-         {
-          "type": "object",
-          "additionalProperties": false,
-          "properties": {
-           "op": {
-            "const": "compute",
-            "description": "optional: inferred from the fields when absent"
-           },
-           "payload": {
-            "type": "object",
-            "additionalProperties": false,
-            "required": [
-             "operation"
-            ],
-            "properties": {
-             "operation": {
-              "enum": [
-               "hash",
-               "prime",
-               "matrix",
-               "transform"
-              ]
-             },
-             "complexity": {
-              "type": "integer",
-              "minimum": 1,
-              "maximum": 10,
-              "default": 1,
-              "description": "CPU work growing 50x from 1 to 10 (about 0.1-0.2 s at 1 on a 2-core x86_64)"
-             }
-            }
-           },
-           "callback_url": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 2048,
-            "description": "http(s) URL the signed result is POSTed to; checked by the callback URL policy"
-           }
-          },
-          "required": [
-           "payload",
-           "callback_url"
-          ]
-         }
-        ]
+        "$ref": "#/components/schemas/AsyncRequest"
        }
       }
      }
@@ -412,9 +182,7 @@ enum OpenAPIDocument {
       "in": "query",
       "description": "next_before of the previous page",
       "schema": {
-       "type": "string",
-       "description": "UUIDv7",
-       "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+       "$ref": "#/components/schemas/RequestID"
       }
      }
     ],
@@ -459,12 +227,7 @@ enum OpenAPIDocument {
     "summary": "One request: input, result, delivery trace",
     "parameters": [
      {
-      "name": "id",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/RequestPathID"
      }
     ],
     "responses": {
@@ -490,12 +253,7 @@ enum OpenAPIDocument {
     "summary": "Send a finished async job's callback again (operators)",
     "parameters": [
      {
-      "name": "id",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/RequestPathID"
      }
     ],
     "responses": {
@@ -625,12 +383,7 @@ enum OpenAPIDocument {
     "summary": "One request's page: input, result, delivery trace, redeliver button (operators)",
     "parameters": [
      {
-      "name": "id",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/RequestPathID"
      }
     ],
     "responses": {
@@ -656,12 +409,7 @@ enum OpenAPIDocument {
     "summary": "The page's redeliver button (operators; the form's token, same origin)",
     "parameters": [
      {
-      "name": "id",
-      "in": "path",
-      "required": true,
-      "schema": {
-       "type": "string"
-      }
+      "$ref": "#/components/parameters/RequestPathID"
      }
     ],
     "requestBody": {
@@ -745,6 +493,11 @@ enum OpenAPIDocument {
  },
  "components": {
   "schemas": {
+   "RequestID": {
+    "type": "string",
+    "description": "UUIDv7",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+   },
    "Error": {
     "type": "object",
     "required": [
@@ -784,9 +537,7 @@ enum OpenAPIDocument {
     ],
     "properties": {
      "request_id": {
-      "type": "string",
-      "description": "UUIDv7",
-      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+      "$ref": "#/components/schemas/RequestID"
      },
      "op": {
       "enum": [
@@ -816,9 +567,7 @@ enum OpenAPIDocument {
     ],
     "properties": {
      "request_id": {
-      "type": "string",
-      "description": "UUIDv7",
-      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+      "$ref": "#/components/schemas/RequestID"
      },
      "status": {
       "enum": [
@@ -845,9 +594,7 @@ enum OpenAPIDocument {
     ],
     "properties": {
      "request_id": {
-      "type": "string",
-      "description": "UUIDv7",
-      "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+      "$ref": "#/components/schemas/RequestID"
      },
      "mode": {
       "enum": [
@@ -956,9 +703,7 @@ enum OpenAPIDocument {
           ]
          },
          "webhook_id": {
-          "type": "string",
-          "description": "UUIDv7",
-          "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+          "$ref": "#/components/schemas/RequestID"
          },
          "delivered_at": {
           "type": [
@@ -1110,15 +855,22 @@ enum OpenAPIDocument {
         "type": [
          "integer",
          "null"
-        ]
+        ],
+        "description": "since deliveryd's last heartbeat; null when it never ran or stopped cleanly"
        },
        "open_circuits": {
-        "type": "integer",
-        "description": "callback hosts whose circuit breaker is open or half-open"
+        "type": [
+         "integer",
+         "null"
+        ],
+        "description": "callback hosts whose circuit breaker is open or half-open; null (unknown) while deliveryd is not running"
        },
        "circuits": {
-        "type": "array",
-        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS)",
+        "type": [
+         "array",
+         "null"
+        ],
+        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS); null (unknown) while deliveryd is not running",
         "items": {
          "type": "object"
         }
@@ -1137,6 +889,16 @@ enum OpenAPIDocument {
        "$ref": "#/components/schemas/Error"
       }
      }
+    }
+   }
+  },
+  "parameters": {
+   "RequestPathID": {
+    "name": "id",
+    "in": "path",
+    "required": true,
+    "schema": {
+     "type": "string"
     }
    }
   }

@@ -1,6 +1,7 @@
 import Digest
 import FastCGI
 import Foundation
+import JSON
 import Store
 import WorkEngine
 
@@ -58,15 +59,16 @@ struct OperatorPage: Sendable {
     func overview(health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?) -> HTTPResponse {
         let deliveryd = health["deliveryd"]
         let running = deliveryd?["running"] == true
-        var circuits: [JSONValue] = []
-        if case .array(let list)? = deliveryd?["circuits"] { circuits = list }
+        // nil: unknown (deliveryd is not running to say), which is not "none open".
+        var circuits: [Circuit]?
+        if case .array(let list)? = deliveryd?["circuits"] { circuits = list.compactMap(Circuit.init(json:)) }
         var body = "<h1>workfcgi</h1><div class=cards>"
         body += Self.card("status", health["status"]?.stringValue ?? "?", good: health["status"] == "ok")
         body += Self.card("async backlog (pending + processing)", Self.number(health["queue_depth"]))
         body += Self.card("sync slots in use", "\(Self.number(health["sync_in_flight"])) / \(Self.number(health["sync_concurrency"]))")
         body += Self.card("deliveryd", running ? "running" : "down", good: running)
-        body += Self.card("deliveryd jobs in hand", Self.number(health["active_workers"]))
-        body += Self.card("open circuits", String(circuits.count), good: circuits.isEmpty)
+        body += Self.card("deliveryd jobs in hand", running ? Self.number(health["active_workers"]) : "–")
+        body += Self.card("open circuits", circuits.map { String($0.count) } ?? "unknown (deliveryd down)", good: circuits.map(\.isEmpty))
         if let storage = health["storage"], let used = storage["used_bytes"]?.doubleValue {
             // Used plus reserved (for accepted jobs' results) against WORKFCGI_MAX_DB_SIZE.
             let taken = used + (storage["reserved_bytes"]?.doubleValue ?? 0)
@@ -75,11 +77,11 @@ struct OperatorPage: Sendable {
             body += Self.card("storage: \(state.replacingOccurrences(of: "_", with: " "))", Self.mib(taken) + share, good: state == "ok")
         }
         body += "</div>"
-        if !circuits.isEmpty {
+        if let circuits, !circuits.isEmpty {
             body += "<h2>Open circuits</h2><table><tr><th>host</th><th>state</th><th>failures</th><th>retry at</th></tr>"
             for c in circuits {
-                body += "<tr><td>\(HTML.escape(c["host"]?.stringValue ?? ""))</td><td>\(HTML.escape(c["state"]?.stringValue ?? ""))</td>"
-                body += "<td>\(Self.number(c["consecutive_failures"]))</td><td>\(HTML.escape(c["retry_at"]?.stringValue ?? ""))</td></tr>"
+                body += "<tr><td>\(HTML.escape(c.host))</td><td>\(c.state.rawValue)</td>"
+                body += "<td>\(c.consecutiveFailures)</td><td>\(Timestamp.iso8601(millis: c.retryAt))</td></tr>"
             }
             body += "</table>"
         }

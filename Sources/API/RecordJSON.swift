@@ -1,3 +1,4 @@
+import JSON
 import Store
 import WorkEngine
 
@@ -21,6 +22,7 @@ enum RecordJSON {
         o["result"] = r.result ?? .null
         o["error"] = r.error.map { .string($0) } ?? .null
         o["started_at"] = time(r.startedAt)
+        if r.op == .handler { o["handler"] = handler(r) }
         if r.mode == .async {
             o["callback_url"] = r.callbackURL.map { .string($0) } ?? .null
             o["delivery"] = [
@@ -40,6 +42,18 @@ enum RecordJSON {
             ]
         }
         return .object(o)
+    }
+
+    /// A handler job's program: its name, and once it ran, its exit status and stderr's tail (kept when it
+    /// failed: a failure's error text is the run's error document).
+    static func handler(_ r: RequestRecord) -> JSONValue {
+        let document = r.error.flatMap(HandlerRun.errorDocument(stored:))
+        let name = document?["handler"] ?? r.input["handler"] ?? .null
+        let ran = r.result != nil || document != nil
+        return [
+            "name": name, "exit_status": document?["exit_status"] ?? (ran ? 0 : .null), "signal": document?["signal"] ?? .null,
+            "stderr_tail": document?["stderr_tail"] ?? .null, "error_code": document?["code"] ?? .null,
+        ]
     }
 
     static func deliveryStatus(_ r: RequestRecord) -> String {

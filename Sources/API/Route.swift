@@ -1,3 +1,4 @@
+import FastCGI
 import Store
 
 /// workfcgi's two FastCGI sockets, each with its own threads: compute (`/sync`) only ever runs on the sync
@@ -63,10 +64,10 @@ enum Route: Equatable, Sendable {
     }
 
     /// The one method the route answers (HEAD counts as GET).
-    var method: String {
+    var method: HTTPMethod {
         switch self {
-        case .sync, .async, .redeliver, .uiRedeliver: "POST"
-        default: "GET"
+        case .sync, .async, .redeliver, .uiRedeliver: .post
+        default: .get
         }
     }
 

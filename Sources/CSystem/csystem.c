@@ -12,6 +12,11 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 int workfcgi_tune_malloc(int arenas) {
     /* Also keep up to 16 MiB of freed memory instead of returning it at once: giving it back with madvise
@@ -78,3 +83,72 @@ int workfcgi_fchmod_path(int fd, unsigned int mode) {
 int workfcgi_fchown_group_path(int fd, int gid) {
     return fchownat(fd, "", (uid_t)-1, (gid_t)gid, AT_EMPTY_PATH);
 }
+
+int workfcgi_spawn_handler(const char *path, char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd, int *pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    if ((rc = posix_spawnattr_init(&attr)) != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (rc == 0) rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    if (rc == 0) rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc == 0) {
+        rc = posix_spawnattr_setflags(
+            &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    }
+    if (rc == 0) {
+        char *const argv[] = {(char *)path, NULL};
+        pid_t child = 0;
+        rc = posix_spawn(&child, path, &actions, &attr, argv, envp);
+        if (rc == 0) *pid = child;
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+static void limit_one(int pid, int resource, unsigned long long value) {
+    struct rlimit old;
+    if (value == 0 || prlimit(pid, resource, NULL, &old) != 0) return;
+    /* Never above the hard limit already in force: raising it would need privileges. */
+    if (old.rlim_max != RLIM_INFINITY && value > old.rlim_max) value = old.rlim_max;
+    struct rlimit limit = {value, value};
+    prlimit(pid, resource, &limit, NULL);
+}
+
+void workfcgi_limit_process(int pid, unsigned long long cpu, unsigned long long memory, unsigned long long files,
+    unsigned long long processes) {
+    limit_one(pid, RLIMIT_CPU, cpu);
+    limit_one(pid, RLIMIT_AS, memory);
+    limit_one(pid, RLIMIT_NOFILE, files);
+    limit_one(pid, RLIMIT_NPROC, processes);
+    /* Inherited from a compute thread already; said again for a caller that is not one. */
+    struct sched_param param = {0};
+    sched_setscheduler(pid, SCHED_IDLE, &param);
+}
+
+int workfcgi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int workfcgi_has_exited(int pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
+int workfcgi_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int workfcgi_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

@@ -62,26 +62,28 @@ public struct Settings: Sendable, Equatable {
     public var webhookSecretPrevious: String?
     /// CIDR ranges callbacks may reach even though they are private (e.g. an internal receiver).
     public var callbackAllowCIDRs: [String]
-    public var logLevel: String
-    /// `text` (swift-log's line format) or `json` (one object per line, for log shippers).
-    public var logFormat: String
+    public var logLevel: LogLevel
+    public var logFormat: LogFormat
     /// One info line per request in workfcgi (method, route, status, duration, request id).
     public var accessLog: Bool
+    /// Handler programs: the folder and each run's limits.
+    public var handlers: HandlerSettings
 
     /// What a committed 202 survives. `full` (default): power loss, SQLite fsyncs every commit.
     /// `normal`: a process crash only; WAL with synchronous=NORMAL may lose the last commits on power loss.
     public enum Durability: String, Sendable {
         case full, normal
-
-        /// SQLite's `PRAGMA synchronous` value for this promise.
-        public var sqliteSynchronous: String { self == .full ? "FULL" : "NORMAL" }
     }
 
     public static let prefix = "WORKFCGI_"
 
     /// Reads settings from `environment`. Throws `ConfigError` naming the first bad variable.
     public init(environment: [String: String]) throws(ConfigError) {
-        let env = Reader(environment: environment)
+        try self.init(reader: Reader(environment: environment))
+    }
+
+    init(reader env: Reader) throws(ConfigError) {
+        let environment = env.environment
         runDirectory = try env.string("RUN_DIR", default: "run")
         databasePath = try env.string("DB_PATH", default: runDirectory + "/workfcgi.db")
         syncSocket = try env.string("SYNC_SOCKET", default: runDirectory + "/sync.sock")
@@ -145,16 +147,19 @@ public struct Settings: Sendable, Equatable {
         let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
         webhookSecretPrevious = previous.isEmpty ? nil : previous
         callbackAllowCIDRs = try env.list("CALLBACK_ALLOW_CIDRS", default: [])
-        logLevel = try env.string("LOG_LEVEL", default: "info")
-        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
-        guard levels.contains(logLevel) else {
+        let level = try env.string("LOG_LEVEL", default: "info")
+        guard let logLevel = LogLevel(rawValue: level) else {
+            let levels = LogLevel.allCases.map(\.rawValue)
             throw ConfigError(variable: Self.prefix + "LOG_LEVEL", message: "must be one of \(levels.joined(separator: ", "))")
         }
-        logFormat = try env.string("LOG_FORMAT", default: "text")
-        guard logFormat == "text" || logFormat == "json" else {
-            throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(logFormat)'")
+        self.logLevel = logLevel
+        let format = try env.string("LOG_FORMAT", default: "text")
+        guard let logFormat = LogFormat(rawValue: format) else {
+            throw ConfigError(variable: Self.prefix + "LOG_FORMAT", message: "must be text or json, got '\(format)'")
         }
+        self.logFormat = logFormat
         accessLog = try env.bool("ACCESS_LOG", default: true)
+        handlers = try HandlerSettings(env)
         // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
         let known = env.names
         for name in environment.keys.sorted() where name.hasPrefix(Self.prefix) && !known.contains(name) {
@@ -163,6 +168,12 @@ public struct Settings: Sendable, Equatable {
         guard leaseSeconds > callbackTimeoutSeconds else {
             throw ConfigError(
                 variable: Self.prefix + "LEASE", message: "must be longer than WORKFCGI_CALLBACK_TIMEOUT, or jobs are claimed twice")
+        }
+        // A handler still running when its job's lease ran out would be run a second time by the next claim.
+        guard handlers.folder == nil || leaseSeconds > handlers.longestRunSeconds else {
+            throw ConfigError(
+                variable: Self.prefix + "LEASE",
+                message: "must be longer than the longest WORKFCGI_HANDLER_TIMEOUT(S) plus \(Int(HandlerSettings.killGraceSeconds)) s, or handlers run twice")
         }
     }
 }
@@ -176,4 +187,14 @@ public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
         self.variable = variable
         self.message = message
     }
+}
+
+/// WORKFCGI_LOG_LEVEL: swift-log's levels, by the same names (Config links no logging library).
+public enum LogLevel: String, CaseIterable, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// WORKFCGI_LOG_FORMAT: `text` (swift-log's line format) or `json` (one object per line, for log shippers).
+public enum LogFormat: String, CaseIterable, Sendable {
+    case text, json
 }

@@ -78,7 +78,9 @@ public struct AttemptDecision: Sendable {
         }
     }
 
-    private func admitting(_ target: CallbackTarget, _ admit: (String) -> HostGate.Admission) -> Start {
+    /// A target whose address is known (a literal, a looked-up name, a held job asking again) goes to the
+    /// gate of its endpoint: send, wait for the endpoint or postpone.
+    public func admitting(_ target: CallbackTarget, _ admit: (String) -> HostGate.Admission) -> Start {
         let endpoint = target.endpoint
         switch admit(endpoint) {
         case .go: return .send(target, endpoint: endpoint)

@@ -1,3 +1,5 @@
+import Store
+
 /// Per-host admission for callbacks: at most `concurrency` attempts in flight to one host, and a circuit
 /// breaker that opens after `threshold` consecutive failures, so a dead receiver costs one probe per
 /// cooldown instead of a worker per job. Pure state; the caller supplies the time and keeps it in a lock.
@@ -84,10 +86,19 @@ public struct HostGate: Sendable {
         if h.inFlight == 0 && h.failures == 0 { hosts[host] = nil } else { hosts[host] = h }
     }
 
-    /// Hosts whose breaker is open or half-open, for /healthz.
-    public func circuits(now: Int64) -> [(host: String, state: String, failures: Int, until: Int64)] {
+    /// Hosts whose breaker is open or half-open, for the heartbeat (and so /healthz).
+    public func circuits(now: Int64) -> [Circuit] {
         hosts.filter { tripped($0.value) }.sorted { $0.key < $1.key }.map { key, h in
-            (key, h.openUntil > now ? "open" : "half-open", h.failures, h.openUntil)
+            Circuit(host: key, state: h.openUntil > now ? .open : .halfOpen, consecutiveFailures: h.failures, retryAt: h.openUntil)
+        }
+    }
+
+    /// Takes back the breakers a previous deliveryd published, so a restart does not forget a dead receiver:
+    /// one still open stays shut until its time, one past it is half-open (its next attempt is the probe).
+    /// What it had in flight ended with that process.
+    public mutating func restore(_ circuits: [Circuit]) {
+        for c in circuits where hosts[c.host] == nil && c.consecutiveFailures >= options.threshold {
+            hosts[c.host] = Host(failures: c.consecutiveFailures, openUntil: c.retryAt, cooldown: options.cooldownMillis)
         }
     }
 }

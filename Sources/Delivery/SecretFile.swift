@@ -36,6 +36,18 @@ public enum SecretFile {
         return (secret, .generated)
     }
 
+    /// The secret `load` would sign with, without creating, moving or writing anything: nil when none is set
+    /// and the secret file does not exist yet (deliveryd generates it at its first start).
+    public static func peek(
+        settings: Settings, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> (secret: String, source: Source)? {
+        if let secret = settings.webhookSecret { return (secret, .environment) }
+        if let folder = environment["CREDENTIALS_DIRECTORY"], let secret = try read(folder + "/webhook-secret") {
+            return (secret, .credential)
+        }
+        return try read(settings.webhookSecretFile).map { ($0, .file) }
+    }
+
     /// The trimmed contents, nil when there is no such file.
     static func read(_ path: String) throws -> String? {
         // O_NONBLOCK: a FIFO planted there must not hang the start; it is refused below.

@@ -37,21 +37,13 @@ public struct WebhookSigner: Sendable {
 
     /// The `webhook-signature` header value.
     public func signature(id: String, timestamp: Int, body: [UInt8]) -> String {
-        let message = Array("\(id).\(timestamp).".utf8) + body
-        return keys.map { "v1," + Data(Digest.hmacSHA256(key: $0, message: message)).base64EncodedString() }
-            .joined(separator: " ")
+        StandardWebhooks.signature(keys: keys, id: id, timestamp: String(timestamp), body: body)
     }
 
     /// Receiver side: whether any `v1` signature in `header` matches, and the timestamp is within
     /// `tolerance` seconds of `now` (replay protection). Compares in constant time.
     public func verify(id: String, timestamp: Int, body: [UInt8], header: String, now: Int, tolerance: Int = 300) -> Bool {
         guard abs(now - timestamp) <= tolerance else { return false }
-        let message = Array("\(id).\(timestamp).".utf8) + body
-        let expected = keys.map { Digest.hmacSHA256(key: $0, message: message) }
-        for part in header.split(separator: " ") {
-            guard part.hasPrefix("v1,"), let given = Data(base64Encoded: String(part.dropFirst(3))) else { continue }
-            if expected.contains(where: { Digest.constantTimeEqual($0, Array(given)) }) { return true }
-        }
-        return false
+        return StandardWebhooks.verifies(keys: keys, id: id, timestamp: String(timestamp), body: body, header: header)
     }
 }

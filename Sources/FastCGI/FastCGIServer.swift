@@ -200,9 +200,8 @@ public final class FastCGIServer: Sendable {
             let response: HTTPResponse
             if let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
                 refused(peer)
-                response = HTTPResponse(
-                    status: 403, headers: [("Content-Type", "application/json")],
-                    body: Array(#"{"error":{"code":"forbidden","message":"this FastCGI peer's user is not a front-end user (WORKFCGI_FRONTEND_USERS)"}}"#.utf8))
+                response = HTTPResponse.error(
+                    403, code: "forbidden", message: "this FastCGI peer's user is not a front-end user (WORKFCGI_FRONTEND_USERS)")
             } else {
                 response = handler(read(&slot.request))
             }

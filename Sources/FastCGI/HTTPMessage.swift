@@ -1,6 +1,21 @@
+import JSON
+
+/// An HTTP method as the front end passed it: whatever token the client sent (so no case can be missing),
+/// with names for the ones the routes answer.
+public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+    public var description: String { rawValue }
+
+    public static let get: HTTPMethod = "GET"
+    public static let head: HTTPMethod = "HEAD"
+    public static let post: HTTPMethod = "POST"
+}
+
 /// An HTTP request as a front end (nginx, Apache httpd, lighttpd, Caddy, ...) hands it over FastCGI.
 public struct HTTPRequest: Sendable {
-    public var method: String
+    public var method: HTTPMethod
     /// The decoded path without the query: the front end's DOCUMENT_URI, or SCRIPT_NAME + PATH_INFO (RFC 3875)
     /// where it sends none.
     public var path: String
@@ -26,7 +41,7 @@ public struct HTTPRequest: Sendable {
     public var declaredLength: Int?
 
     public init(
-        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        method: HTTPMethod, path: String, query: [String: String] = [:], headers: [String: String] = [:],
         remoteAddress: String = "", serverPort: Int? = nil, body: [UInt8] = [], bodyTooLarge: Bool = false,
         receivedAt: Double? = nil
     ) {
@@ -45,7 +60,7 @@ public struct HTTPRequest: Sendable {
     /// reach the socket chooses them): a value that is malformed or out of range is ignored, never trusted,
     /// and any param may be missing.
     public init(params: [(name: String, value: String)]) {
-        var method = "GET", documentURI: String?, scriptName = "", pathInfo = "", queryString = "", remote = ""
+        var method = HTTPMethod.get, documentURI: String?, scriptName = "", pathInfo = "", queryString = "", remote = ""
         var start: String?, length: String?, contentType: String?, port: String?, target: String?
         var headers: [String: String] = [:]
         var repeated: Set<String> = []
@@ -57,7 +72,7 @@ public struct HTTPRequest: Sendable {
             }
             // Later duplicates win, as they would in a dictionary.
             switch name {
-            case "REQUEST_METHOD": method = value
+            case "REQUEST_METHOD": method = HTTPMethod(rawValue: value)
             case "DOCUMENT_URI": documentURI = value
             case "SCRIPT_NAME": scriptName = value
             case "PATH_INFO": pathInfo = value
@@ -177,6 +192,33 @@ public struct HTTPResponse: Sendable {
         self.headers = headers
         self.body = body
         self.requestID = requestID
+    }
+
+    /// A refusal in the one error shape, `{"error": {"code", "message", "field"?}}`, whoever refuses: the API's
+    /// errors and the FastCGI server's own. (The front ends' static bodies cannot call this; FastCGITests holds
+    /// them to `isErrorDocument`.)
+    public static func error(
+        _ status: Int, code: String, message: String, field: String? = nil, headers: [(name: String, value: String)] = []
+    ) -> HTTPResponse {
+        var detail: [String: JSONValue] = ["code": .string(code), "message": .string(message)]
+        if let field { detail["field"] = .string(field) }
+        return json(status, ["error": .object(detail)], headers: headers)
+    }
+
+    /// A JSON answer that no cache keeps.
+    public static func json(_ status: Int, _ body: JSONValue, headers: [(name: String, value: String)] = []) -> HTTPResponse {
+        HTTPResponse(
+            status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers,
+            body: Array((body.text + "\n").utf8))
+    }
+
+    /// Whether `document` has the error shape exactly: an object with only `error`, itself with string `code` and
+    /// `message` and, optionally, `field`.
+    public static func isErrorDocument(_ document: JSONValue) -> Bool {
+        guard let outer = document.objectValue, outer.count == 1, let detail = outer["error"]?.objectValue,
+            detail["code"]?.stringValue != nil, detail["message"]?.stringValue != nil
+        else { return false }
+        return Set(detail.keys).isSubset(of: ["code", "message", "field"]) && (detail["field"].map { $0.stringValue != nil } ?? true)
     }
 
     static func reason(_ status: Int) -> String {

@@ -40,8 +40,10 @@ public enum Daemon {
     ) -> Never {
         let settings = settings(program: program)
         if checkConfig {
+            // Settings already validated the same environment, so this cannot fail here.
+            let effective = (try? Settings.effective(environment: ProcessInfo.processInfo.environment)) ?? []
             print("\(program): configuration is valid")
-            for line in settings.checkConfigLines { print("  \(line)") }
+            print(Settings.checkConfigText(effective))
             exit(0)
         }
         bootstrapLogging(settings)
@@ -110,17 +112,38 @@ public enum Daemon {
     }
 
     static func bootstrapLogging(_ settings: Settings) {
-        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        let level: Logger.Level =
+            switch settings.logLevel {
+            case .trace: .trace
+            case .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            case .critical: .critical
+            }
         LoggingSystem.bootstrap { label in
-            if settings.logFormat == "json" {
+            switch settings.logFormat {
+            case .json:
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
                 return handler
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
             }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
         }
+    }
+
+    /// Calls `reload` on SIGHUP (the handlers folder is read again); the source lives as long as the process.
+    public static func onReloadSignal(_ reload: @escaping @Sendable () -> Void) {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler(handler: reload)
+        source.resume()
+        // Never cancelled: leaked on purpose, like a signal handler.
+        _ = Unmanaged.passRetained(source as AnyObject)
     }
 
     /// Calls `stop` on SIGTERM or SIGINT. Keep the returned sources alive for as long as that should hold.

@@ -26,6 +26,7 @@ public enum Host {
     /// and the folders of the database, the sockets and the secret file. Throws, naming the path and the fix,
     /// when one is a symlink, another user's, or writable by others, or lies below such a folder.
     public static func prepareFolders(_ settings: Settings, group: gid_t?) throws {
+        if let service = InstalledService.linked(from: settings) { throw service }
         try LocalFolder.prepareRunFolder(settings.runDirectory, group: group)
         var checked: Set<String> = [LocalFolder.absolute(settings.runDirectory)]
         var files = [settings.databasePath, settings.syncSocket, settings.apiSocket, settings.doorbellSocket]
@@ -60,5 +61,40 @@ public enum Host {
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
         // Deliberately never closed: closing the descriptor would release the lock.
+    }
+}
+
+/// A run folder whose api socket is a symlink is the one scripts/install-systemd linked to an installed
+/// service's sockets (`run/api.sock → /run/NAME/api.sock`): that service runs its own deliveryd and workfcgi
+/// on its own database (`/var/lib/NAME`). A daemon started by hand from such a checkout would serve or deliver
+/// from `run/workfcgi.db`, a different database, so it refuses and says where the service's things are.
+public struct InstalledService: Error, CustomStringConvertible {
+    public var link: String
+    public var target: String
+    /// The instance's name, from the link's target (`workfcgi` for `/run/workfcgi/api.sock`).
+    public var name: String
+
+    /// The service the run folder's api socket links to, nil when it is not a symlink.
+    public static func linked(from settings: Settings) -> InstalledService? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(settings.apiSocket, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let parts = target.split(separator: "/")
+        let name = parts.count >= 3 && parts[0] == "run" ? String(parts[1]) : "workfcgi"
+        return InstalledService(link: settings.apiSocket, target: target, name: name)
+    }
+
+    public var deliverydUnit: String { name == "workfcgi" ? "deliveryd" : "\(name)-deliveryd" }
+    public var secretFile: String { "/var/lib/\(name)/webhook-secret" }
+
+    public var description: String {
+        """
+        \(link) links to \(target): this run folder is the installed service's (scripts/install-systemd), which \
+        runs its own workfcgi and deliveryd (systemctl status \(name) \(deliverydUnit)) on its own database in \
+        /var/lib/\(name); one started here would use another database. Use the service (its settings: \
+        /etc/workfcgi/workfcgi.env, then systemctl restart \(name) \(deliverydUnit)), or run by hand from another \
+        folder (WORKFCGI_RUN_DIR=/tmp/mine, with nginx pointed there)
+        """
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
+import JSON
 import Logging
 import Synchronization
-import WorkEngine
 
 /// WORKFCGI_LOG_FORMAT=json: one JSON object per line on stderr — time, level, label, message and the
 /// metadata as fields — for journald's or a log shipper's parsers.

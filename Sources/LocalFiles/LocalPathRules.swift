@@ -126,6 +126,14 @@ public struct LocalPathRules: Sendable {
         return nil
     }
 
+    /// A program the daemon runs (a handler): root's or its own regular file that nobody else may write, or
+    /// they could change what runs as the service.
+    public func trustedProgram(_ facts: PathFacts) -> LocalPathError.Reason? {
+        if let reason = trustedFile(facts) { return reason }
+        if facts.mode & 0o022 != 0 { return .writableByOthers(facts.mode) }
+        return nil
+    }
+
     /// Something found where the daemon binds a socket: only its own socket (left by a predecessor) may go.
     public func staleSocket(_ facts: PathFacts) -> LocalPathError.Reason? {
         if facts.kind == .symlink { return .symlink }

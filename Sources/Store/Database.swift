@@ -1,3 +1,4 @@
+import Config
 import CSQLite
 import CSystem
 import LocalFiles
@@ -35,7 +36,7 @@ final class Database: @unchecked Sendable {
 
     /// `maxBytes` bounds the database file (SQLite's max_page_count); nil leaves SQLite's own limit.
     /// `cacheKiB` is this connection's page cache (SQLite's default is 2 MiB per connection).
-    init(path: String, synchronous: String = "FULL", maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
+    init(path: String, durability: Settings.Durability = .full, maxBytes: Int64? = nil, cacheKiB: Int = 2048) throws {
         // Never through a symlink, never another user's file: the folder may once have been open to others.
         // The database holds every job's input, result and callback URL: owner only, whatever the umask was
         // when a file was created (SQLite gives new -wal and -shm files the main file's mode).
@@ -71,19 +72,23 @@ final class Database: @unchecked Sendable {
                 usleep(50_000)
             }
         }
-        try execute("PRAGMA synchronous=\(synchronous)")
+        // FULL fsyncs every commit (survives power loss); NORMAL in WAL mode survives a process crash.
+        try execute("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL")")
         try execute("PRAGMA cache_size=-\(cacheKiB)")
+        // Fixed once the file is in WAL mode (VACUUM cannot change it there): read once, not per size check.
+        pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
         if let maxBytes { try limit(toBytes: maxBytes) }
         try execute("PRAGMA foreign_keys=ON")
     }
 
     /// The max_page_count last set on this connection, in bytes (nil: SQLite's own).
     private(set) var limitBytes: Int64?
+    /// The file's page size in bytes.
+    private(set) var pageSize: Int64 = 4096
 
     /// Sets this connection's max_page_count. It bounds only this connection, and SQLite raises it to the
     /// file's size once another connection has grown the file: a hard stop, not the bound between processes.
     func limit(toBytes bytes: Int64) throws {
-        let pageSize = try query("PRAGMA page_size").first?.int(0) ?? 4096
         try execute("PRAGMA max_page_count=\(max(1, bytes / max(512, pageSize)))")
         limitBytes = bytes
     }

@@ -1,4 +1,4 @@
-import WorkEngine
+import JSON
 
 /// deliveryd's counters since it started, published with every heartbeat so workfcgi's /metrics can show
 /// them (deliveryd serves no HTTP). Pure; deliveryd keeps it in a lock.
@@ -6,8 +6,8 @@ public struct DeliveryStats: Sendable, Equatable {
     /// Upper bounds, in seconds, of both histograms' buckets.
     public static let buckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600]
 
-    /// Attempts by what they decided: delivered, retry, gave_up.
-    public var attempts: [String: Int] = [:]
+    /// Attempts by what they decided.
+    public var attempts: [AttemptKind: Int] = [:]
     /// From the job's commit (its 202) to the attempt that delivered it, retries included.
     public var commitToDelivered = Histogram()
     /// From when a job was due to when deliveryd claimed it: how far behind the queue is.
@@ -41,25 +41,21 @@ public struct DeliveryStats: Sendable, Equatable {
     }
 
     public mutating func recorded(_ outcome: AttemptOutcome) {
-        let name: String
-        switch outcome {
-        case .delivered: name = "delivered"
-        case .retry: name = "retry"
-        case .giveUp: name = "gave_up"
-        }
-        attempts[name, default: 0] += 1
+        attempts[outcome.kind, default: 0] += 1
     }
 
     public var json: JSONValue {
         [
-            "attempts": .object(attempts.mapValues { .number(Double($0)) }), "commit_to_delivered": commitToDelivered.json,
+            "attempts": .object(Dictionary(uniqueKeysWithValues: attempts.map { ($0.key.rawValue, .number(Double($0.value))) })), "commit_to_delivered": commitToDelivered.json,
             "claim_lag": claimLag.json,
         ]
     }
 
     /// Reads `json` back; what is missing or malformed reads as empty (an older deliveryd).
     public init(json: JSONValue) {
-        for (key, value) in json["attempts"]?.objectValue ?? [:] { attempts[key] = value.intValue ?? 0 }
+        for (key, value) in json["attempts"]?.objectValue ?? [:] {
+            if let kind = AttemptKind(rawValue: key) { attempts[kind] = value.intValue ?? 0 }
+        }
         commitToDelivered = Histogram(json: json["commit_to_delivered"]) ?? Histogram()
         claimLag = Histogram(json: json["claim_lag"]) ?? Histogram()
     }

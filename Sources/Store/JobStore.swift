@@ -1,3 +1,4 @@
+import JSON
 import WorkEngine
 
 /// The queue and record of requests. SQLite implements it today; the operations are the ones a
@@ -18,7 +19,7 @@ public protocol JobStore: Sendable {
     /// Leases up to `limit` due jobs until `now + leaseMillis`. Jobs whose lease ran out are due again.
     func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob]
     /// Stores the work's outcome; the job moves on to `delivering`.
-    func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws
+    func saveResult(id: String, _ work: WorkResult) throws
     /// Records delivery attempts and what follows from each (with the work, when it was not saved yet), all in
     /// one transaction: one commit for a burst of finished callbacks.
     func recordAttempts(_ writes: [AttemptWrite]) throws
@@ -37,11 +38,11 @@ public protocol JobStore: Sendable {
     /// pending + processing: jobs whose work has not run yet.
     func backlog() throws -> Int
     /// How many requests are in each status, per mode ("sync" or "async").
-    func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)]
+    func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)]
     /// Deletes up to `limit` completed or failed requests (and their attempts) finished before `before`.
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
     /// deliveryd's sign of life, with its circuit breakers and its counters (for /healthz and /metrics).
-    func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, stats: DeliveryStats, now: UnixMillis) throws
+    func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws
     func daemonStatus() throws -> DaemonStatus?
 }
 

@@ -1,4 +1,6 @@
+import Config
 import Foundation
+import JSON
 import Synchronization
 import WorkEngine
 
@@ -25,14 +27,15 @@ public final class PostgresStore: JobStore {
     private let writer: GroupCommitWriter<PostgresConnection>
 
     /// Connects to `url` (a libpq connection URI or keyword string) and migrates the schema if needed.
-    /// `durable`: every commit waits for its WAL flush (`synchronous_commit = on`, the front door's 202);
-    /// false for deliveryd, whose commits can only be repeated after a crash, never lose a job.
+    /// `durability` as for SQLiteStore: `full` waits for every commit's WAL flush (`synchronous_commit = on`, the
+    /// front door's 202); `normal` (deliveryd's) does not: a commit lost with the server can only be repeated,
+    /// never lose a job.
     /// `bound` as for SQLiteStore: whether this store sets the size bound or follows the stored one.
-    public init(url: String, durable: Bool = true, bound sizeBound: SizeBound? = nil, connections: Int = 8) throws {
+    public init(url: String, durability: Settings.Durability = .full, bound sizeBound: SizeBound? = nil, connections: Int = 8) throws {
         self.url = url
         // A statement stuck behind a lock (or a server in trouble) fails after 30 s rather than holding a
         // request thread forever.
-        sessionSettings = ["SET synchronous_commit = \(durable ? "on" : "off")", "SET statement_timeout = '30s'"]
+        sessionSettings = ["SET synchronous_commit = \(durability == .full ? "on" : "off")", "SET statement_timeout = '30s'"]
         self.sizeBound = sizeBound
         slots = DispatchSemaphore(value: max(1, connections))
         let writeConnection = try PostgresConnection(url: url, sessionSettings: sessionSettings)
@@ -158,8 +161,9 @@ public final class PostgresStore: JobStore {
     }
 
     public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64 = .max) throws {
-        let (inputText, resultText) = (record.input.text, record.result.text)
-        let bytes = Int64(inputText.utf8.count + resultText.utf8.count)
+        let inputText = record.input.text
+        let resultText = record.error == nil ? record.result.text : nil
+        let bytes = Int64(inputText.utf8.count + (resultText ?? record.error ?? "").utf8.count)
         try writer.submit { [self] db in
             let room = try room(db, client: record.client)
             try checkBound(room, bytes: bytes)
@@ -168,11 +172,12 @@ public final class PostgresStore: JobStore {
             }
             try db.query(
                 """
-                INSERT INTO requests(id, mode, op, status, input, result, created_at, started_at, completed_at, duration_ms, client)
-                VALUES ($1, 'sync', $2, 'completed', $3, $4, $5, $6, $7, $8, $9)
+                INSERT INTO requests(id, mode, op, status, input, result, error, created_at, started_at, completed_at, duration_ms, client)
+                VALUES ($1, 'sync', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                 """,
                 [
-                    .text(record.id), .text(record.op.rawValue), .text(inputText), .text(resultText),
+                    .text(record.id), .text(record.op.rawValue), .text(record.error == nil ? "completed" : "failed"), .text(inputText),
+                    resultText.map(SQLValue.text) ?? .null, record.error.map(SQLValue.text) ?? .null,
                     .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
                     .text(record.client),
                 ])
@@ -242,35 +247,32 @@ public final class PostgresStore: JobStore {
                 """,
                 [.int(now), .int(leaseMillis), .int(Int64(limit))]
             ).compactMap { row in
-                try Rows.claimed(row, now: now) { id in
-                    try Self.saveResult(db, id: id, result: nil, error: Rows.unreadable, durationMs: 0, now: now)
-                }
+                try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
             }
         }
     }
 
-    public func saveResult(id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis) throws {
-        try withConnection { db in try Self.saveResult(db, id: id, result: result, error: error, durationMs: durationMs, now: now) }
+    public func saveResult(id: String, _ work: WorkResult) throws {
+        try withConnection { db in try Self.saveResult(db, id: id, work) }
     }
 
-    private static func saveResult(
-        _ db: PostgresConnection, id: String, result: JSONValue?, error: String?, durationMs: Double, now: UnixMillis
-    ) throws {
+    private static func saveResult(_ db: PostgresConnection, id: String, _ work: WorkResult) throws {
         try db.query(
             """
             UPDATE requests SET status = 'delivering', result = $1, error = $2, completed_at = $3, duration_ms = $4, reserve = 0
             WHERE id = $5 AND status = 'processing'
             """,
-            [result.map { .text($0.text) } ?? .null, error.map(SQLValue.text) ?? .null, .int(now), .double(durationMs), .text(id)])
+            [
+                work.result.map { .text($0.text) } ?? .null, work.error.map(SQLValue.text) ?? .null, .int(work.completedAt),
+                .double(work.durationMs), .text(id),
+            ])
     }
 
     public func recordAttempts(_ writes: [AttemptWrite]) throws {
         guard !writes.isEmpty else { return }
         try transaction { db in
             for write in writes {
-                if let c = write.computed {
-                    try Self.saveResult(db, id: write.id, result: c.result, error: c.error, durationMs: c.durationMs, now: c.at)
-                }
+                if let work = write.computed { try Self.saveResult(db, id: write.id, work) }
                 try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
             }
         }
@@ -380,16 +382,16 @@ public final class PostgresStore: JobStore {
         try withConnection { db in Int(try db.query("SELECT backlog FROM counters WHERE id = 1").first?.int(0) ?? 0) }
     }
 
-    public func statusCounts() throws -> [(mode: String, status: JobStatus, count: Int)] {
+    public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
         try withConnection { db in
             try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in
-                guard let mode = row.text(0), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
+                guard let mode = row.text(0).flatMap(RequestMode.init(rawValue:)), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
                 return (mode, status, Int(row.int(2) ?? 0))
             }
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: JSONValue, stats: DeliveryStats, now: UnixMillis) throws {
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
         try withConnection { db in
             try db.query(
                 """
@@ -397,18 +399,13 @@ public final class PostgresStore: JobStore {
                 ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, active_workers = excluded.active_workers,
                     heartbeat_at = excluded.heartbeat_at, circuits = excluded.circuits, stats = excluded.stats
                 """,
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(circuits.text), .text(stats.json.text)])
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(Rows.circuitsText(circuits)), .text(stats.json.text)])
         }
     }
 
     public func daemonStatus() throws -> DaemonStatus? {
         try withConnection { db in
-            try db.query("SELECT pid, active_workers, heartbeat_at, circuits, stats FROM daemon WHERE id = 1").first.map { row in
-                DaemonStatus(
-                    pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
-                    circuits: row.text(3).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [],
-                    stats: DeliveryStats(json: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
-            }
+            try db.query("SELECT \(Rows.daemonColumns) FROM daemon WHERE id = 1").first.map(Rows.daemon)
         }
     }
 }

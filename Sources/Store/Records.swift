@@ -1,3 +1,4 @@
+import JSON
 import WorkEngine
 
 /// A job's lifecycle. `delivering` means the result is ready and the callback is being attempted.
@@ -38,6 +39,8 @@ public struct SyncRecord: Sendable {
     public var op: JobSpec.Op
     public var input: JSONValue
     public var result: JSONValue
+    /// Set when the work failed (a handler's: its error document as text): the record is `failed`, `result` unused.
+    public var error: String?
     public var createdAt: UnixMillis
     public var startedAt: UnixMillis
     public var completedAt: UnixMillis
@@ -46,9 +49,10 @@ public struct SyncRecord: Sendable {
     public var client: String
 
     public init(
-        id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, createdAt: UnixMillis, startedAt: UnixMillis,
+        id: String, op: JobSpec.Op, input: JSONValue, result: JSONValue, error: String? = nil, createdAt: UnixMillis, startedAt: UnixMillis,
         completedAt: UnixMillis, durationMs: Double, client: String = ""
     ) {
+        self.error = error
         self.client = client
         self.id = id
         self.op = op
@@ -94,12 +98,20 @@ public struct ClaimedJob: Sendable {
     /// Who submitted it (the client address): deliveryd bounds each client's callback host lookups.
     public var client: String = ""
 
+    public init(
+        id: String, op: JobSpec.Op, work: Work, callbackURL: String, attempts: Int, attemptBase: Int, createdAt: UnixMillis,
+        leaseUntil: UnixMillis, dueAt: UnixMillis, client: String = ""
+    ) {
+        (self.id, self.op, self.work, self.callbackURL, self.attempts, self.attemptBase) = (id, op, work, callbackURL, attempts, attemptBase)
+        (self.createdAt, self.leaseUntil, self.dueAt, self.client) = (createdAt, leaseUntil, dueAt, client)
+    }
+
     /// Where a claimed job's work stands.
     public enum Work: Sendable, Equatable {
         /// Not run yet.
         case toDo(JobSpec)
         /// Ran in an earlier lease (or could not be read back): only delivery remains.
-        case done(result: JSONValue?, error: String?, durationMs: Double?)
+        case done(WorkResult)
     }
 }
 
@@ -122,17 +134,19 @@ public struct AttemptRecord: Sendable, Equatable {
     }
 }
 
-/// A job's work, when it is written together with its first attempt (short work is not saved on its own).
-public struct ComputedResult: Sendable, Equatable {
+/// A job's work once it has run: what its callback reports and its record keeps. Saved on its own
+/// (`saveResult`), or with its first attempt when the work was short (`AttemptWrite.computed`).
+public struct WorkResult: Sendable, Equatable {
     public var result: JSONValue?
     public var error: String?
     public var durationMs: Double
-    public var at: UnixMillis
-    public init(result: JSONValue?, error: String?, durationMs: Double, at: UnixMillis) {
+    /// When the work ended (the record's completed_at).
+    public var completedAt: UnixMillis
+    public init(result: JSONValue?, error: String?, durationMs: Double, completedAt: UnixMillis) {
         self.result = result
         self.error = error
         self.durationMs = durationMs
-        self.at = at
+        self.completedAt = completedAt
     }
 }
 
@@ -141,8 +155,8 @@ public struct AttemptWrite: Sendable, Equatable {
     public var id: String
     public var attempt: AttemptRecord
     public var outcome: AttemptOutcome
-    public var computed: ComputedResult?
-    public init(id: String, attempt: AttemptRecord, outcome: AttemptOutcome, computed: ComputedResult? = nil) {
+    public var computed: WorkResult?
+    public init(id: String, attempt: AttemptRecord, outcome: AttemptOutcome, computed: WorkResult? = nil) {
         self.id = id
         self.attempt = attempt
         self.outcome = outcome
@@ -155,6 +169,60 @@ public enum AttemptOutcome: Sendable, Equatable {
     case delivered
     case retry(at: UnixMillis)
     case giveUp(reason: String)
+
+    public var kind: AttemptKind {
+        switch self {
+        case .delivered: .delivered
+        case .retry: .retry
+        case .giveUp: .gaveUp
+        }
+    }
+}
+
+/// What an attempt decided, without its details: the label of deliveryd's counters and the metric's.
+public enum AttemptKind: String, Sendable, CaseIterable {
+    case delivered, retry
+    case gaveUp = "gave_up"
+}
+
+/// A callback endpoint whose circuit breaker has tripped, as deliveryd publishes it with its heartbeat
+/// (and reads back when it starts, so a restart does not forget a dead receiver).
+public struct Circuit: Sendable, Equatable {
+    public enum State: String, Sendable {
+        /// Nothing is sent before `retryAt`.
+        case open
+        /// `retryAt` has passed: the next attempt is the probe that decides.
+        case halfOpen = "half-open"
+    }
+
+    /// The endpoint connected to (address and port).
+    public var host: String
+    public var state: State
+    public var consecutiveFailures: Int
+    public var retryAt: UnixMillis
+
+    public init(host: String, state: State, consecutiveFailures: Int, retryAt: UnixMillis) {
+        self.host = host
+        self.state = state
+        self.consecutiveFailures = consecutiveFailures
+        self.retryAt = retryAt
+    }
+
+    /// The one encoding, in the heartbeat's row and in /healthz.
+    public var json: JSONValue {
+        [
+            "host": .string(host), "state": .string(state.rawValue), "consecutive_failures": .number(Double(consecutiveFailures)),
+            "retry_at": .string(Timestamp.iso8601(millis: retryAt)),
+        ]
+    }
+
+    /// Reads `json` back; nil when it is not a circuit.
+    public init?(json: JSONValue) {
+        guard let host = json["host"]?.stringValue, let state = json["state"]?.stringValue.flatMap(State.init(rawValue:)),
+            let failures = json["consecutive_failures"]?.intValue, let retryAt = json["retry_at"]?.stringValue.flatMap(Timestamp.millis)
+        else { return nil }
+        self.init(host: host, state: state, consecutiveFailures: failures, retryAt: retryAt)
+    }
 }
 
 /// A stored request, sync or async, with its delivery trace.
@@ -176,6 +244,17 @@ public struct RequestRecord: Sendable {
     public var deliveredAt: UnixMillis?
     public var durationMs: Double?
     public var trace: [AttemptRecord]
+
+    public init(
+        id: String, mode: RequestMode, op: JobSpec.Op, status: JobStatus, input: JSONValue, result: JSONValue?, error: String?,
+        callbackURL: String?, deliveryError: String?, attempts: Int, nextAttemptAt: UnixMillis?, createdAt: UnixMillis,
+        startedAt: UnixMillis?, completedAt: UnixMillis?, deliveredAt: UnixMillis?, durationMs: Double?, trace: [AttemptRecord]
+    ) {
+        (self.id, self.mode, self.op, self.status, self.input, self.result, self.error) = (id, mode, op, status, input, result, error)
+        (self.callbackURL, self.deliveryError, self.attempts, self.nextAttemptAt) = (callbackURL, deliveryError, attempts, nextAttemptAt)
+        (self.createdAt, self.startedAt, self.completedAt, self.deliveredAt) = (createdAt, startedAt, completedAt, deliveredAt)
+        (self.durationMs, self.trace) = (durationMs, trace)
+    }
 }
 
 /// Filters for listing requests, newest first.
@@ -200,14 +279,21 @@ public struct DaemonStatus: Sendable {
     public var activeWorkers: Int
     public var heartbeatAt: UnixMillis
     /// Open or half-open circuit breakers, as deliveryd last reported them.
-    public var circuits: JSONValue
+    public var circuits: [Circuit]
     /// deliveryd's counters since it started.
     public var stats: DeliveryStats
+
+    public init(pid: Int, activeWorkers: Int, heartbeatAt: UnixMillis, circuits: [Circuit], stats: DeliveryStats) {
+        (self.pid, self.activeWorkers, self.heartbeatAt, self.circuits, self.stats) = (pid, activeWorkers, heartbeatAt, circuits, stats)
+    }
 
     /// deliveryd writes a heartbeat every second; one older than this means it is not running.
     public static let staleAfterMillis: Int64 = 10_000
 
-    public func isAlive(now: UnixMillis) -> Bool { now - heartbeatAt < Self.staleAfterMillis }
+    public func isAlive(now: UnixMillis) -> Bool { !stoppedCleanly && now - heartbeatAt < Self.staleAfterMillis }
+
+    /// deliveryd's clean stop writes its last heartbeat at time 0.
+    public var stoppedCleanly: Bool { heartbeatAt == 0 }
 }
 
 /// What `redeliver` did.

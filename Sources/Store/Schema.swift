@@ -1,4 +1,5 @@
 /// The schema, as numbered migrations applied in order and tracked in `PRAGMA user_version`.
+import JSON
 import WorkEngine
 
 enum Schema {

@@ -1,5 +1,3 @@
-import WorkEngine
-
 /// Who decides the database's size bound (WORKFCGI_MAX_DB_SIZE). SQLite's max_page_count is per connection
 /// and follows the file once another connection has grown it, so it cannot be the bound between two
 /// processes: the bound is kept in the database (settings row `max_db_size`), one value for both.
@@ -85,4 +83,33 @@ public struct ClientStorageFull: Error, Sendable, Equatable, CustomStringConvert
         self.storedBytes = storedBytes
         self.limitBytes = limitBytes
     }
+}
+
+/// The front door's running view of how full the store is, so that a new row far from the bound needs no
+/// read of the file's size. An exact reading (pages in use, reserve: three statements, about a tenth of an
+/// /async request's instructions) is taken at most every `maxAge` ms; in between, the rows this process
+/// admitted are added to it. What it cannot see — deliveryd's writes since the reading — is covered by
+/// `slack`, far below deliveryd's headroom beyond the bound; within `slack` of the bound every row reads
+/// exactly. Pure: `SQLiteStore` feeds it readings and the clock.
+public struct RoomEstimate: Sendable, Equatable {
+    public static let maxAge: Int64 = 100
+    /// Used plus reserved at the last reading, plus what was admitted since.
+    public private(set) var taken: Int64
+    public private(set) var readAt: UnixMillis
+
+    public init(reading: StorageUsage, at now: UnixMillis) {
+        taken = reading.usedBytes + reading.reservedBytes
+        readAt = now
+    }
+
+    /// Room kept free of estimates: what deliveryd may write in `maxAge` ms, with a wide margin (1,000
+    /// attempts there are about 300 KB; its headroom beyond the bound is at least 2 MiB).
+    public static func slack(_ bound: Int64) -> Int64 { max(bound / 50, 1 << 20) }
+
+    /// Whether a row of `bytes` fits on this estimate alone; false means: take an exact reading.
+    public func admits(_ bytes: Int64, bound: Int64, now: UnixMillis) -> Bool {
+        now - readAt < Self.maxAge && now >= readAt && taken + bytes + Self.slack(bound) <= bound
+    }
+
+    public mutating func admitted(_ bytes: Int64) { taken += bytes }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import WorkEngine
+import JSON
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the store.
 public typealias UnixMillis = Int64
@@ -19,6 +19,12 @@ public enum Timestamp {
 
     public static func iso8601(millis: UnixMillis) -> String {
         iso8601(Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+
+    /// Reads `iso8601(millis:)` back; nil for anything else.
+    public static func millis(_ text: String) -> UnixMillis? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+            .map { UnixMillis(($0.timeIntervalSince1970 * 1000).rounded()) }
     }
 }
 

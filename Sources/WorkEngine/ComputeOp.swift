@@ -1,4 +1,5 @@
 import Digest
+import JSON
 
 #if canImport(Glibc)
 import Glibc

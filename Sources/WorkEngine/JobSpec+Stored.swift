@@ -1,3 +1,5 @@
+import JSON
+
 /// A validated job as it is stored and read back: every field explicit, defaults filled in. Not a request
 /// format: this is what `RequestParser` produced, so reading it back validates nothing and cannot disagree
 /// with the parser of the day (limits may change between versions; an accepted job still runs as accepted).
@@ -12,6 +14,8 @@ extension JobSpec {
             ["op": "report", "records": .number(Double(records)), "report_name": .string(name)]
         case .compute(let kind, let complexity):
             ["op": "compute", "operation": .string(kind.rawValue), "complexity": .number(Double(complexity))]
+        case .handler(let name, let input):
+            ["op": "handler", "handler": .string(name), "input": input]
         }
     }
 
@@ -32,6 +36,9 @@ extension JobSpec {
                 let n = value["complexity"]?.intValue
             else { return nil }
             self = .compute(kind: kind, complexity: n)
+        case .handler:
+            guard let name = value["handler"]?.stringValue, let input = value["input"] else { return nil }
+            self = .handler(name: name, input: input)
         case nil:
             return nil
         }

@@ -1,3 +1,5 @@
+import JSON
+
 /// One validated unit of work. Both /sync and deliveryd run these through the same `WorkEngine`.
 public enum JobSpec: Sendable, Equatable {
     /// Iterated SHA-256: digest of digest, `iterations` times.
@@ -8,6 +10,8 @@ public enum JobSpec: Sendable, Equatable {
     case report(records: Int, name: String)
     /// CPU-bound work, 50x more at complexity 10 than at 1 (about 0.1-0.2 s at 1 on a 2-core x86_64: `workbench`).
     case compute(kind: ComputeKind, complexity: Int)
+    /// A handler program (see `HandlerName`), given `input` on stdin; its stdout is the result.
+    case handler(name: String, input: JSONValue)
 
     public enum ComputeKind: String, Sendable, CaseIterable {
         case hash, prime, matrix, transform
@@ -15,7 +19,7 @@ public enum JobSpec: Sendable, Equatable {
 
     /// The operations, by the name used in the `op` field.
     public enum Op: String, Sendable, CaseIterable {
-        case hash, text, report, compute
+        case hash, text, report, compute, handler
     }
 
     public var op: Op {
@@ -24,6 +28,7 @@ public enum JobSpec: Sendable, Equatable {
         case .text: .text
         case .report: .report
         case .compute: .compute
+        case .handler: .handler
         }
     }
 }
@@ -39,7 +44,8 @@ public enum Limits {
     public static let textCount = 1...20
     public static let textCountDefault = 1
     public static let reportRecords = 1...1_000
-    /// /sync refuses reports this large or larger: they belong on /async.
+    /// The most records a /sync report may have (49 is accepted, 50 is refused with use_async): larger ones
+    /// belong on /async.
     public static let reportRecordsSyncMax = 49
     public static let reportNameBytes = 1...100
     public static let reportNameDefault = "report"
@@ -73,6 +79,8 @@ extension JobSpec {
             return min(Limits.resultBytes, count * (line + 1) + overhead)
         case .report(_, let name): return overhead + 6 * name.utf8.count
         case .hash, .compute: return overhead
+        // A handler's stdout is bounded at `resultBytes` once re-serialized.
+        case .handler: return Limits.resultBytes + overhead
         }
     }
 }

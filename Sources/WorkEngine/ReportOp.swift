@@ -1,4 +1,5 @@
 import Digest
+import JSON
 
 /// The report op: deterministic from its name. The checksum chains SHA-256 over "name:i" for each
 /// record; every record also waits 10 ms, standing in for a database or disk read.

@@ -1,3 +1,5 @@
+import JSON
+
 /// Which endpoint a body was sent to; they accept slightly different fields.
 public enum RequestMode: String, Sendable {
     case sync, async
@@ -12,7 +14,8 @@ public struct ParsedRequest: Sendable, Equatable {
 }
 
 /// Turns a request body into a `ParsedRequest`, or a `ValidationError` naming the first problem.
-/// Pure: no I/O. The callback URL is only checked for shape here; network policy lives in `Delivery`.
+/// Pure: no I/O. Only the callback URL's type and length are checked here; the SSRF policy (`CallbackPolicy`) judges
+/// it, in API when the job is accepted and in Delivery before every attempt.
 public enum RequestParser {
     private static let opFields: [String: Set<String>] = [
         "hash": ["input_data", "iterations"],
@@ -39,9 +42,10 @@ public enum RequestParser {
         guard let object = value.objectValue else {
             throw ValidationError(.invalidBody, "request body must be a JSON object, not \(value.typeName)")
         }
+        if object["handler"] != nil || object["op"] == "handler" { return try handler(object, body: value, mode: mode) }
         let op = try resolveOp(object)
         guard let fields = opFields[op] else {
-            throw ValidationError(.unknownOp, "unknown op '\(op)'; expected one of compute, hash, report, text", field: "op")
+            throw ValidationError(.unknownOp, "unknown op '\(op)'; expected one of compute, hash, report, text, or handler with a handler field", field: "op")
         }
         for key in object.keys.sorted() where !fields.contains(key) && key != "op" && key != "callback_url" {
             throw ValidationError(.unknownField, "unknown field '\(key)' for op \(op)", field: key)
@@ -96,6 +100,28 @@ public enum RequestParser {
 
         let callback = try callbackURL(object, mode: mode)
         return ParsedRequest(spec: spec, callbackURL: callback, input: value)
+    }
+
+    /// `{"handler": NAME, "input": <any JSON>}` (and `op` "handler", if given). Whether NAME is installed is
+    /// the caller's question: this parser is pure.
+    private static func handler(_ object: [String: JSONValue], body: JSONValue, mode: RequestMode) throws(ValidationError) -> ParsedRequest {
+        for key in object.keys.sorted() where !["handler", "input", "op", "callback_url"].contains(key) {
+            throw ValidationError(.unknownField, "unknown field '\(key)' for a handler; give handler and input", field: key)
+        }
+        if let op = object["op"], op != "handler" {
+            throw ValidationError(.ambiguousOp, "handler is given, so op must be \"handler\" or absent", field: "op")
+        }
+        guard let nameValue = object["handler"] else { throw ValidationError(.missingField, "handler is required", field: "handler") }
+        guard let name = nameValue.stringValue else {
+            throw ValidationError(.invalidType, "handler must be a string, not \(nameValue.typeName)", field: "handler")
+        }
+        guard HandlerName.isValid(name) else {
+            throw ValidationError(
+                .outOfRange, "handler must be 1 to \(HandlerName.bytes.upperBound) of a-z, 0-9, _ and -, starting with a letter or digit",
+                field: "handler")
+        }
+        guard let input = object["input"] else { throw ValidationError(.missingField, "input is required (any JSON value)", field: "input") }
+        return ParsedRequest(spec: .handler(name: name, input: input), callbackURL: try callbackURL(object, mode: mode), input: body)
     }
 
     private static func resolveOp(_ object: [String: JSONValue]) throws(ValidationError) -> String {

@@ -1,4 +1,5 @@
 import Digest
+import JSON
 
 /// The text op. `processed_text` is the words in reverse order, upper-cased, joined by single spaces;
 /// that line repeated `count` times, again joined by a space.

@@ -3,6 +3,7 @@ import CallbackPolicy
 import Config
 import Delivery
 import Doorbell
+import Handlers
 import Foundation
 import Lifecycle
 import Store
@@ -23,6 +24,7 @@ struct Deliveryd: ParsableCommand {
     var showSecret = false
 
     func run() {
+        if showSecret { Self.showSecret() }
         Daemon.run(program: "deliveryd", checkConfig: checkConfig) { settings, logger in
             try Host.prepareFolders(settings, group: Host.frontendIdentity(settings).group)
             // deliveryd's own commits (claims, results, attempts) need no fsync each: a power loss can only make it
@@ -31,17 +33,13 @@ struct Deliveryd: ParsableCommand {
             // The size bound is workfcgi's (it stores its WORKFCGI_MAX_DB_SIZE in the database); deliveryd follows it,
             // with headroom beyond it, so the bookkeeping of jobs already accepted always fits.
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: "NORMAL", bound: .follows(fallback: settings.maxDatabaseBytes))
+                path: settings.databasePath, durability: .normal, bound: .follows(fallback: settings.maxDatabaseBytes))
             if let usage = try? store.storageUsage(), let bound = usage.boundBytes, bound != settings.maxDatabaseBytes {
                 logger.warning(
                     "WORKFCGI_MAX_DB_SIZE differs from the bound workfcgi stored in the database; following the database's",
                     metadata: ["setting": "\(settings.maxDatabaseBytes)", "database": "\(bound)"])
             }
             let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
-            if showSecret {
-                print(secret)
-                Foundation.exit(0)
-            }
             switch source {
             case .environment, .credential: break
             case .file, .migrated, .generated:
@@ -60,8 +58,10 @@ struct Deliveryd: ParsableCommand {
             if taken > 0 {
                 logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"])
             }
+            let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)
+            if let handlers { Daemon.onReloadSignal { handlers.registry.reload() } }
             let deliverer = Deliverer(
-                store: store, engine: WorkEngine(), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
+                store: store, engine: WorkEngine(handlers: handlers), client: CallbackClient(timeoutSeconds: settings.callbackTimeoutSeconds),
                 policy: try CallbackURLPolicy(settings: settings), signer: try WebhookSigner(settings: settings, fallback: secret),
                 retry: RetryPolicy(settings: settings),
                 options: .init(
@@ -89,6 +89,32 @@ struct Deliveryd: ParsableCommand {
                 // The claim loop goes round at least every poll interval, and after every claim.
                 progressing: { deliverer.secondsSinceLoop < max(10, settings.pollIntervalSeconds * 5) },
                 status: { "delivering; \(deliverer.activeWorkers) jobs in hand" })
+        }
+    }
+}
+
+extension Deliveryd {
+    /// Prints the secret a deliveryd with these settings signs with, and creates nothing: no folder, database or
+    /// secret file. Exits 0 with the secret, else 1 saying why there is none to show.
+    static func showSecret() -> Never {
+        let settings = Daemon.settings(program: "deliveryd")
+        func fail(_ message: String) -> Never {
+            FileHandle.standardError.write(Data("deliveryd: \(message)\n".utf8))
+            Foundation.exit(1)
+        }
+        if settings.webhookSecret == nil, let service = InstalledService.linked(from: settings) {
+            fail("\(service.link) links to \(service.target): the installed service signs with its own secret, not this folder's; "
+                + "as root: cat \(service.secretFile) (or WORKFCGI_WEBHOOK_SECRET in /etc/workfcgi/workfcgi.env)")
+        }
+        do {
+            guard let (secret, _) = try SecretFile.peek(settings: settings) else {
+                fail("no secret yet: WORKFCGI_WEBHOOK_SECRET is unset and \(settings.webhookSecretFile) does not exist; "
+                    + "deliveryd generates it at its first start with these settings")
+            }
+            print(secret)
+            Foundation.exit(0)
+        } catch {
+            fail("\(error)")
         }
     }
 }

@@ -48,6 +48,8 @@ struct Expectation: Sendable, Equatable {
     func measured(_ stats: SeriesStats?, callbacks: (received: Int, expected: Int)) -> Double? {
         if figure == "all" { return Double(callbacks.received) }
         guard let s = stats else { return nil }
+        // A latency of no successes is not 0: the term cannot hold.
+        if Self.latencies.contains(figure) && s.ok == 0 { return nil }
         switch figure {
         case "p50": return s.ms(50)
         case "p90": return s.ms(90)
@@ -64,9 +66,16 @@ struct Expectation: Sendable, Equatable {
         }
     }
 
+    static let latencies: Set<String> = ["p50", "p90", "p95", "p99", "p99.9", "max"]
+
     /// nil when it holds, else why not.
     func failure(_ stats: SeriesStats?, callbacks: (received: Int, expected: Int)) -> String? {
-        guard let got = measured(stats, callbacks: callbacks) else { return "\(text): no such figure in this run" }
+        guard let got = measured(stats, callbacks: callbacks) else {
+            return Self.latencies.contains(figure) && stats != nil
+                ? "\(text): no successes to measure" : "\(text): no such figure in this run"
+        }
+        // callbacks=all of no accepted job is not a success either.
+        if value == nil && callbacks.expected == 0 { return "\(text): no job was accepted" }
         let want = value ?? Double(callbacks.expected)
         let holds: Bool
         switch op {

@@ -11,10 +11,17 @@ struct LoadGen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadgen", abstract: "Sync vs async storms against workfcgi, with the callbacks received here.",
         discussion: """
-            Examples:
-              loadgen --mode mixed --duration 20s --concurrency 60 --op compute --complexity 3 --source-addresses 127.0.0.10-127.0.0.60
-              loadgen --mode async --rate 500 --duration 30s --expect "async.ack.p99<50ms,callbacks=all"
-            Exit status: 0, or 1 when an --expect term fails or nothing succeeded, 2 for a bad command line.
+            Without options: --mode both --requests 200 --concurrency 50 against http://127.0.0.1:8080, the
+            callbacks to a receiver on 127.0.0.1:9100, signatures checked with the secret from --secret,
+            $WORKFCGI_WEBHOOK_SECRET or the secret file beside the database (run/webhook-secret).
+            Examples (from the repository root, with the stack up as in the README):
+              # scripts/demo's storm: 60 sync clients on a ~1 s op beside a steady stream of 4 async jobs a second
+              loadgen --mode mixed --duration 15s --concurrency 60 --op compute --operation prime --complexity 5 \\
+                --async-rate 4 --source-addresses 127.0.0.10-127.0.0.69 --expect "callbacks=all"
+              # 200 async jobs a second for 10 s from 10 addresses (nginx allows 100 r/s per address)
+              loadgen --mode async --rate 200 --duration 10s --source-addresses 127.0.0.10-127.0.0.19 \\
+                --expect "async.ack.p99<50ms,async.errors=0,callbacks=all"
+            Exit status: 0; 1 when an --expect term fails or a series had no success at all; 2 for a bad command line.
             """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case sync, async, both, mixed, get }
@@ -25,6 +32,8 @@ struct LoadGen: AsyncParsableCommand {
     var mode: Mode = .both
     @Option(help: "--mode get: the path to GET.") var path = "/healthz"
     @Option(help: "The work, with --iterations/--complexity/--records/--text (instead of --body).") var op: Op?
+    @Option(help: "A handler (WORKFCGI_HANDLERS_DIR) to run instead of a built-in op, given --input.") var handler: String?
+    @Option(help: "--handler: its input, any JSON.") var input = "null"
     @Option(help: "hash: iterations.") var iterations = 1
     @Option(help: "compute: complexity 1-10 (operation from --operation).") var complexity = 1
     @Option(help: "compute: hash, prime, matrix or transform.") var operation = "hash"
@@ -58,7 +67,10 @@ struct LoadGen: AsyncParsableCommand {
             throw ValidationError("--rate and --async-rate must be between 0 and 1,000,000")
         }
         if let duration, Self.seconds(duration) == nil { throw ValidationError("--duration: '\(duration)' is not like 30s, 2m or 500ms") }
-        if op == nil, !((try? JSONSerialization.jsonObject(with: Data(body.utf8))) is [String: Any]) {
+        if handler != nil, (try? JSONSerialization.jsonObject(with: Data(input.utf8), options: .fragmentsAllowed)) == nil {
+            throw ValidationError("--input must be JSON")
+        }
+        if op == nil, handler == nil, !((try? JSONSerialization.jsonObject(with: Data(body.utf8))) is [String: Any]) {
             throw ValidationError("--body must be a JSON object")
         }
         if let sourceAddresses, Self.addresses(sourceAddresses) == nil {
@@ -89,6 +101,9 @@ struct LoadGen: AsyncParsableCommand {
     }
 
     var workBody: [String: Any] {
+        if let handler {
+            return ["handler": handler, "input": (try? JSONSerialization.jsonObject(with: Data(input.utf8), options: .fragmentsAllowed)) ?? NSNull()]
+        }
         switch op {
         case .hash?: return ["input_data": "loadgen", "iterations": iterations]
         case .text?: return ["text": text]
@@ -128,8 +143,13 @@ struct LoadGen: AsyncParsableCommand {
         var pacingText = rate.map { "open loop at \($0) req/s per series" } ?? "closed loop, \(concurrency) in flight per series"
         if let asyncRate { pacingText += ", async open loop at \(asyncRate) req/s" }
         let extent = duration.map { "for \($0)" } ?? "\(requests) requests per series"
+        if CommandLine.arguments.count == 1 {
+            FileHandle.standardError.write(Data("loadgen: no options given: the defaults below (loadgen --help for the rest)\n".utf8))
+        }
         FileHandle.standardError.write(Data(
             "loadgen: \(mode.rawValue), \(pacingText), \(extent), body \(String(decoding: sync.body, as: UTF8.self))\(sources.isEmpty ? "" : ", from \(sources.count) addresses")\n".utf8))
+        let verification = wantsAsync ? WebhookSecretSource.find(option: secret) : .none(why: "")
+        if wantsAsync { FileHandle.standardError.write(Data("loadgen: \(verification.summary)\n".utf8)) }
 
         let live = !quiet && isatty(STDERR_FILENO) == 1
         var stats: [String: SeriesStats] = [:]
@@ -168,9 +188,9 @@ struct LoadGen: AsyncParsableCommand {
                     Set(calls.filter { (200...299).contains($0.answered) }.map(\.webhookID)).isSuperset(of: ids)
                 }
             }
-            let check = (secret ?? ProcessInfo.processInfo.environment["WORKFCGI_WEBHOOK_SECRET"]).flatMap(SignatureCheck.init)
             callbacks = CallbackSummary.from(
-                calls: receiver.calls, accepted: accepted, check: check, runStarted: runStarted)
+                calls: receiver.calls, accepted: accepted, check: verification.check, runStarted: runStarted)
+            if case .none(let why) = verification { callbacks.uncheckedBecause = why }
             stats["async callback"] = callbacks.stats
             await receiver.stop()
         }
@@ -198,10 +218,81 @@ struct LoadGen: AsyncParsableCommand {
             }
             print("expectations met: \(expect)")
         }
-        if rows.filter({ $0.name != "async callback" }).allSatisfy({ $0.ok == 0 }) {
-            print("loadgen: nothing succeeded (is the stack up at \(url)?)")
+        // A series that sent and got nothing back as asked fails the run, whatever else succeeded.
+        let empty = rows.filter { $0.name != "async callback" && $0.sent > 0 && $0.ok == 0 }
+        if !empty.isEmpty {
+            for r in empty { print("loadgen: \(Self.noSuccess(r, url: url))") }
             throw ExitCode(1)
         }
+    }
+
+    /// Why a series had no success, with the fix when the answer names it.
+    static func noSuccess(_ r: SeriesStats, url: String) -> String {
+        let top = r.byCode.max { $0.value.count < $1.value.count }
+        var text = "no \(r.name) succeeded"
+        if let (code, seen) = top {
+            text += " (\(seen.count) of \(r.sent) × \(seen.status) \(code))"
+        } else if r.connectionErrors > 0 {
+            text += " (\(r.connectionErrors) connection errors: is the stack up at \(url)?)"
+        } else if r.timeouts > 0 {
+            text += " (\(r.timeouts) timeouts)"
+        }
+        if top?.key == "invalid_callback_url" {
+            text += ": the service refuses callbacks to this machine, where loadgen's receiver is. Open loopback to it"
+            text += " (WORKFCGI_CALLBACK_ALLOW_CIDRS=127.0.0.1/32 for both daemons; installed service: in /etc/workfcgi/workfcgi.env,"
+            text += " then systemctl restart workfcgi deliveryd), or run --mode sync"
+        }
+        return text
+    }
+}
+
+/// The webhook secret loadgen verifies callback signatures with: --secret, else $WORKFCGI_WEBHOOK_SECRET, else
+/// the secret file deliveryd writes beside its database ($WORKFCGI_WEBHOOK_SECRET_FILE, else beside
+/// $WORKFCGI_DB_PATH, else in $WORKFCGI_RUN_DIR or run/; for a checkout linked to an installed service,
+/// /var/lib/NAME, readable by root).
+enum WebhookSecretSource {
+    case given(SignatureCheck, from: String)
+    case none(why: String)
+
+    var check: SignatureCheck? { if case .given(let check, _) = self { check } else { nil } }
+
+    var summary: String {
+        switch self {
+        case .given(_, let from): "checking callback signatures with the secret from \(from)"
+        case .none(let why): "not checking callback signatures: \(why)"
+        }
+    }
+
+    static func find(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> WebhookSecretSource {
+        if let option { return SignatureCheck(secret: option).map { .given($0, from: "--secret") } ?? .none(why: "--secret is not whsec_<base64>") }
+        if let value = environment["WORKFCGI_WEBHOOK_SECRET"], !value.isEmpty {
+            return SignatureCheck(secret: value).map { .given($0, from: "$WORKFCGI_WEBHOOK_SECRET") }
+                ?? .none(why: "$WORKFCGI_WEBHOOK_SECRET is not whsec_<base64>")
+        }
+        var tried: [String] = []
+        for path in candidates(environment) where !tried.contains(path) {
+            tried.append(path)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return SignatureCheck(secret: secret).map { .given($0, from: path) } ?? .none(why: "\(path) holds no whsec_ secret")
+        }
+        return .none(why: "no --secret, no $WORKFCGI_WEBHOOK_SECRET, and no readable secret file (\(tried.joined(separator: ", ")))")
+    }
+
+    static func candidates(_ environment: [String: String]) -> [String] {
+        if let file = environment["WORKFCGI_WEBHOOK_SECRET_FILE"], !file.isEmpty { return [file] }
+        var out: [String] = []
+        if let db = environment["WORKFCGI_DB_PATH"], !db.isEmpty {
+            out.append((db.contains("/") ? String(db[..<db.lastIndex(of: "/")!]) : ".") + "/webhook-secret")
+        }
+        let run = environment["WORKFCGI_RUN_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "run"
+        // scripts/install-systemd links run/api.sock to /run/NAME/api.sock; NAME's secret is in /var/lib/NAME.
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: run + "/api.sock") {
+            let parts = target.split(separator: "/")
+            if parts.count >= 3, parts[0] == "run" { out.append("/var/lib/\(parts[1])/webhook-secret") }
+        }
+        out.append(run + "/webhook-secret")
+        return out
     }
 }
 
@@ -212,6 +303,8 @@ struct CallbackSummary: Sendable {
     var duplicates = 0
     var badSignatures = 0
     var signaturesChecked = false
+    /// Why signatures were not checked, for the table.
+    var uncheckedBecause = "no --secret"
     var stats = SeriesStats(name: "async callback")
 
     var missing: Int { expected - received }

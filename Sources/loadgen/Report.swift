@@ -14,7 +14,8 @@ enum Report {
             out += r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
             out += pad("\(r.sent)", 8) + pad("\(r.ok)", 8) + pad("\(r.byStatus[429] ?? 0)", 7) + pad("\(r.byStatus[503] ?? 0)", 7)
             out += pad("\(other)", 7) + pad("\(r.timeouts)", 9) + pad("\(r.connectionErrors)", 6) + pad(String(format: "%.0f", r.goodput), 11)
-            for p in [50.0, 90, 95, 99, 99.9, 100] { out += pad(ms(r.ms(p)), 8) }
+            // No successes, no latencies: a dash, never a 0.0 that reads as fast.
+            for p in [50.0, 90, 95, 99, 99.9, 100] { out += pad(r.ok > 0 ? ms(r.ms(p)) : "-", 8) }
             out += "\n"
         }
         for r in rows where r.refused.totalCount > 0 {
@@ -30,7 +31,7 @@ enum Report {
             out += "  callbacks received \(callbacks.received)/\(callbacks.expected)"
             out += callbacks.missing > 0 ? ", \(callbacks.missing) never came" : ""
             out += ", \(callbacks.duplicates) duplicates, "
-            out += callbacks.signaturesChecked ? "\(callbacks.badSignatures) bad signatures\n" : "signatures not checked (no --secret)\n"
+            out += callbacks.signaturesChecked ? "\(callbacks.badSignatures) bad signatures\n" : "signatures not checked (\(callbacks.uncheckedBecause))\n"
         }
         return out
     }
@@ -66,8 +67,11 @@ enum Report {
                 "by_code": r.byCode.mapValues { ["count": $0.count, "status": $0.status, "message": $0.message] },
                 "timeouts": r.timeouts, "connection_errors": r.connectionErrors, "goodput_per_second": r.goodput,
                 "throughput_per_second": r.throughput, "seconds": r.seconds,
-                "latency_ms": ["p50": r.ms(50), "p90": r.ms(90), "p95": r.ms(95), "p99": r.ms(99), "p99.9": r.ms(99.9), "max": r.ms(100)],
-                "refusal_latency_ms": ["p50": r.ms(50, refusals: true), "p99": r.ms(99, refusals: true), "max": r.ms(100, refusals: true)],
+                // null when there was nothing to measure.
+                "latency_ms": r.ok == 0 ? NSNull() as Any
+                    : ["p50": r.ms(50), "p90": r.ms(90), "p95": r.ms(95), "p99": r.ms(99), "p99.9": r.ms(99.9), "max": r.ms(100)],
+                "refusal_latency_ms": r.refused.totalCount == 0 ? NSNull() as Any
+                    : ["p50": r.ms(50, refusals: true), "p99": r.ms(99, refusals: true), "max": r.ms(100, refusals: true)],
                 "spectrum": r.spectrum.map { ["percentile": $0.percentile, "ms": $0.ms] },
             ]
         }

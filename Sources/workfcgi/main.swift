@@ -4,6 +4,7 @@ import CallbackPolicy
 import Config
 import Doorbell
 import FastCGI
+import Handlers
 import Foundation
 import Lifecycle
 import Store
@@ -35,14 +36,16 @@ struct Workfcgi: ParsableCommand {
                     metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
             }
             let store = try SQLiteStore(
-                path: settings.databasePath, synchronous: settings.durability.sqliteSynchronous,
+                path: settings.databasePath, durability: settings.durability,
                 // The front door sets the bound, for deliveryd too: one value, kept in the database.
                 bound: .sets(settings.maxDatabaseBytes))
+            let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)
+            if let handlers { Daemon.onReloadSignal { handlers.registry.reload() } }
             let api = API(
-                store: store, engine: WorkEngine(), policy: try CallbackURLPolicy(settings: settings),
+                store: store, engine: WorkEngine(handlers: handlers), policy: try CallbackURLPolicy(settings: settings),
                 doorbell: Doorbell(path: settings.doorbellSocket), settings: settings, operators: try OperatorRule(settings: settings),
                 logger: logger,
-                build: (BuildInfo.version, BuildInfo.revision))
+                build: (BuildInfo.version, BuildInfo.revision), handlerMetrics: handlers?.metrics)
 
             FastCGIServer.initialize()
             // Socket activation (workfcgi.socket): systemd holds the sockets, so a restart drops no connection.

@@ -4,6 +4,7 @@ import Config
 import Doorbell
 import FastCGI
 import Foundation
+import JSON
 import Store
 import Testing
 import WorkEngine
@@ -34,7 +35,7 @@ import WorkEngine
     }
 
     func call(
-        _ method: String, _ path: String, query: [String: String] = [:], body: String? = nil,
+        _ method: HTTPMethod, _ path: String, query: [String: String] = [:], body: String? = nil,
         headers: [String: String] = ["content-type": "application/json"], client: String = "192.0.2.1"
     ) -> (status: Int, json: JSONValue, headers: [String: String]) {
         let response = api.handle(

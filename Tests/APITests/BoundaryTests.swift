@@ -4,6 +4,7 @@ import Config
 import Doorbell
 import FastCGI
 import Foundation
+import JSON
 import Store
 import Testing
 import WorkEngine
@@ -27,7 +28,7 @@ import WorkEngine
     }
 
     func call(
-        _ method: String, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
+        _ method: HTTPMethod, _ path: String, client: String = "192.0.2.1", headers: [String: String] = [:], pool: Pool = .api,
         serverPort: Int? = 8080
     ) -> HTTPResponse {
         let headers = ["host": "127.0.0.1:8080"].merging(headers) { $1 }
@@ -62,7 +63,7 @@ import WorkEngine
     @Test func noSpellingReachesAnOperatorEndpointFromElsewhere() {
         for path in Self.operatorPaths {
             for spelling in [path] + Self.spellings(path) {
-                for method in ["GET", "HEAD", "POST"] {
+                for method: HTTPMethod in [.get, .head, .post] {
                     let r = call(method, spelling)
                     #expect(!(200..<400).contains(r.status), "\(method) \(spelling) answered \(r.status)")
                 }
@@ -81,7 +82,7 @@ import WorkEngine
             let route = Route(path: path)
             if let route { #expect(route.path == path) }
             guard route == nil || route!.isOperator else { continue }
-            for method in ["GET", "POST"] {
+            for method: HTTPMethod in [.get, .post] {
                 let r = call(method, path)
                 #expect(!(200..<400).contains(r.status), "\(method) \(path.debugDescription) answered \(r.status)")
             }
@@ -158,7 +159,7 @@ import WorkEngine
     }
 
     @Test func publicHealthCountsCircuitsButNamesNoHost() throws {
-        let circuits: JSONValue = [["host": "hooks.private.example:443", "state": "open", "consecutive_failures": 5]]
+        let circuits = [Circuit(host: "hooks.private.example:443", state: .open, consecutiveFailures: 5, retryAt: Clock.nowMillis() + 60_000)]
         try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: Clock.nowMillis())
         let open = String(decoding: call("GET", "/healthz").body, as: UTF8.self)
         #expect(!open.contains("hooks.private.example") && open.contains(#""open_circuits":1"#), "\(open)")

@@ -97,3 +97,61 @@ import Testing
         #expect(error?.variable == "WORKFCGI_SYNC_WIAT")
     }
 }
+
+/// `--check-config`'s text: settings written back as one sets them, set apart from defaults, secrets masked.
+@Suite struct EffectiveSettingsTests {
+    @Test func valuesInTheFormOneSetsThem() throws {
+        let lines = try Settings.effective(environment: ["PATH": "/usr/bin"]).map(\.line)
+        for expected in [
+            "WORKFCGI_SYNC_WAIT=2s", "WORKFCGI_CALLBACK_PORTS=80,443,8000-9999", "WORKFCGI_RETENTION=7d",
+            "WORKFCGI_RETRY_SCHEDULE=1s,2s,4s,8s", "WORKFCGI_MAX_DB_SIZE=4g", "WORKFCGI_CLIENT_STORAGE_LIMIT=512m",
+            "WORKFCGI_RETRY_JITTER=0.25", "WORKFCGI_DB_PATH=run/workfcgi.db", "WORKFCGI_ALLOW_PRIVATE_CALLBACKS=false",
+            "WORKFCGI_OPERATOR_HOSTS=localhost,127.0.0.1,[::1]", "WORKFCGI_WEBHOOK_SECRET=", "WORKFCGI_SYNC_PRUNE_AT=90%",
+        ] {
+            #expect(lines.contains(expected), "\(expected) in \(lines)")
+        }
+        #expect(!lines.contains { $0.contains("NGINX_USER") }, "the older name only when set")
+        #expect(!lines.contains { $0.contains("Optional") || $0.contains("ClosedRange") || $0.contains(" = ") })
+        // Each variable once, and every one of them: the same set an unknown-variable error lists.
+        let names = lines.map { String($0.prefix { $0 != "=" }) }
+        #expect(Set(names).count == names.count)
+        #expect(names.count >= 40)
+    }
+
+    @Test func environmentApartFromDefaultsAndSecretsMasked() throws {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        let effective = try Settings.effective(environment: [
+            "WORKFCGI_SYNC_WAIT": "250ms", "WORKFCGI_RETENTION": "forever", "WORKFCGI_WEBHOOK_SECRET": secret,
+            "WORKFCGI_CALLBACK_PORTS": " 9000-9100,80", "WORKFCGI_LEASE": "90s", "WORKFCGI_MAX_DB_SIZE": "1536k",
+            "WORKFCGI_RETRY_SCHEDULE": "none", "WORKFCGI_CALLBACK_TIMEOUT": "1.5s",
+        ])
+        let set = effective.filter(\.fromEnvironment).map(\.line)
+        #expect(set == [
+            "WORKFCGI_SYNC_WAIT=250ms", "WORKFCGI_RETRY_SCHEDULE=none", "WORKFCGI_CALLBACK_TIMEOUT=1500ms",
+            "WORKFCGI_CALLBACK_PORTS=9000-9100,80", "WORKFCGI_LEASE=90s", "WORKFCGI_RETENTION=forever",
+            "WORKFCGI_MAX_DB_SIZE=1536k", "WORKFCGI_WEBHOOK_SECRET=(masked)",
+        ])
+        let text = Settings.checkConfigText(effective)
+        #expect(!text.contains(secret) && !text.contains("MfKQ"))
+        #expect(text.hasPrefix("# set in the environment\nWORKFCGI_SYNC_WAIT=250ms\n"))
+        #expect(text.contains("\n# defaults (not set)\nWORKFCGI_RUN_DIR=run\n"))
+        // What the text prints is what the settings read back.
+        let environment = Dictionary(uniqueKeysWithValues: effective.filter { $0.name != "WORKFCGI_WEBHOOK_SECRET" }.map { ($0.name, $0.value) })
+        #expect(try Settings(environment: environment) == Settings(environment: ["WORKFCGI_SYNC_WAIT": "250ms", "WORKFCGI_RETENTION": "forever",
+            "WORKFCGI_CALLBACK_PORTS": "9000-9100,80", "WORKFCGI_LEASE": "90s", "WORKFCGI_MAX_DB_SIZE": "1536k",
+            "WORKFCGI_RETRY_SCHEDULE": "none", "WORKFCGI_CALLBACK_TIMEOUT": "1.5s"]))
+    }
+
+    @Test func durationsAndSizes() {
+        #expect(SettingText.duration(2) == "2s" && SettingText.duration(0.25) == "250ms" && SettingText.duration(604_800) == "7d")
+        #expect(SettingText.duration(90) == "90s" && SettingText.duration(3600) == "1h" && SettingText.duration(0.0005) == "0.0005s")
+        #expect(SettingText.duration(0) == "0ms")
+        #expect(SettingText.bytes(4 << 30) == "4g" && SettingText.bytes(1536 << 10) == "1536k" && SettingText.bytes(1000) == "1000")
+    }
+
+    @Test func stillRefusesWhatSettingsRefuses() {
+        #expect(throws: ConfigError(variable: "WORKFCGI_SYNC_WAIT", message: "must be a duration like 500ms, 2s, 5m or 1h between 0.0s and 300.0s, got 'soon'")) {
+            try Settings.effective(environment: ["WORKFCGI_SYNC_WAIT": "soon"])
+        }
+    }
+}

@@ -21,11 +21,11 @@ import Testing
         }
         // Open until 2 + 1000.
         #expect(gate.admit("h:443", now: 500) == .later(until: 1002, reason: "circuit open after 3 consecutive failures"))
-        #expect(gate.circuits(now: 500).map(\.state) == ["open"])
+        #expect(gate.circuits(now: 500).map(\.state) == [.open])
         // Half-open: one probe, the rest wait.
         #expect(gate.admit("h:443", now: 1002) == .go)
         if case .go = gate.admit("h:443", now: 1003) { Issue.record("only one probe at a time") }
-        #expect(gate.circuits(now: 1003).map(\.state) == ["half-open"])
+        #expect(gate.circuits(now: 1003).map(\.state) == [.halfOpen])
         // A failed probe reopens with a doubled cooldown.
         gate.finish("h:443", healthy: false, now: 1100)
         #expect(gate.admit("h:443", now: 1200) == .later(until: 3100, reason: "circuit open after 4 consecutive failures"))

@@ -1,4 +1,5 @@
 import Digest
+import Store
 import Foundation
 import Testing
 
@@ -83,13 +84,15 @@ import Testing
 
     @Test func payloadShape() throws {
         let body = CallbackPayload.body(
-            id: "r1", op: .hash, result: ["hash": "ab"], error: nil, durationMs: 1.23456, at: Date(timeIntervalSince1970: 0))
+            id: "r1", op: .hash, work: WorkResult(result: ["hash": "ab"], error: nil, durationMs: 1.23456, completedAt: 0),
+            at: Date(timeIntervalSince1970: 0))
         let json = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any]
         #expect(json?["request_id"] as? String == "r1")
         #expect(json?["status"] as? String == "completed")
         #expect(json?["timestamp"] as? String == "1970-01-01T00:00:00.000Z")
         #expect((json?["result"] as? [String: Any])?["hash"] as? String == "ab")
-        let failed = CallbackPayload.body(id: "r2", op: .hash, result: nil, error: "boom", durationMs: nil, at: Date())
+        let failed = CallbackPayload.body(
+            id: "r2", op: .hash, work: WorkResult(result: nil, error: "boom", durationMs: 0, completedAt: 0), at: Date())
         let failedJSON = try JSONSerialization.jsonObject(with: Data(failed)) as? [String: Any]
         #expect(failedJSON?["status"] as? String == "failed")
         #expect(failedJSON?["result"] == nil)

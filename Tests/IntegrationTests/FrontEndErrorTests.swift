@@ -22,7 +22,7 @@ import Glibc
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw Stack.Timeout(description: "connect failed") }
+        guard rc == 0 else { throw Stack.Failure(description: "connect failed") }
         let bytes = Array(request.utf8)
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         let text = String(decoding: receiveUntilClosed(fd), as: UTF8.self)

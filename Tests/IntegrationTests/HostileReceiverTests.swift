@@ -25,7 +25,7 @@ import Glibc
             let ok = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0 }
             }
-            guard ok else { throw Stack.Timeout(description: "cannot listen") }
+            guard ok else { throw Stack.Failure(description: "cannot listen") }
             port = Int(UInt16(bigEndian: address.sin_port))
             Thread.detachNewThread { [self] in serve() }
         }
@@ -75,7 +75,7 @@ import Glibc
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 64) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard ok else { throw Stack.Timeout(description: "cannot listen on \(host)") }
+        guard ok else { throw Stack.Failure(description: "cannot listen on \(host)") }
         return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
@@ -85,10 +85,13 @@ import Glibc
         let silent = try (10..<30).map { try Self.silentListener("127.0.0.\($0)") }
         defer { for s in silent { close(s.fd) } }
         let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_WORKERS": "4", "WORKFCGI_RETRY_SCHEDULE": "none"])
-        for (i, s) in silent.enumerated() {
-            _ = try stack.submit(#"{"text": "slow", "callback_url": "http://127.0.0.\#(10 + i):\#(s.port)/never"}"#)
+        let slow = try silent.enumerated().map { i, s in
+            try stack.submit(#"{"text": "slow", "callback_url": "http://127.0.0.\#(10 + i):\#(s.port)/never"}"#)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        // Every slow job computed and its callback under way (or already given up) before the fast one comes.
+        try stack.waitFor("the slow callbacks to be under way") {
+            slow.allSatisfy { id in ["delivering", "failed"].contains((try? stack.record(id))?["status"] as? String) }
+        }
         let submitted = Date()
         let id = try stack.submit(#"{"text": "fast", "callback_url": "http://127.0.0.1:\#(port)/ok"}"#)
         #expect(await receiver.wait(timeout: 15) { $0.contains { $0.webhookID == id } })

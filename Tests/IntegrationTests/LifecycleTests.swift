@@ -87,11 +87,44 @@ import Testing
             let bad = try run(program, ["--check-config"], env: ["WORKFCGI_SYNC_WAIT=soon"])
             #expect(bad.status == 2 && bad.output.contains("WORKFCGI_SYNC_WAIT"), "\(bad.output)")
             let good = try run(program, ["--check-config"], env: ["WORKFCGI_WEBHOOK_SECRET=\(Stack.secret)"])
-            #expect(good.status == 0 && good.output.contains("webhookSecret = (set, masked)"), "\(good.output)")
+            #expect(good.status == 0 && good.output.contains("WORKFCGI_WEBHOOK_SECRET=(masked)") && good.output.contains("WORKFCGI_SYNC_WAIT=2s"), "\(good.output)")
             #expect(!good.output.contains(Stack.secret), "the secret is never printed")
         }
         // None of that started a daemon: no socket, no database.
         #expect(!FileManager.default.fileExists(atPath: folder + "/api.sock"))
         #expect(!FileManager.default.fileExists(atPath: folder + "/workfcgi.db"))
+    }
+
+    /// `--show-secret` shows the secret a deliveryd with these settings signs with and creates nothing; a run
+    /// folder linked to an installed service's sockets (scripts/install-systemd) is refused by both daemons,
+    /// with where that service's things are, instead of a second deliveryd on another database.
+    @Test func showSecretCreatesNothingAndAServicesRunFolderIsRefused() throws {
+        let folder = NSTemporaryDirectory() + "secret-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func run(_ program: String, _ arguments: [String], env: [String] = []) throws -> (status: Int32, output: String) {
+            try Stack.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", "WORKFCGI_RUN_DIR=\(folder)"] + env
+                + [Stack.binDirectory.appendingPathComponent(program).path] + arguments)
+        }
+        let none = try run("deliveryd", ["--show-secret"])
+        #expect(none.status == 1 && none.output.contains("no secret yet") && none.output.contains("\(folder)/webhook-secret"), "\(none.output)")
+        #expect(!FileManager.default.fileExists(atPath: folder), "nothing created: no folder, database or secret")
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        #expect(FileManager.default.createFile(atPath: folder + "/webhook-secret", contents: Data("\(Stack.secret)\n".utf8), attributes: [.posixPermissions: 0o600]))
+        let shown = try run("deliveryd", ["--show-secret"])
+        #expect(shown.status == 0 && shown.output == Stack.secret + "\n", "\(shown.output)")
+        let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        #expect(try run("deliveryd", ["--show-secret"], env: ["WORKFCGI_WEBHOOK_SECRET=\(other)"]).output == other + "\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["webhook-secret"])
+
+        try FileManager.default.createSymbolicLink(atPath: folder + "/api.sock", withDestinationPath: "/run/svc/api.sock")
+        let linked = try run("deliveryd", ["--show-secret"])
+        #expect(linked.status == 1 && linked.output.contains("cat /var/lib/svc/webhook-secret"), "\(linked.output)")
+        for program in ["deliveryd", "workfcgi"] {
+            let refused = try run(program, [])
+            #expect(refused.status == 1, "\(program): \(refused.output)")
+            #expect(refused.output.contains("this run folder is the installed service's") && refused.output.contains("systemctl status svc svc-deliveryd"),
+                "\(program): \(refused.output)")
+        }
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)) == ["webhook-secret", "api.sock"], "no database, no sockets")
     }
 }

@@ -52,7 +52,7 @@ import Testing
 
     @Test func itFailsWhenNothingSucceedsOrAnExpectationDoesNot() throws {
         let dead = try Stack.run(Self.loadgen, ["--url", "http://127.0.0.1:\(try Stack.freePort())", "--mode", "sync", "--requests", "5", "--quiet"])
-        #expect(dead.status == 1 && dead.output.contains("nothing succeeded"), "\(dead.output)")
+        #expect(dead.status == 1 && dead.output.contains("no sync response succeeded"), "\(dead.output)")
         #expect(dead.output.contains("connection errors"), "says why")
         #expect(dead.output.contains("no sync caller got a result"), "and the conclusion does not pretend otherwise")
 
@@ -63,6 +63,16 @@ import Testing
             "--url", stack.baseURL, "--mode", "sync", "--requests", "10", "--concurrency", "2", "--op", "text", "--expect", "sync.p50<0.001ms", "--quiet",
         ])
         #expect(strict.status == 1 && strict.output.contains("expectations failed") && strict.output.contains("sync.p50<0.001ms"), "\(strict.output)")
+        // Sync succeeds but every async job is refused (callbacks to this machine closed, as installed): exit 1, saying how to open them.
+        let closed = try Stack(settings: ["WORKFCGI_ALLOW_PRIVATE_CALLBACKS": "false"])
+        try closed.start([.workfcgi, .nginx])
+        defer { closed.stopAll() }
+        let refused = try Stack.run(Self.loadgen, [
+            "--url", closed.baseURL, "--mode", "both", "--requests", "5", "--concurrency", "2", "--op", "text", "--receiver-port", "0", "--quiet",
+        ])
+        #expect(refused.status == 1, "\(refused.output)")
+        #expect(refused.output.contains("no async ack succeeded (5 of 5 × 422 invalid_callback_url)")
+            && refused.output.contains("WORKFCGI_CALLBACK_ALLOW_CIDRS=127.0.0.1/32"), "\(refused.output)")
         let bad = try Stack.run(Self.loadgen, ["--expect", "p99<5"])
         #expect(bad.status == 64, "a malformed --expect is a usage error: \(bad.output)")
     }

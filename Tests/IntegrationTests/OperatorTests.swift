@@ -79,6 +79,16 @@ import Testing
         try await Task.sleep(for: .milliseconds(800))
         #expect(failing.calls.count == attemptsAtFailingHost)
         #expect(attemptsAtFailingHost <= 2 + 4, "\(attemptsAtFailingHost) attempts reached the failing host")
+        // A restart does not forget the open circuit: the new deliveryd reads it back from the last heartbeat
+        // and sends the dead host nothing before its cooldown ends.
+        #expect(stack.stop(.deliveryd) == 0)
+        try stack.start([.deliveryd])
+        try stack.waitFor("circuit open again in /healthz after the restart") {
+            let circuits = ((try? client.get(stack.baseURL + "/healthz"))?.json?["deliveryd"] as? [String: Any])?["circuits"] as? [[String: Any]]
+            return circuits?.contains { $0["host"] as? String == "127.0.0.1:\(failingPort)" && $0["state"] as? String == "open" } == true
+        }
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(failing.calls.count == attemptsAtFailingHost, "the restarted deliveryd sent to the open circuit's host")
         await failing.stop()
         await healthy.stop()
     }
@@ -154,7 +164,14 @@ import Testing
         let t0 = Date()
         try stack.waitFor("deliveryd shown down", timeout: 2) { ((try? metrics()) ?? "").contains("workfcgi_deliveryd_up 0") }
         #expect(Date().timeIntervalSince(t0) < 2)
-        #expect((try client.get(stack.baseURL + "/healthz").json?["deliveryd"] as? [String: Any])?["running"] as? Bool == false)
+        // After a clean stop the heartbeat's age and the circuits are unknown (null), not 57 years and none.
+        try stack.waitFor("/healthz shows deliveryd down", timeout: 2) {
+            ((try? client.get(stack.baseURL + "/healthz").json)?["deliveryd"] as? [String: Any])?["running"] as? Bool == false
+        }
+        let daemon = try #require(try client.get(stack.baseURL + "/healthz").json?["deliveryd"] as? [String: Any])
+        #expect(daemon["heartbeat_age_ms"] is NSNull && daemon["open_circuits"] is NSNull && daemon["circuits"] is NSNull, "\(daemon)")
+        let page = try client.get(stack.baseURL + "/ui").text
+        #expect(page.contains("unknown (deliveryd down)") && !page.contains("<b class=ok>0</b>open circuits"), "\(page)")
         await receiver.stop()
     }
 }

@@ -92,7 +92,7 @@ enum RawHTTP {
     /// everything read until the server closes; a chunked answer is de-chunked.
     static func exchange(port: Int, _ parts: [String], pauseMicroseconds: useconds_t = 300_000) throws -> Answer {
         let fd = connect(port: port)
-        guard fd >= 0 else { throw Stack.Timeout(description: "connect to \(port) failed") }
+        guard fd >= 0 else { throw Stack.Failure(description: "connect to \(port) failed") }
         defer { close(fd) }
         for (index, part) in parts.enumerated() {
             if index > 0 { usleep(pauseMicroseconds) }

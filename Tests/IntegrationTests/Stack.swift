@@ -144,7 +144,7 @@ final class Stack: @unchecked Sendable {
         let config = directory.appendingPathComponent(frontEnd.config)
         let (line, replacement) = frontEnd.listen(port)
         let text = try String(contentsOf: config, encoding: .utf8)
-        guard text.contains(line) else { throw Timeout(description: "\(frontEnd.config) has no '\(line)'") }
+        guard text.contains(line) else { throw Failure(description: "\(frontEnd.config) has no '\(line)'") }
         try text.replacingOccurrences(of: line, with: replacement).write(to: config, atomically: true, encoding: .utf8)
         if frontEnd == .caddy {
             let home = directory.appendingPathComponent("caddy-home")
@@ -322,7 +322,7 @@ final class Stack: @unchecked Sendable {
         defer { envp.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
-        guard rc == 0 else { throw Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw Failure(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
         return pid
     }
 
@@ -350,13 +350,16 @@ final class Stack: @unchecked Sendable {
         return files.compactMap { try? String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8) }.joined()
     }
 
+    /// What `waitFor` throws when its condition does not come true in time.
     struct Timeout: Error, CustomStringConvertible { var description: String }
+    /// A set-up step that failed (a socket, a process, a config line): not a wait that ran out.
+    struct Failure: Error, CustomStringConvertible { var description: String }
 
     /// POSTs an /async job and returns its request id; throws unless the answer is 202.
     func submit(_ body: String) throws -> String {
         let response = try HTTPClient().postJSON(baseURL + "/async", body)
         guard response.status == 202, let id = response.json?["request_id"] as? String else {
-            throw Timeout(description: "not accepted (\(response.status)): \(response.text)")
+            throw Failure(description: "not accepted (\(response.status)): \(response.text)")
         }
         return id
     }
@@ -405,7 +408,7 @@ final class Stack: @unchecked Sendable {
                 return getsockname(fd, p, &length)
             }
         }
-        guard bound == 0 else { throw Timeout(description: "no free port") }
+        guard bound == 0 else { throw Failure(description: "no free port") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
@@ -426,7 +429,7 @@ final class Stack: @unchecked Sendable {
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard rc == 0 else { throw Timeout(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw Failure(description: "cannot run \(executable): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)

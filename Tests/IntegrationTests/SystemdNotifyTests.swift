@@ -19,7 +19,7 @@ import Glibc
             let rc = withUnsafePointer(to: &sa) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
-            guard rc == 0 else { throw Stack.Timeout(description: "bind \(path) failed") }
+            guard rc == 0 else { throw Stack.Failure(description: "bind \(path) failed") }
             var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }

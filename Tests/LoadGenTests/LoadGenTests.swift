@@ -140,3 +140,53 @@ import Testing
         #expect(Engine.field("request_id", in: body) == nil)
     }
 }
+
+/// The traps of issue 20: figures of nothing, a secret sitting beside the database, a series that got nothing.
+@Suite struct EmptyRunTests {
+    static func refusedOnly(_ name: String, code: String, status: Int = 422) -> SeriesStats {
+        var s = SeriesStats(name: name)
+        for _ in 0..<3 { s.record(Outcome(kind: .refused(status: status, code: code, message: "refused"), micros: 1000, at: 0)) }
+        return s
+    }
+
+    @Test func latenciesOfNoSuccessesAreNeitherZeroNorMet() throws {
+        let ack = Self.refusedOnly("async ack", code: "invalid_callback_url")
+        let table = Report.table([ack], callbacks: CallbackSummary(expected: 0))
+        let row = table.split(separator: "\n")[1]
+        #expect(!row.contains("0.0") && row.hasSuffix("-"), "\(row)")
+        let terms = try Expectation.parse("async.ack.p99<50ms,callbacks=all")
+        #expect(terms[0].failure(ack, callbacks: (0, 0)) == "async.ack.p99<50ms: no successes to measure")
+        #expect(terms[1].failure(nil, callbacks: (0, 0)) == "callbacks=all: no job was accepted")
+        let json = try JSONSerialization.jsonObject(with: Report.json([ack], callbacks: CallbackSummary(expected: 0), mode: "async", pacing: ""))
+        let series = ((json as? [String: Any])?["series"] as? [[String: Any]])?.first
+        #expect(series?["latency_ms"] is NSNull && series?["refusal_latency_ms"] is [String: Any])
+    }
+
+    @Test func aSeriesWithNoSuccessSaysWhyAndHowToFixIt() {
+        let refused = LoadGen.noSuccess(Self.refusedOnly("async ack", code: "invalid_callback_url"), url: "http://127.0.0.1:8080")
+        #expect(refused.hasPrefix("no async ack succeeded (3 of 3 × 422 invalid_callback_url): the service refuses callbacks"))
+        #expect(refused.contains("WORKFCGI_CALLBACK_ALLOW_CIDRS=127.0.0.1/32") && refused.contains("/etc/workfcgi/workfcgi.env"))
+        var down = SeriesStats(name: "sync response")
+        down.record(Outcome(kind: .connectionError("Connection refused"), micros: 0, at: 0))
+        #expect(LoadGen.noSuccess(down, url: "http://x:1") == "no sync response succeeded (1 connection errors: is the stack up at http://x:1?)")
+    }
+
+    @Test func theSecretFileBesideTheDatabaseIsFound() throws {
+        let folder = NSTemporaryDirectory() + "loadgen-secret-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        try (secret + "\n").write(toFile: folder + "/webhook-secret", atomically: true, encoding: .utf8)
+        let found = WebhookSecretSource.find(option: nil, environment: ["WORKFCGI_DB_PATH": folder + "/workfcgi.db"])
+        #expect(found.summary == "checking callback signatures with the secret from \(folder)/webhook-secret")
+        #expect(found.check != nil)
+        let none = WebhookSecretSource.find(option: nil, environment: ["WORKFCGI_RUN_DIR": folder + "/nothing"])
+        #expect(none.check == nil && none.summary.contains("\(folder)/nothing/webhook-secret"), "\(none.summary)")
+        #expect(WebhookSecretSource.find(option: secret, environment: [:]).summary.hasSuffix("from --secret"))
+        #expect(WebhookSecretSource.find(option: nil, environment: ["WORKFCGI_WEBHOOK_SECRET": secret]).summary.hasSuffix("$WORKFCGI_WEBHOOK_SECRET"))
+        // A checkout linked to an installed service: its secret is in /var/lib/NAME.
+        try FileManager.default.createDirectory(atPath: folder + "/run", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: folder + "/run/api.sock", withDestinationPath: "/run/svc/api.sock")
+        #expect(WebhookSecretSource.candidates(["WORKFCGI_RUN_DIR": folder + "/run"]) == ["/var/lib/svc/webhook-secret", folder + "/run/webhook-secret"])
+    }
+}

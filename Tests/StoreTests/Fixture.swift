@@ -1,4 +1,5 @@
 import Foundation
+import Config
 import Harness
 import Synchronization
 import Testing
@@ -44,8 +45,8 @@ final class Fixture: Sendable {
     func open(bound: SizeBound? = nil, deliveryd: Bool = false) throws -> any JobStore {
         let store: any JobStore =
             switch backend {
-            case .sqlite: try SQLiteStore(path: sqlitePath, synchronous: deliveryd ? "NORMAL" : "FULL", bound: bound)
-            case .postgres: try PostgresStore(url: postgresURL!, durable: !deliveryd, bound: bound)
+            case .sqlite: try SQLiteStore(path: sqlitePath, durability: deliveryd ? .normal : .full, bound: bound)
+            case .postgres: try PostgresStore(url: postgresURL!, durability: deliveryd ? .normal : .full, bound: bound)
             }
         stores.withLock { $0.append(store) }
         return store

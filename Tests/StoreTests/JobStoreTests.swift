@@ -1,4 +1,6 @@
+import Config
 import Foundation
+import JSON
 import Synchronization
 import Testing
 import WorkEngine
@@ -41,7 +43,7 @@ import WorkEngine
             #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1).isEmpty)
             #expect(try store.request(id: j.id)?.status == .processing)
 
-            try store.saveResult(id: j.id, result: ["hash": "ab"], error: nil, durationMs: 3, now: now + 5)
+            try store.saveResult(id: j.id, WorkResult(result: ["hash": "ab"], error: nil, durationMs: 3, completedAt: now + 5))
             #expect(try store.backlog() == 0)
             try store.recordAttempt(
                 id: j.id, attempt: AttemptRecord(n: 1, at: now + 6, durationMs: 2, httpStatus: 500, error: "HTTP 500", nextAttemptAt: now + 1000),
@@ -50,7 +52,7 @@ import WorkEngine
             #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 999).isEmpty, "not due before its retry time")
             let again = try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1000)
             #expect(again.first?.attempts == 1)
-            #expect(again.first?.work == .done(result: ["hash": "ab"], error: nil, durationMs: 3), "work is not redone after a failed delivery")
+            #expect(again.first?.work == .done(WorkResult(result: ["hash": "ab"], error: nil, durationMs: 3, completedAt: now + 5)), "work is not redone after a failed delivery")
             try store.recordAttempt(
                 id: j.id, attempt: AttemptRecord(n: 2, at: now + 1001, durationMs: 2, httpStatus: 200, error: nil, nextAttemptAt: nil),
                 outcome: .delivered)
@@ -82,7 +84,7 @@ import WorkEngine
             let j = job(now)
             _ = try store.enqueue(j, backlogLimit: 10)
             _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
-            try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: now)
+            try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now))
             try store.recordAttempt(
                 id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 410, error: "HTTP 410", nextAttemptAt: nil),
                 outcome: .giveUp(reason: "receiver answered 410 Gone"))
@@ -145,14 +147,14 @@ import WorkEngine
             _ = try store.enqueue(j, backlogLimit: 10)
             #expect(try store.redeliver(id: j.id, now: now) == .notFinished(.pending))
             _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
-            try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: now)
+            try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now))
             try store.recordAttempt(
                 id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
                 outcome: .delivered)
             #expect(try store.redeliver(id: j.id, now: now + 10) == .requeued)
             let again = try #require(try store.claim(limit: 1, leaseMillis: 1000, now: now + 10).first)
             #expect(again.attempts == 1 && again.attemptBase == 1)
-            #expect(again.work == .done(result: ["ok": true], error: nil, durationMs: 1))
+            #expect(again.work == .done(WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now)))
             #expect(try store.request(id: j.id)?.deliveredAt == nil)
             #expect(try store.redeliver(id: RequestID.make(), now: now) == .notFound)
         }
@@ -179,7 +181,7 @@ import WorkEngine
             for j in [old, fresh, waiting] { _ = try store.enqueue(j, backlogLimit: 10) }
             for j in [old, fresh] {
                 _ = try store.claim(limit: 3, leaseMillis: 1000, now: now)
-                try store.saveResult(id: j.id, result: ["ok": true], error: nil, durationMs: 1, now: j.createdAt)
+                try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: j.createdAt))
                 try store.recordAttempt(
                     id: j.id, attempt: AttemptRecord(n: 1, at: j.createdAt, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
                     outcome: .delivered)
@@ -236,7 +238,7 @@ import WorkEngine
             #expect(try store.backlog() == 3)
             let claimed = try store.claim(limit: 1, leaseMillis: 30_000, now: now + 10)
             #expect(try store.backlog() == 3, "processing still counts")
-            try store.saveResult(id: claimed[0].id, result: ["ok": true], error: nil, durationMs: 1, now: now + 11)
+            try store.saveResult(id: claimed[0].id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now + 11))
             #expect(try store.backlog() == 2, "delivering does not")
             try store.recordAttempt(
                 id: claimed[0].id, attempt: AttemptRecord(n: 1, at: now + 12, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
@@ -247,7 +249,7 @@ import WorkEngine
             _ = try store.recordAttempts([
                 AttemptWrite(
                     id: jobs[1].id, attempt: AttemptRecord(n: 1, at: now + 13, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
-                    outcome: .delivered, computed: ComputedResult(result: ["ok": true], error: nil, durationMs: 1, at: now + 13)),
+                    outcome: .delivered, computed: WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now + 13)),
             ])
             // Written straight over a pending row (deliveryd never does), the counter still follows the status.
             #expect(try store.backlog() == 1)
@@ -266,7 +268,7 @@ import WorkEngine
             try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: Clock.nowMillis())
             let read = try #require(try store.daemonStatus()).stats
             #expect(read == stats)
-            #expect(read.attempts == ["delivered": 1, "retry": 1, "gave_up": 1])
+            #expect(read.attempts == [.delivered: 1, .retry: 1, .gaveUp: 1])
             #expect(read.commitToDelivered.counts.first == 1 && read.commitToDelivered.counts.last == 1 && read.commitToDelivered.count == 2)
             #expect(read.claimLag.sum == 0)
             #expect(DeliveryStats(json: ["attempts": "garbage"]) == DeliveryStats(), "an unreadable snapshot reads as empty")
@@ -296,7 +298,7 @@ import WorkEngine
             #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count) + reserve)
             _ = try store.claim(limit: 10, leaseMillis: 30_000, now: now + 6)
             let result = WorkEngine(sleep: { _ in }).run(job.spec)
-            try store.saveResult(id: job.id, result: result, error: nil, durationMs: 1, now: now + 7)
+            try store.saveResult(id: job.id, WorkResult(result: result, error: nil, durationMs: 1, completedAt: now + 7))
             #expect(try store.storageUsage().reservedBytes == 0)
             #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count + result.text.utf8.count))
 
@@ -388,7 +390,7 @@ import WorkEngine
         #expect(claimed.count == accepted.count)
         for job in claimed {
             guard case .toDo(let spec) = job.work else { continue }
-            let computed = ComputedResult(result: WorkEngine(sleep: { _ in }).run(spec), error: nil, durationMs: 1, at: now + 101)
+            let computed = WorkResult(result: WorkEngine(sleep: { _ in }).run(spec), error: nil, durationMs: 1, completedAt: now + 101)
             for n in 1...3 {  // a few failed attempts each, then the one that delivers
                 let last = n == 3
                 try deliveryd.recordAttempts([

@@ -26,6 +26,13 @@ import WorkEngine
             callbackURL: "http://h.example/", idempotencyKey: key, createdAt: now)
     }
 
+    func textJob(_ now: UnixMillis, client: String, count: Int = 20) -> NewJob {
+        let text = String(repeating: "ab ", count: 3_000)
+        return NewJob(
+            id: RequestID.make(now: now), spec: .text(text: text, count: count), input: ["text": .string(text), "count": .number(Double(count))],
+            callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: now, client: client)
+    }
+
     @Test func takeSettingReadsOnce() throws {
         #expect(try store.takeSetting("s") == nil)
     }
@@ -71,7 +78,7 @@ import WorkEngine
         let claimed = try upgraded.claim(limit: 5, leaseMillis: 1000, now: now + 10)
         let unreadable = "the stored job could not be read back"
         #expect(claimed.first { $0.id == good }?.work == .toDo(.hash(input: "x", iterations: 3)))
-        #expect(claimed.first { $0.id == bad }?.work == .done(result: nil, error: unreadable, durationMs: 0))
+        #expect(claimed.first { $0.id == bad }?.work == .done(WorkResult(result: nil, error: unreadable, durationMs: 0, completedAt: now + 10)))
         #expect(try upgraded.request(id: bad)?.error == unreadable)
     }
 
@@ -87,6 +94,46 @@ import WorkEngine
                 VALUES (?, 'async', 'hash', 'pending', ?, 'http://h.example/', ?, ?)
                 """, [.text(id), .text(input), .int(now), .int(now)])
         }
+    }
+
+    /// Far from the bound the front door admits on its estimate; within the slack it reads exactly, so a
+    /// fill from many threads' batches still stops at the bound and not past it.
+    @Test func theEstimateStopsAtTheBound() throws {
+        let path = directory + "/estimate.db"
+        let bound: Int64 = 8 << 20
+        let front = try SQLiteStore(path: path, bound: .sets(bound))
+        defer { front.close() }
+        let now = Clock.nowMillis()
+        var accepted = 0
+        var full: (any Error)?
+        for i in 0..<2_000 {
+            do { if case .accepted = try front.enqueue(textJob(now + Int64(i), client: "c\(i % 7)"), backlogLimit: 100_000) { accepted += 1 } } catch {
+                full = error
+                break
+            }
+        }
+        #expect(full is StoreFull, "\(String(describing: full))")
+        let usage = try front.storageUsage()
+        #expect(usage.usedBytes + usage.reservedBytes <= bound, "\(usage)")
+        // The estimate never admitted into the last slack: what is taken is within it of the bound.
+        #expect(usage.usedBytes + usage.reservedBytes > bound - RoomEstimate.slack(bound) - (64 << 10), "\(usage)")
+        #expect(accepted > 20)
+    }
+
+    @Test func roomEstimate() {
+        let bound: Int64 = 100 << 20
+        let slack = RoomEstimate.slack(bound)
+        #expect(slack == 2 << 20 || slack == bound / 50)
+        var e = RoomEstimate(reading: StorageUsage(usedBytes: 50 << 20, reservedBytes: 10 << 20, boundBytes: bound), at: 1_000)
+        #expect(e.taken == 60 << 20)
+        #expect(e.admits(1 << 20, bound: bound, now: 1_050))
+        #expect(!e.admits(1 << 20, bound: bound, now: 1_000 + RoomEstimate.maxAge), "too old: read again")
+        #expect(!e.admits(1 << 20, bound: bound, now: 999), "the clock went back")
+        #expect(!e.admits(bound - (60 << 20) - slack + 1, bound: bound, now: 1_050), "into the slack")
+        #expect(e.admits(bound - (60 << 20) - slack, bound: bound, now: 1_050))
+        e.admitted(30 << 20)
+        #expect(e.taken == 90 << 20 && !e.admits(bound - (90 << 20) - slack + 1, bound: bound, now: 1_050))
+        #expect(RoomEstimate.slack(1 << 20) == 1 << 20, "small bounds: always exact")
     }
 
     @Test func storageStates() {

@@ -1,4 +1,5 @@
 import Digest
+import JSON
 import Testing
 
 @testable import WorkEngine

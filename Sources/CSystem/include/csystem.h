@@ -40,4 +40,26 @@ int workfcgi_open_path_nofollow(const char *path);
 int workfcgi_fchmod_path(int fd, unsigned int mode);
 int workfcgi_fchown_group_path(int fd, int gid);
 
+/* A handler program's start (Handlers): posix_spawn of `path` with argv = { path }, the environment `envp`,
+ * `in_fd`, `out_fd` and `err_fd` as its 0, 1 and 2 and no other descriptor, `cwd` as its working folder, its
+ * own process group, every signal's disposition default and none blocked (the daemons ignore SIGPIPE and
+ * SIGTERM, which exec would keep). Returns 0 and the pid, or an errno. (glibc's posix_spawn refuses SCHED_IDLE:
+ * workfcgi_limit_process sets it.) */
+int workfcgi_spawn_handler(const char *path, char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd, int *pid);
+
+/* prlimit(2) of another process, soft and hard limit alike (never above the hard limit in force): CPU
+ * seconds, address space bytes, open files, processes of the user (0: leave it); and SCHED_IDLE. */
+void workfcgi_limit_process(int pid, unsigned long long cpu, unsigned long long memory, unsigned long long files,
+    unsigned long long processes);
+
+/* pipe2(O_CLOEXEC). */
+int workfcgi_pipe(int fds[2]);
+
+/* 1 when `pid` has exited (it is left a zombie, not reaped: waitid with WNOWAIT), else 0. */
+int workfcgi_has_exited(int pid);
+
+/* An anonymous in-memory file (memfd_create, close-on-exec), and a pidfd that polls readable once `pid` exits. */
+int workfcgi_memfd(const char *name);
+int workfcgi_pidfd_open(int pid);
+
 #endif

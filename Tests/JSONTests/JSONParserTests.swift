@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import WorkEngine
+@testable import JSON
 
 @Suite struct JSONParserTests {
     func parse(_ text: String) -> JSONValue? { try? JSONParser.parse(Array(text.utf8)) }

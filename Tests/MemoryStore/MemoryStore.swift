@@ -1,0 +1,169 @@
+import Store
+import Synchronization
+import WorkEngine
+
+/// A `JobStore` in memory, for unit tests that drive deliveryd's engine without SQLite: the queue's
+/// semantics (leases, due times, attempt series, outcomes), none of the storage bounds. Not for production:
+/// nothing survives the process, and every call takes one lock.
+public final class MemoryStore: JobStore {
+    public struct Row: Sendable {
+        public var job: NewJob
+        public var status: JobStatus = .pending
+        public var work: WorkResult?
+        public var attempts = 0
+        public var attemptBase = 0
+        public var nextAttemptAt: UnixMillis
+        public var leaseUntil: UnixMillis = 0
+        public var deliveredAt: UnixMillis?
+        public var deliveryError: String?
+        public var trace: [AttemptRecord] = []
+    }
+
+    private struct State {
+        var rows: [String: Row] = [:]
+        var order: [String] = []
+        var syncRecords: [SyncRecord] = []
+        var daemon: DaemonStatus?
+    }
+
+    private let state = Mutex(State())
+    public init() {}
+
+    /// The job's row as it stands, for tests to check.
+    public func row(_ id: String) -> Row? { state.withLock { $0.rows[id] } }
+
+    public func enqueue(_ job: NewJob, backlogLimit: Int, clientLimit: Int, clientStorageLimit: Int64) throws -> EnqueueOutcome {
+        state.withLock { s in
+            let backlog = s.rows.values.count { $0.status == .pending || $0.status == .processing }
+            guard backlog < backlogLimit else { return .backlogFull(depth: backlog) }
+            s.rows[job.id] = Row(job: job, nextAttemptAt: job.createdAt)
+            s.order.append(job.id)
+            return .accepted(id: job.id)
+        }
+    }
+
+    public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64) throws { state.withLock { $0.syncRecords.append(record) } }
+    public func clientStorage(_ client: String) throws -> Int64 { 0 }
+    public func storageUsage() throws -> StorageUsage { StorageUsage(usedBytes: 0, reservedBytes: 0, boundBytes: nil) }
+
+    public func pruneSyncRecords(limit: Int) throws -> Int {
+        state.withLock { s in
+            let n = min(limit, s.syncRecords.count)
+            s.syncRecords.removeFirst(n)
+            return n
+        }
+    }
+
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+        state.withLock { s in
+            var claimed: [ClaimedJob] = []
+            for id in s.order where claimed.count < limit {
+                guard var row = s.rows[id], [.pending, .processing, .delivering].contains(row.status), row.nextAttemptAt <= now,
+                    row.leaseUntil <= now
+                else { continue }
+                row.leaseUntil = now + leaseMillis
+                if row.status == .pending { row.status = .processing }
+                s.rows[id] = row
+                claimed.append(
+                    ClaimedJob(
+                        id: id, op: row.job.spec.op, work: row.work.map(ClaimedJob.Work.done) ?? .toDo(row.job.spec),
+                        callbackURL: row.job.callbackURL, attempts: row.attempts, attemptBase: row.attemptBase,
+                        createdAt: row.job.createdAt, leaseUntil: row.leaseUntil, dueAt: row.nextAttemptAt, client: row.job.client))
+            }
+            return claimed
+        }
+    }
+
+    public func saveResult(id: String, _ work: WorkResult) throws {
+        state.withLock { s in
+            guard s.rows[id]?.status == .processing else { return }
+            s.rows[id]!.work = work
+            s.rows[id]!.status = .delivering
+        }
+    }
+
+    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+        for w in writes {
+            if let work = w.computed { try saveResult(id: w.id, work) }
+            state.withLock { s in
+                guard var row = s.rows[w.id] else { return }
+                if !row.trace.contains(where: { $0.n == w.attempt.n }) { row.trace.append(w.attempt) }
+                row.attempts = w.attempt.n
+                row.leaseUntil = 0
+                switch w.outcome {
+                case .delivered:
+                    row.status = row.work?.error == nil ? .completed : .failed
+                    row.deliveredAt = w.attempt.at
+                case .retry(let at): row.nextAttemptAt = at
+                case .giveUp(let reason):
+                    row.status = .failed
+                    row.deliveryError = reason
+                }
+                s.rows[w.id] = row
+            }
+        }
+    }
+
+    public func release(id: String) throws { state.withLock { $0.rows[id]?.leaseUntil = 0 } }
+
+    public func releaseLeases() throws -> Int {
+        state.withLock { s in
+            let leased = s.rows.filter { $0.value.leaseUntil > 0 }.map(\.key)
+            for id in leased { s.rows[id]!.leaseUntil = 0 }
+            return leased.count
+        }
+    }
+
+    public func postpone(id: String, until: UnixMillis) throws {
+        state.withLock { s in
+            s.rows[id]?.nextAttemptAt = until
+            s.rows[id]?.leaseUntil = 0
+        }
+    }
+
+    public func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome {
+        state.withLock { s in
+            guard var row = s.rows[id] else { return .notFound }
+            guard row.status == .completed || row.status == .failed else { return .notFinished(row.status) }
+            (row.status, row.attemptBase, row.nextAttemptAt, row.deliveredAt, row.deliveryError) = (.delivering, row.attempts, now, nil, nil)
+            s.rows[id] = row
+            return .requeued
+        }
+    }
+
+    public func request(id: String) throws -> RequestRecord? { state.withLock { s in s.rows[id].map(Self.record) } }
+
+    public func requests(_ query: RequestQuery) throws -> [RequestRecord] {
+        state.withLock { s in
+            s.order.reversed().compactMap { s.rows[$0] }.filter { query.status == nil || $0.status == query.status }.prefix(query.limit)
+                .map(Self.record)
+        }
+    }
+
+    private static func record(_ row: Row) -> RequestRecord {
+        RequestRecord(
+            id: row.job.id, mode: .async, op: row.job.spec.op, status: row.status, input: row.job.input, result: row.work?.result,
+            error: row.work?.error, callbackURL: row.job.callbackURL, deliveryError: row.deliveryError, attempts: row.attempts,
+            nextAttemptAt: row.nextAttemptAt, createdAt: row.job.createdAt, startedAt: nil, completedAt: row.work?.completedAt,
+            deliveredAt: row.deliveredAt, durationMs: row.work?.durationMs, trace: row.trace)
+    }
+
+    public func backlog() throws -> Int { state.withLock { s in s.rows.values.count { $0.status == .pending || $0.status == .processing } } }
+
+    public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
+        state.withLock { s in
+            JobStatus.allCases.compactMap { status in
+                let n = s.rows.values.count { $0.status == status }
+                return n > 0 ? (.async, status, n) : nil
+            }
+        }
+    }
+
+    public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int { 0 }
+
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
+        state.withLock { $0.daemon = DaemonStatus(pid: pid, activeWorkers: activeWorkers, heartbeatAt: now, circuits: circuits, stats: stats) }
+    }
+
+    public func daemonStatus() throws -> DaemonStatus? { state.withLock { $0.daemon } }
+}
