@@ -70,7 +70,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Harness",
-            dependencies: ["CCurl", .product(name: "FlyingFox", package: "FlyingFox")],
+            dependencies: ["CCurl", "CSystem", .product(name: "FlyingFox", package: "FlyingFox")],
             swiftSettings: swiftSettings),
 
         // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.

@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 
 #if canImport(Glibc)
@@ -78,25 +79,33 @@ public final class PostgresCluster: Sendable {
     }
 
     /// Runs a PostgreSQL tool as the cluster's user; throws with its output when it fails.
+    /// posix_spawn and waitpid, not Foundation's Process: Process learns of the exit when a socket it leaves
+    /// open in the child closes, and the server `pg_ctl start` leaves behind inherits it, so waitUntilExit
+    /// never returned (the store tests hung on their first PostgreSQL test). Output goes to a file, and the
+    /// tool gets no other descriptor of ours, for the same reason.
     private func run(_ arguments: [String]) throws {
-        let process = Process()
         let command = runAs + arguments
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        // A file, not a pipe: the server pg_ctl starts keeps inherited descriptors open, and a pipe would never end.
         let outputPath = directory + "/tool-\(UUID().uuidString.prefix(8)).out"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { unlink(outputPath) }
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        process.waitUntilExit()
-        try? output.close()
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "\(arguments.first ?? "") exited \(process.terminationStatus): \(text)")
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw Failure(description: "open \(outputPath): \(String(cString: strerror(errno)))") }
+        defer {
+            close(output)
+            unlink(outputPath)
+        }
+        let input = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(input) }
+        let argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: Int32 = 0
+        let rc = workfcgi_spawn(command[0], argv, environ, input, output, output, directory, &pid)
+        guard rc == 0 else { throw Failure(description: "posix_spawn \(command[0]): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        // WIFEXITED and WEXITSTATUS, which Swift does not import.
+        let exitCode = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exitCode == 0 else {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            throw Failure(description: "\(arguments.first ?? "") exited \(exitCode): \(text)")
         }
     }
 }

@@ -96,21 +96,23 @@ public final class PostgresStore: JobStore {
     }
 
     private func room(_ db: PostgresConnection, client: String) throws -> Room {
+        // Two statements: READ COMMITTED reads a statement's rows as of its start, and only the locked row is
+        // read again once the lock is granted. The client's rows read in the locking statement missed what the
+        // node that held the lock had just committed (two nodes took 12 turns under a bound of 7).
+        let counters = try db.query("SELECT backlog, stored, reserved FROM counters WHERE id = 1 FOR UPDATE").first
         let row = try db.query(
             """
-            SELECT backlog, stored, reserved,
-                (SELECT bytes FROM client_storage WHERE client = $1),
+            SELECT (SELECT bytes FROM client_storage WHERE client = $1),
                 (SELECT min(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished)),
                 (SELECT max(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished))
-            FROM counters WHERE id = 1 FOR UPDATE
             """, [.text(client)]
         ).first
         let limit: Int64? = if case .sets(let bytes) = sizeBound { bytes } else { nil }
-        let (stored, reserved) = (row?.int(1) ?? 0, row?.int(2) ?? 0)
+        let (stored, reserved) = (counters?.int(1) ?? 0, counters?.int(2) ?? 0)
         return Room(
-            backlog: Int(row?.int(0) ?? 0),
+            backlog: Int(counters?.int(0) ?? 0),
             usage: StorageUsage(usedBytes: max(0, stored - reserved), reservedBytes: max(0, reserved), boundBytes: limit),
-            clientBytes: row?.int(3) ?? 0, lowTurn: row?.int(4), highTurn: row?.int(5))
+            clientBytes: row?.int(0) ?? 0, lowTurn: row?.int(1), highTurn: row?.int(2))
     }
 
     /// Throws `StoreFull` when this store sets the bound and a new row of `bytes` would pass it.

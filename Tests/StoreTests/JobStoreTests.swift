@@ -308,6 +308,18 @@ import WorkEngine
     }
 
     /// Near the bound deliveryd deletes sync records, oldest first; async jobs stay.
+    /// A sync request whose work failed (a handler's error) is recorded failed, with its error and no result.
+    @Test(arguments: Backend.allCases) func failedSyncRecordKeepsItsError(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            var record = sync(Clock.nowMillis(), client: "a", bytes: 10)
+            record.error = #"{"error":"handler_failed"}"#
+            try store.recordSync(record)
+            let read = try #require(try store.request(id: record.id))
+            #expect(read.status == .failed && read.mode == .sync)
+            #expect(read.error == record.error && read.result == nil)
+        }
+    }
+
     @Test(arguments: Backend.allCases) func syncRecordsArePrunedOldestFirst(_ backend: Backend) throws {
         try Fixture.with(backend) { store, _ throws in
             let now = Clock.nowMillis()
