@@ -9,8 +9,6 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var sqlState: String
     public var message: String
     public var description: String { sqlState.isEmpty ? "PostgreSQL: \(message)" : "PostgreSQL \(sqlState): \(message)" }
-    /// 23505: a unique constraint (an idempotency key another node inserted first).
-    var isUniqueViolation: Bool { sqlState == "23505" }
 }
 
 /// One libpq connection, used by one thread at a time (the pool hands it out), hence `@unchecked Sendable`.
