@@ -1,6 +1,16 @@
 import JSON
 import WorkEngine
 
+/// What a daemon needs of its store besides the queue: closing it, and the watchdog's probe of its writer.
+public protocol DaemonStore: JobStore {
+    func close()
+    /// True once a no-op write went through the group-commit writer and back.
+    func writerResponds() -> Bool
+}
+
+extension SQLiteStore: DaemonStore {}
+extension PostgresStore: DaemonStore {}
+
 /// The queue and record of requests. SQLite implements it today; the operations are the ones a
 /// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
 public protocol JobStore: Sendable {
