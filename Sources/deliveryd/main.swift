@@ -32,10 +32,14 @@ struct Deliveryd: ParsableCommand {
             // committed with WORKFCGI_DURABILITY. Checkpoints still sync.
             // The size bound is workfcgi's (it stores its WORKFCGI_MAX_DB_SIZE in the database); deliveryd follows it,
             // with headroom beyond it, so the bookkeeping of jobs already accepted always fits.
-            let sqlite = settings.databaseURL == nil
-                ? try SQLiteStore(path: settings.databasePath, durability: .normal, bound: .follows(fallback: settings.maxDatabaseBytes)) : nil
-            let store: any DaemonStore = try sqlite
-                ?? PostgresStore(url: settings.databaseURL ?? "", durability: .normal, bound: .follows(fallback: settings.maxDatabaseBytes))
+            let bound = SizeBound.follows(fallback: settings.maxDatabaseBytes)
+            let (sqlite, store): (SQLiteStore?, any DaemonStore)
+            if let url = settings.databaseURL {
+                (sqlite, store) = (nil, try PostgresStore(url: url, durability: .normal, bound: bound))
+            } else {
+                let file = try SQLiteStore(path: settings.databasePath, durability: .normal, bound: bound)
+                (sqlite, store) = (file, file)
+            }
             if let usage = try? store.storageUsage(), let bound = usage.boundBytes, bound != settings.maxDatabaseBytes {
                 logger.warning(
                     "WORKFCGI_MAX_DB_SIZE differs from the bound workfcgi stored in the database; following the database's",
