@@ -11,8 +11,8 @@ public protocol DaemonStore: JobStore {
 extension SQLiteStore: DaemonStore {}
 extension PostgresStore: DaemonStore {}
 
-/// The queue and record of requests. SQLite implements it today; the operations are the ones a
-/// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
+/// The queue and record of requests, implemented by SQLiteStore and PostgresStore (JobStoreTests runs the
+/// same tests on both); nothing specific to either leaks.
 public protocol JobStore: Sendable {
     /// Inserts an /async job and returns once it is committed, unless the backlog or the client's storage
     /// share is full. Throws `StoreFull` at the size bound.

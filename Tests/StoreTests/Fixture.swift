@@ -1,5 +1,5 @@
-import Foundation
 import Config
+import Foundation
 import Harness
 import Synchronization
 import Testing
@@ -36,8 +36,7 @@ final class Fixture: Sendable {
     }
 
     private static func close(_ store: any JobStore) {
-        (store as? SQLiteStore)?.close()
-        (store as? PostgresStore)?.close()
+        (store as? any DaemonStore)?.close()
     }
 
     /// A store on this fixture's database: `bound` as the daemons pass it; `deliveryd` opens it as deliveryd
