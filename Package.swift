@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", path: "Sources/CCurl"),
         .systemLibrary(name: "CCrypto", path: "Sources/CCrypto"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        // libpq (Debian's libpq-dev), for the PostgreSQL store.
+        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres"),
         .target(name: "CSystem", path: "Sources/CSystem"),
 
         // Pure libraries.
@@ -41,7 +43,7 @@ let package = Package(
         // I/O libraries.
         // How the daemons open and set up files, sockets and folders without following symlinks.
         .target(name: "LocalFiles", dependencies: ["CSystem"], swiftSettings: swiftSettings),
-        .target(name: "Store", dependencies: ["CSQLite", "CSystem", "Config", "Digest", "JSON", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
+        .target(name: "Store", dependencies: ["CSQLite", "CPostgres", "CSystem", "Config", "Digest", "JSON", "LocalFiles", "WorkEngine"], swiftSettings: swiftSettings),
         .target(name: "Doorbell", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         // The SSRF policy for callback URLs: the front end checks at accept time, deliveryd before every attempt.
         // It links libcurl only for curl_url, so its verdict is read with the client's own URL parser.
@@ -68,7 +70,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Harness",
-            dependencies: ["CCurl", .product(name: "FlyingFox", package: "FlyingFox")],
+            dependencies: ["CCurl", "CSystem", .product(name: "FlyingFox", package: "FlyingFox")],
             swiftSettings: swiftSettings),
 
         // Process start-up shared by the daemons: command line frame, signals, logging, readiness, locks.
@@ -124,7 +126,7 @@ let package = Package(
         .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
         .testTarget(name: "HandlersTests", dependencies: ["Handlers", "Config", "JSON", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "WorkEngine"], swiftSettings: swiftSettings),
+        .testTarget(name: "StoreTests", dependencies: ["Config", "Harness", "JSON", "Store", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["Harness", "Delivery", "Store"], swiftSettings: swiftSettings),
     ]
 )

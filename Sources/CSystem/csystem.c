@@ -85,6 +85,12 @@ int workfcgi_fchown_group_path(int fd, int gid) {
 }
 
 int workfcgi_spawn_handler(const char *path, char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd, int *pid) {
+    char *const argv[] = {(char *)path, NULL};
+    return workfcgi_spawn(path, argv, envp, in_fd, out_fd, err_fd, cwd, pid);
+}
+
+int workfcgi_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd,
+    int *pid) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -111,7 +117,6 @@ int workfcgi_spawn_handler(const char *path, char *const envp[], int in_fd, int 
             &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     }
     if (rc == 0) {
-        char *const argv[] = {(char *)path, NULL};
         pid_t child = 0;
         rc = posix_spawn(&child, path, &actions, &attr, argv, envp);
         if (rc == 0) *pid = child;

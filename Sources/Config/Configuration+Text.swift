@@ -5,8 +5,10 @@ public struct EffectiveSetting: Sendable, Equatable {
     public var value: String
     public var fromEnvironment: Bool
 
-    /// Variables whose value is never printed.
-    static let secrets: Set<String> = [Settings.prefix + "WEBHOOK_SECRET", Settings.prefix + "WEBHOOK_SECRET_PREVIOUS"]
+    /// Variables whose value is never printed (a database URL may carry a password).
+    static let secrets: Set<String> = [
+        Settings.prefix + "WEBHOOK_SECRET", Settings.prefix + "WEBHOOK_SECRET_PREVIOUS", Settings.prefix + "DATABASE_URL",
+    ]
 
     /// `NAME=value`, a line an environment file (or systemd's `EnvironmentFile=`) takes as it is; a secret
     /// that is set shows as `(masked)`.

@@ -3,6 +3,9 @@
 public struct Settings: Sendable, Equatable {
     public var runDirectory: String
     public var databasePath: String
+    /// WORKFCGI_DATABASE_URL, a libpq connection URI: the PostgreSQL store, which several nodes can share.
+    /// nil (unset): SQLite at `databasePath`.
+    public var databaseURL: String?
     public var syncSocket: String
     public var apiSocket: String
     public var doorbellSocket: String
@@ -86,6 +89,8 @@ public struct Settings: Sendable, Equatable {
         let environment = env.environment
         runDirectory = try env.string("RUN_DIR", default: "run")
         databasePath = try env.string("DB_PATH", default: runDirectory + "/workfcgi.db")
+        let databaseURL = try env.string("DATABASE_URL", default: "")
+        self.databaseURL = databaseURL.isEmpty ? nil : databaseURL
         syncSocket = try env.string("SYNC_SOCKET", default: runDirectory + "/sync.sock")
         apiSocket = try env.string("API_SOCKET", default: runDirectory + "/api.sock")
         doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")

@@ -5,27 +5,27 @@ import Foundation
 /// everything queued, runs it in one transaction, commits once, then wakes every waiter. Each caller still
 /// returns only after its own row is committed, but the cost of a commit (an fsync with durability=full) is
 /// shared by everyone who arrived while the previous commit was running.
-final class GroupCommitWriter: @unchecked Sendable {
+final class GroupCommitWriter<Connection: BatchConnection>: @unchecked Sendable {
     /// A queued write. `write` stores its own value; `error` is set when it or the commit failed.
     private final class Ticket: @unchecked Sendable {
-        let write: (Database) throws -> Void
+        let write: (Connection) throws -> Void
         let done = DispatchSemaphore(value: 0)
         var error: (any Error)?
-        init(write: @escaping (Database) throws -> Void) { self.write = write }
+        init(write: @escaping (Connection) throws -> Void) { self.write = write }
     }
 
     private final class Box<T>: @unchecked Sendable {
         var value: T?
     }
 
-    private let db: Database
+    private let db: Connection
     private let condition = NSCondition()
     private var queue: [Ticket] = []
     private var stopping = false
     private let maxBatch: Int
     private var thread: Thread?
 
-    init(db: Database, maxBatch: Int = 512) {
+    init(db: Connection, maxBatch: Int = 512) {
         self.db = db
         self.maxBatch = maxBatch
         // The thread keeps the writer alive until `stop()` lets it finish.
@@ -39,13 +39,13 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     /// Runs `write` in the next batch and returns its value once that batch is committed.
     @discardableResult
-    func submit<T: Sendable>(_ write: @escaping @Sendable (Database) throws -> T) throws -> T {
+    func submit<T: Sendable>(_ write: @escaping @Sendable (Connection) throws -> T) throws -> T {
         let box = Box<T>()
         let ticket = Ticket(write: { db in box.value = try write(db) })
         condition.lock()
         guard !stopping else {
             condition.unlock()
-            throw SQLiteError(code: 21, message: "store is closed")
+            throw GroupCommitError.stopped
         }
         queue.append(ticket)
         condition.signal()
@@ -53,7 +53,7 @@ final class GroupCommitWriter: @unchecked Sendable {
         ticket.done.wait()
         // The writer filled `box` and `error` before signalling `done`, which orders the accesses.
         if let error = ticket.error { throw error }
-        guard let value = box.value else { throw SQLiteError(code: 1, message: "write produced no value") }
+        guard let value = box.value else { throw GroupCommitError.noValue }
         return value
     }
 
@@ -86,18 +86,18 @@ final class GroupCommitWriter: @unchecked Sendable {
                 for ticket in batch {
                     // A savepoint per write: one failing write (say, a constraint) fails alone. One name for
                     // all (they never nest), so the statements are prepared once and cached.
-                    try db.query("SAVEPOINT w")
+                    try db.savepoint()
                     do {
                         try ticket.write(db)
-                        try db.query("RELEASE w")
+                        try db.releaseSavepoint()
                     } catch {
                         ticket.error = error
                         do {
-                            try db.query("ROLLBACK TO w")
-                            try db.query("RELEASE w")
+                            try db.rollbackToSavepoint()
                         } catch {
-                            // SQLite rolled the whole transaction back itself (it may on SQLITE_FULL or an
-                            // I/O error): the batch is lost, and the write's own error says why.
+                            // The database rolled the whole transaction back itself (SQLite may on SQLITE_FULL
+                            // or an I/O error; a PostgreSQL connection may be lost): the batch is lost, and the
+                            // write's own error says why.
                             throw ticket.error ?? error
                         }
                     }
@@ -108,5 +108,33 @@ final class GroupCommitWriter: @unchecked Sendable {
             for ticket in batch { ticket.error = error }
         }
         for ticket in batch { ticket.done.signal() }
+    }
+}
+
+/// Why a write never reached the database.
+enum GroupCommitError: Error, Sendable {
+    /// The store was closed.
+    case stopped
+    /// The write returned without a value (it cannot: a write that fails throws).
+    case noValue
+}
+
+/// A connection the group-commit writer batches on: one transaction, a savepoint per write (one name for all,
+/// they never nest), so one failing write fails alone.
+protocol BatchConnection: AnyObject, Sendable {
+    func transaction<T>(_ body: () throws -> T) throws -> T
+    func savepoint() throws
+    func releaseSavepoint() throws
+    /// Undoes the current write and releases its savepoint.
+    func rollbackToSavepoint() throws
+}
+
+extension Database: BatchConnection {
+    // Cached statements like any query, so they are prepared once.
+    func savepoint() throws { try query("SAVEPOINT w") }
+    func releaseSavepoint() throws { try query("RELEASE w") }
+    func rollbackToSavepoint() throws {
+        try query("ROLLBACK TO w")
+        try query("RELEASE w")
     }
 }

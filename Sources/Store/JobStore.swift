@@ -1,8 +1,18 @@
 import JSON
 import WorkEngine
 
-/// The queue and record of requests. SQLite implements it today; the operations are the ones a
-/// PostgreSQL version (FOR UPDATE SKIP LOCKED, LISTEN/NOTIFY) would need, and nothing SQLite-specific leaks.
+/// What a daemon needs of its store besides the queue: closing it, and the watchdog's probe of its writer.
+public protocol DaemonStore: JobStore {
+    func close()
+    /// True once a no-op write went through the group-commit writer and back.
+    func writerResponds() -> Bool
+}
+
+extension SQLiteStore: DaemonStore {}
+extension PostgresStore: DaemonStore {}
+
+/// The queue and record of requests, implemented by SQLiteStore and PostgresStore (JobStoreTests runs the
+/// same tests on both); nothing specific to either leaks.
 public protocol JobStore: Sendable {
     /// Inserts an /async job and returns once it is committed, unless the backlog or the client's storage
     /// share is full. Throws `StoreFull` at the size bound.

@@ -15,7 +15,7 @@ public final class SQLiteStore: JobStore {
     /// The writer's estimate of used plus reserved bytes between exact readings (sets-bound stores only).
     private let room = Mutex<RoomEstimate?>(nil)
     private let pool = Mutex<[Database]>([])
-    private let writer: GroupCommitWriter
+    private let writer: GroupCommitWriter<Database>
 
     /// Opens (creating and migrating if needed) the database at `path`.
     /// `durability` is what a commit survives: power loss (`full`, SQLite's synchronous=FULL) or a process crash (`normal`).
@@ -258,31 +258,11 @@ public final class SQLiteStore: JobStore {
                         SELECT id FROM requests INDEXED BY requests_turns
                         WHERE \(Schema.unfinished) AND next_attempt_at <= ?1 AND lease_until <= ?1
                         ORDER BY turn, next_attempt_at LIMIT ?3)
-                    RETURNING id, op, spec, callback_url, result, error, duration_ms, attempts, created_at, lease_until,
-                        attempt_base, next_attempt_at, client, completed_at
+                    RETURNING \(Rows.claimColumns)
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit))]
-                ).compactMap { row -> ClaimedJob? in
-                    guard let id = row.text(0), let op = row.text(1).flatMap(JobSpec.Op.init(rawValue:)), let url = row.text(3) else {
-                        return nil
-                    }
-                    let result = row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) }
-                    var work = ClaimedJob.Work.done(
-                        WorkResult(result: result, error: row.text(5), durationMs: row.double(6) ?? 0, completedAt: row.int(13) ?? now))
-                    if result == nil && row.text(5) == nil {
-                        if let spec = row.text(2).flatMap({ try? JSONValue.parse(Array($0.utf8)) }).flatMap(JobSpec.init(stored:)) {
-                            work = .toDo(spec)
-                        } else {
-                            // Nothing to run: the job is delivered as failed, and the record says why.
-                            let failed = WorkResult(result: nil, error: "the stored job could not be read back", durationMs: 0, completedAt: now)
-                            try Self.saveResult(db, id: id, failed)
-                            work = .done(failed)
-                        }
-                    }
-                    return ClaimedJob(
-                        id: id, op: op, work: work, callbackURL: url, attempts: Int(row.int(7) ?? 0), attemptBase: Int(row.int(10) ?? 0),
-                        createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now,
-                        client: row.text(12) ?? "")
+                ).compactMap { row in
+                    try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
                 }
             }
         }
@@ -423,24 +403,14 @@ public final class SQLiteStore: JobStore {
 
     // MARK: reads
 
-    private static let columns = """
-        id, mode, op, status, input, result, error, callback_url, delivery_error, attempts, next_attempt_at,
-        created_at, started_at, completed_at, delivered_at, duration_ms
-        """
-
     public func request(id: String) throws -> RequestRecord? {
         try withConnection { db in
-            guard let row = try db.query("SELECT \(Self.columns) FROM requests WHERE id = ?", [.text(id)]).first,
-                var record = Self.record(row)
+            guard let row = try db.query("SELECT \(Rows.recordColumns) FROM requests WHERE id = ?", [.text(id)]).first,
+                var record = Rows.record(row)
             else { return nil }
             record.trace = try db.query(
-                "SELECT n, at, duration_ms, http_status, error, next_attempt_at FROM attempts WHERE request_id = ? ORDER BY n",
-                [.text(id)]
-            ).map { row in
-                AttemptRecord(
-                    n: Int(row.int(0) ?? 0), at: row.int(1) ?? 0, durationMs: row.double(2) ?? 0,
-                    httpStatus: row.int(3).map { Int($0) }, error: row.text(4), nextAttemptAt: row.int(5))
-            }
+                "SELECT \(Rows.attemptColumns) FROM attempts WHERE request_id = ? ORDER BY n", [.text(id)]
+            ).map(Rows.attempt)
             return record
         }
     }
@@ -463,22 +433,9 @@ public final class SQLiteStore: JobStore {
         bindings.append(.int(Int64(query.limit)))
         let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         return try withConnection { db in
-            try db.query("SELECT \(Self.columns) FROM requests \(whereClause) ORDER BY id DESC LIMIT ?", bindings)
-                .compactMap(Self.record)
+            try db.query("SELECT \(Rows.recordColumns) FROM requests \(whereClause) ORDER BY id DESC LIMIT ?", bindings)
+                .compactMap(Rows.record)
         }
-    }
-
-    private static func record(_ row: Row) -> RequestRecord? {
-        guard let id = row.text(0), let mode = row.text(1).flatMap(RequestMode.init(rawValue:)),
-            let op = row.text(2).flatMap(JobSpec.Op.init(rawValue:)),
-            let status = row.text(3).flatMap(JobStatus.init(rawValue:))
-        else { return nil }
-        return RequestRecord(
-            id: id, mode: mode, op: op, status: status,
-            input: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? .null,
-            result: row.text(5).flatMap { try? JSONValue.parse(Array($0.utf8)) }, error: row.text(6), callbackURL: row.text(7),
-            deliveryError: row.text(8), attempts: Int(row.int(9) ?? 0), nextAttemptAt: row.int(10), createdAt: row.int(11) ?? 0,
-            startedAt: row.int(12), completedAt: row.int(13), deliveredAt: row.int(14), durationMs: row.double(15), trace: [])
     }
 
     /// pending + processing, on a given connection (the enqueue check runs inside the group commit).
@@ -521,25 +478,14 @@ public final class SQLiteStore: JobStore {
         try withConnection { db in
             try db.query(
                 "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, ?, ?, ?, ?, ?)",
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(JSONValue.array(circuits.map(\.json)).text), .text(stats.json.text)])
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(Rows.circuitsText(circuits)), .text(stats.json.text)])
         }
     }
 
     public func daemonStatus() throws -> DaemonStatus? {
         try withConnection { db in
-            try db.query("SELECT pid, active_workers, heartbeat_at, circuits, stats FROM daemon WHERE id = 1").first.map { row in
-                DaemonStatus(
-                    pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
-                    circuits: Self.circuits(row.text(3)),
-                    stats: DeliveryStats(json: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
-            }
+            try db.query("SELECT \(Rows.daemonColumns) FROM daemon WHERE id = 1").first.map(Rows.daemon)
         }
-    }
-
-    /// The heartbeat's circuits read back; what does not read as one is left out.
-    private static func circuits(_ text: String?) -> [Circuit] {
-        guard case .array(let items)? = text.flatMap({ try? JSONValue.parse(Array($0.utf8)) }) else { return [] }
-        return items.compactMap(Circuit.init(json:))
     }
 
     /// Reads and deletes a value kept in the settings table (how older versions kept the generated secret).

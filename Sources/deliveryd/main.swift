@@ -32,14 +32,20 @@ struct Deliveryd: ParsableCommand {
             // committed with WORKFCGI_DURABILITY. Checkpoints still sync.
             // The size bound is workfcgi's (it stores its WORKFCGI_MAX_DB_SIZE in the database); deliveryd follows it,
             // with headroom beyond it, so the bookkeeping of jobs already accepted always fits.
-            let store = try SQLiteStore(
-                path: settings.databasePath, durability: .normal, bound: .follows(fallback: settings.maxDatabaseBytes))
+            let bound = SizeBound.follows(fallback: settings.maxDatabaseBytes)
+            let (sqlite, store): (SQLiteStore?, any DaemonStore)
+            if let url = settings.databaseURL {
+                (sqlite, store) = (nil, try PostgresStore(url: url, durability: .normal, bound: bound))
+            } else {
+                let file = try SQLiteStore(path: settings.databasePath, durability: .normal, bound: bound)
+                (sqlite, store) = (file, file)
+            }
             if let usage = try? store.storageUsage(), let bound = usage.boundBytes, bound != settings.maxDatabaseBytes {
                 logger.warning(
                     "WORKFCGI_MAX_DB_SIZE differs from the bound workfcgi stored in the database; following the database's",
                     metadata: ["setting": "\(settings.maxDatabaseBytes)", "database": "\(bound)"])
             }
-            let (secret, source) = try SecretFile.load(settings: settings) { try store.takeSetting("webhook_secret") }
+            let (secret, source) = try SecretFile.load(settings: settings) { try sqlite?.takeSetting("webhook_secret") }
             switch source {
             case .environment, .credential: break
             case .file, .migrated, .generated:
@@ -51,12 +57,15 @@ struct Deliveryd: ParsableCommand {
                     FileHandle.standardError.write(Data("deliveryd: generated webhook secret \(secret)\n".utf8))
                 }
             }
-            // One deliveryd per database, so any lease found now belongs to a predecessor that died: take it back
-            // at once rather than waiting out WORKFCGI_LEASE.
-            Host.holdInstanceLock(settings.databasePath + "-deliveryd.lock", program: "deliveryd")
-            let taken = try store.releaseLeases()
-            if taken > 0 {
-                logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"])
+            // One deliveryd per SQLite database, so any lease found now belongs to a predecessor that died: take it
+            // back at once rather than waiting out WORKFCGI_LEASE. On PostgreSQL a lease may be another node's:
+            // a dead node's leases run out by themselves.
+            if let sqlite {
+                Host.holdInstanceLock(settings.databasePath + "-deliveryd.lock", program: "deliveryd")
+                let taken = try sqlite.releaseLeases()
+                if taken > 0 {
+                    logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"])
+                }
             }
             let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)
             if let handlers { Daemon.onReloadSignal { handlers.registry.reload() } }
@@ -77,7 +86,7 @@ struct Deliveryd: ParsableCommand {
             // The claim loop runs on the main thread; it returns once stopped and the jobs in hand are finished.
             return Service(
                 summary: [
-                    "workers": "\(settings.workers)", "db": settings.databasePath, "doorbell": settings.doorbellSocket,
+                    "workers": "\(settings.workers)", "db": sqlite == nil ? "postgresql" : settings.databasePath, "doorbell": settings.doorbellSocket,
                     "retry_schedule": "\(settings.retrySchedule)",
                 ],
                 stop: deliverer.stop,

@@ -35,10 +35,13 @@ struct Workfcgi: ParsableCommand {
                     "refused a FastCGI peer that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
                     metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
             }
-            let store = try SQLiteStore(
-                path: settings.databasePath, durability: settings.durability,
-                // The front door sets the bound, for deliveryd too: one value, kept in the database.
-                bound: .sets(settings.maxDatabaseBytes))
+            // The front door sets the bound, for deliveryd too: one value, kept in the database.
+            let store: any DaemonStore =
+                if let url = settings.databaseURL {
+                    try PostgresStore(url: url, durability: settings.durability, bound: .sets(settings.maxDatabaseBytes))
+                } else {
+                    try SQLiteStore(path: settings.databasePath, durability: settings.durability, bound: .sets(settings.maxDatabaseBytes))
+                }
             let handlers = try HandlerRunner.start(settings.handlers, logger: logger, nice: Priority.compute)
             if let handlers { Daemon.onReloadSignal { handlers.registry.reload() } }
             let api = API(
@@ -72,7 +75,7 @@ struct Workfcgi: ParsableCommand {
             for server in servers { server.start() }
             return Service(
                 summary: [
-                    "sync_socket": settings.syncSocket, "api_socket": settings.apiSocket, "db": settings.databasePath,
+                    "sync_socket": settings.syncSocket, "api_socket": settings.apiSocket, "db": settings.databaseURL == nil ? settings.databasePath : "postgresql",
                     "sync_concurrency": "\(settings.syncConcurrency)",
                 ],
                 stop: { for server in servers { server.stop() } },

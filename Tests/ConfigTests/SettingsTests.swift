@@ -142,6 +142,15 @@ import Testing
             "WORKFCGI_RETRY_SCHEDULE": "none", "WORKFCGI_CALLBACK_TIMEOUT": "1.5s"]))
     }
 
+    /// A database URL may carry a password: never printed; unset means SQLite.
+    @Test func databaseURLIsMasked() throws {
+        let url = "postgresql://workfcgi:hunter2@db.internal/workfcgi"
+        #expect(try Settings(environment: [:]).databaseURL == nil)
+        #expect(try Settings(environment: ["WORKFCGI_DATABASE_URL": url]).databaseURL == url)
+        let text = Settings.checkConfigText(try Settings.effective(environment: ["WORKFCGI_DATABASE_URL": url]))
+        #expect(text.contains("WORKFCGI_DATABASE_URL=(masked)") && !text.contains("hunter2"))
+    }
+
     @Test func durationsAndSizes() {
         #expect(SettingText.duration(2) == "2s" && SettingText.duration(0.25) == "250ms" && SettingText.duration(604_800) == "7d")
         #expect(SettingText.duration(90) == "90s" && SettingText.duration(3600) == "1h" && SettingText.duration(0.0005) == "0.0005s")

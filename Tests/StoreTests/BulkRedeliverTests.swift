@@ -5,23 +5,9 @@ import WorkEngine
 @testable import Store
 
 /// `redeliverFailed`: the window, the host, the bound, and a second call that takes nothing twice.
-@Suite final class BulkRedeliverTests {
-    let directory: String
-    let store: SQLiteStore
-
-    init() throws {
-        directory = NSTemporaryDirectory() + "bulkredeliver-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        store = try SQLiteStore(path: directory + "/t.db")
-    }
-
-    deinit {
-        store.close()
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
+@Suite struct BulkRedeliverTests {
     /// An async job created at `at` for `url`, taken through to `failed` (or delivered when `deliver`).
-    func finished(at: UnixMillis, url: String, deliver: Bool = false) throws -> String {
+    func finished(_ store: any JobStore, at: UnixMillis, url: String, deliver: Bool = false) throws -> String {
         let job = NewJob(
             id: RequestID.make(now: at), spec: .hash(input: "x", iterations: 1), input: ["input_data": "x", "callback_url": .string(url)],
             callbackURL: url, idempotencyKey: nil, createdAt: at)
@@ -33,14 +19,18 @@ import WorkEngine
         return job.id
     }
 
-    @Test func takesTheWindowsFailedJobsOnceEach() throws {
+    @Test(arguments: Backend.allCases) func takesTheWindowsFailedJobsOnceEach(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ in try takesTheWindowsFailedJobsOnceEach(store) }
+    }
+
+    func takesTheWindowsFailedJobsOnceEach(_ store: any JobStore) throws {
         let t: UnixMillis = 1_800_000_000_000
-        let before = try finished(at: t - 1, url: "http://a.example/")
-        let a1 = try finished(at: t, url: "http://a.example/x")
-        let b = try finished(at: t + 10, url: "https://user@B.Example:8443/hook")
-        _ = try finished(at: t + 20, url: "http://a.example/", deliver: true)
-        let a2 = try finished(at: t + 30, url: "http://A.EXAMPLE./y")
-        let after = try finished(at: t + 100, url: "http://a.example/")
+        let before = try finished(store, at: t - 1, url: "http://a.example/")
+        let a1 = try finished(store, at: t, url: "http://a.example/x")
+        let b = try finished(store, at: t + 10, url: "https://user@B.Example:8443/hook")
+        _ = try finished(store, at: t + 20, url: "http://a.example/", deliver: true)
+        let a2 = try finished(store, at: t + 30, url: "http://A.EXAMPLE./y")
+        let after = try finished(store, at: t + 100, url: "http://a.example/")
 
         // One host's, a bite of one at a time, oldest first.
         let aOnly = BulkRedeliver(window: t..<(t + 100), host: "a.example", limit: 1)

@@ -46,6 +46,9 @@ int workfcgi_fchown_group_path(int fd, int gid);
  * SIGTERM, which exec would keep). Returns 0 and the pid, or an errno. (glibc's posix_spawn refuses SCHED_IDLE:
  * workfcgi_limit_process sets it.) */
 int workfcgi_spawn_handler(const char *path, char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd, int *pid);
+/* The same with the arguments `argv` (the test harness's PostgreSQL tools). */
+int workfcgi_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd, const char *cwd,
+    int *pid);
 
 /* prlimit(2) of another process, soft and hard limit alike (never above the hard limit in force): CPU
  * seconds, address space bytes, open files, processes of the user (0: leave it); and SCHED_IDLE. */

@@ -1,0 +1,204 @@
+import CPostgres
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A PostgreSQL failure: the server's SQLSTATE (empty when the connection itself failed) and message.
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
+    public var sqlState: String
+    public var message: String
+    public var description: String { sqlState.isEmpty ? "PostgreSQL: \(message)" : "PostgreSQL \(sqlState): \(message)" }
+}
+
+/// One libpq connection, used by one thread at a time (the pool hands it out), hence `@unchecked Sendable`.
+/// It reconnects by itself: a statement on a connection found broken first resets it, so a database that
+/// restarted or failed over is used again without restarting the daemon; a statement that fails on the
+/// way throws, and the caller's request fails alone (an /async answers 503, never 202).
+final class PostgresConnection: @unchecked Sendable {
+    private let url: String
+    private let sessionSettings: [String]
+    private var handle: OpaquePointer?
+    /// Prepared statements by SQL text; forgotten when the connection is reset (the server forgot them too).
+    private var statements: [String: String] = [:]
+
+    /// `url` is a libpq connection URI or keyword string. `sessionSettings` are run after every connect
+    /// (e.g. `SET synchronous_commit = on`).
+    init(url: String, sessionSettings: [String] = []) throws {
+        self.url = url
+        self.sessionSettings = sessionSettings
+        try connect()
+    }
+
+    deinit { PQfinish(handle) }
+
+    private func connect() throws {
+        PQfinish(handle)
+        handle = nil
+        statements = [:]
+        // Given first, so the URL's own values win: a bounded connect, and a name in pg_stat_activity.
+        let keywords = ["connect_timeout", "application_name", "dbname"]
+        let values = ["5", "workfcgi", url]
+        handle = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
+        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+            let message = handle.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            PQfinish(handle)
+            self.handle = nil
+            throw PostgresError(sqlState: "", message: message.trimmingTrailingNewlines)
+        }
+        // Notices (e.g. "relation already exists, skipping") are not errors: not printed on stderr.
+        PQsetNoticeProcessor(handle, { _, _ in }, nil)
+        for sql in sessionSettings { try execute(sql) }
+    }
+
+    /// Whether the last statement left the connection usable; a broken one reconnects on next use.
+    var isBroken: Bool { handle.map { PQstatus($0) != CONNECTION_OK } ?? true }
+
+    /// Inside a transaction a lost connection is never replaced: its statements would run outside the
+    /// transaction, and a COMMIT on a fresh connection would report success for writes that were lost.
+    private var inTransaction = false
+
+    private func ready() throws -> OpaquePointer {
+        if isBroken {
+            guard !inTransaction else { throw PostgresError(sqlState: "", message: "the connection was lost during a transaction") }
+            try connect()
+        }
+        guard let handle else { throw PostgresError(sqlState: "", message: "not connected") }
+        return handle
+    }
+
+    /// Runs statements that take no parameters and return nothing we read (schema, BEGIN, SET).
+    func execute(_ sql: String) throws {
+        let handle = try ready()
+        let result = PQexec(handle, sql)
+        defer { PQclear(result) }
+        try check(result, handle)
+    }
+
+    /// Runs `sql` ($1, $2, ... placeholders) with `bindings`; every row, with integer and float columns
+    /// typed and the rest as text. Statements are prepared once per connection.
+    @discardableResult
+    func query(_ sql: String, _ bindings: [SQLValue] = []) throws -> [Row] {
+        try run(sql, bindings).rows
+    }
+
+    /// `query`, with the command's tag ("INSERT 0 1", "COMMIT", "ROLLBACK").
+    private func run(_ sql: String, _ bindings: [SQLValue]) throws -> (rows: [Row], tag: String) {
+        let handle = try ready()
+        let name: String
+        if let known = statements[sql] {
+            name = known
+        } else {
+            name = "s\(statements.count)"
+            let types: [Oid] = bindings.map { value in
+                switch value {
+                case .null: 0
+                case .int: 20  // int8
+                case .double: 701  // float8
+                case .text: 25  // text
+                }
+            }
+            let prepared = PQprepare(handle, name, sql, Int32(types.count), types)
+            defer { PQclear(prepared) }
+            try check(prepared, handle)
+            statements[sql] = name
+        }
+        let texts: [String?] = bindings.map { value in
+            switch value {
+            case .null: nil
+            case .int(let v): String(v)
+            case .double(let v): "\(v)"
+            case .text(let v): v
+            }
+        }
+        let result = withOptionalCStrings(texts) { values in
+            PQexecPrepared(handle, name, Int32(texts.count), values, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        try check(result, handle)
+        return (Self.rows(result), result.flatMap { PQcmdStatus($0) }.map { String(cString: $0) } ?? "")
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        try query("BEGIN")
+        inTransaction = true
+        defer { inTransaction = false }
+        do {
+            let value = try body()
+            // COMMIT of a transaction that failed half-way answers ROLLBACK, without an error.
+            guard try run("COMMIT", []).tag == "COMMIT" else {
+                throw PostgresError(sqlState: "40000", message: "the transaction was rolled back")
+            }
+            return value
+        } catch {
+            if !isBroken { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Throws the server's error (or libpq's, when the connection failed) for a result that is not a success.
+    private func check(_ result: OpaquePointer?, _ handle: OpaquePointer) throws {
+        let status = result.map(PQresultStatus) ?? PGRES_FATAL_ERROR
+        guard status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK else { return }
+        let state = result.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "C"))) }.map { String(cString: $0) } ?? ""
+        let message = result.flatMap { PQresultErrorField($0, Int32(UInt8(ascii: "M"))) }.map { String(cString: $0) }
+            ?? String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines
+        throw PostgresError(sqlState: state, message: message)
+    }
+
+    private static func rows(_ result: OpaquePointer?) -> [Row] {
+        guard let result else { return [] }
+        let (n, columns) = (PQntuples(result), PQnfields(result))
+        let types = (0..<columns).map { PQftype(result, $0) }
+        var rows: [Row] = []
+        rows.reserveCapacity(Int(n))
+        for r in 0..<n {
+            var values: [SQLValue] = []
+            values.reserveCapacity(Int(columns))
+            for c in 0..<columns {
+                guard PQgetisnull(result, r, c) == 0, let raw = PQgetvalue(result, r, c) else {
+                    values.append(.null)
+                    continue
+                }
+                let text = String(cString: raw)
+                switch types[Int(c)] {
+                case 20, 21, 23: values.append(Int64(text).map(SQLValue.int) ?? .null)  // int8, int2, int4
+                case 700, 701, 1700: values.append(Double(text).map(SQLValue.double) ?? .null)  // float4, float8, numeric
+                default: values.append(.text(text))
+                }
+            }
+            rows.append(Row(values: values))
+        }
+        return rows
+    }
+}
+
+extension PostgresConnection: BatchConnection {
+    func savepoint() throws { try query("SAVEPOINT w") }
+    func releaseSavepoint() throws { try query("RELEASE SAVEPOINT w") }
+    func rollbackToSavepoint() throws {
+        try query("ROLLBACK TO SAVEPOINT w")
+        try query("RELEASE SAVEPOINT w")
+    }
+}
+
+extension String {
+    fileprivate var trimmingTrailingNewlines: String {
+        var s = Substring(self)
+        while s.last == "\n" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// `strings` as a NULL-terminated array of C strings, valid during `body`.
+private func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> T) -> T {
+    withOptionalCStrings(strings + [nil]) { body($0) }
+}
+
+/// `strings` as an array of C strings (nil stays NULL), valid during `body`.
+private func withOptionalCStrings<T>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> T) -> T {
+    let copies: [UnsafeMutablePointer<CChar>?] = strings.map { $0.map { strdup($0) } }
+    defer { for p in copies { free(p) } }
+    return copies.map { UnsafePointer($0) }.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,445 @@
+import Config
+import Foundation
+import JSON
+import Synchronization
+import WorkEngine
+
+/// `JobStore` on PostgreSQL (WORKFCGI_DATABASE_URL), for several workfcgi and deliveryd nodes on one database.
+/// The same semantics as `SQLiteStore`, decided by the database rather than by one process:
+/// - /async and /sync writes go through the same group-commit writer (one transaction and one WAL flush for
+///   every write queued meanwhile), on one connection per process;
+/// - every such write first locks the `counters` row, so the backlog bound, the per-client bounds, the size
+///   bound and the idempotency check see every node's commits: two nodes cannot both take the last slot;
+/// - claims take due rows `FOR UPDATE SKIP LOCKED`, so nodes claiming together never wait on each other;
+/// - the size bound counts the rows' bytes (input, spec, result, and every unfinished job's reserve), kept in
+///   the same row by a trigger, not the files: PostgreSQL's files also hold WAL, indexes and dead rows until
+///   vacuum, which are the database's operator's to size.
+public final class PostgresStore: JobStore {
+    private let url: String
+    private let sessionSettings: [String]
+    private let sizeBound: SizeBound?
+    /// The size bound in force (0: none): the one this store set, or the one it last read from the database.
+    private let bound = Atomic<Int64>(0)
+    private let lastRefusal = Mutex<StorageUsage.Refusal?>(nil)
+    private let pool = Mutex<[PostgresConnection]>([])
+    /// Bounds this process's connections besides the writer's (PostgreSQL's max_connections is shared by all nodes).
+    private let slots: DispatchSemaphore
+    private let writer: GroupCommitWriter<PostgresConnection>
+
+    /// Connects to `url` (a libpq connection URI or keyword string) and migrates the schema if needed.
+    /// `durability` as for SQLiteStore: `full` waits for every commit's WAL flush (`synchronous_commit = on`, the
+    /// front door's 202); `normal` (deliveryd's) does not: a commit lost with the server can only be repeated,
+    /// never lose a job.
+    /// `bound` as for SQLiteStore: whether this store sets the size bound or follows the stored one.
+    public init(url: String, durability: Settings.Durability = .full, bound sizeBound: SizeBound? = nil, connections: Int = 8) throws {
+        self.url = url
+        // A statement stuck behind a lock (or a server in trouble) fails after 30 s rather than holding a
+        // request thread forever.
+        sessionSettings = ["SET synchronous_commit = \(durability == .full ? "on" : "off")", "SET statement_timeout = '30s'"]
+        self.sizeBound = sizeBound
+        slots = DispatchSemaphore(value: max(1, connections))
+        let writeConnection = try PostgresConnection(url: url, sessionSettings: sessionSettings)
+        try PostgresSchema.migrate(writeConnection)
+        switch sizeBound {
+        case nil: break
+        case .sets(let bytes):
+            try writeConnection.query(
+                "INSERT INTO settings(key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [.text(SizeBound.settingKey), .text(String(bytes))])
+            bound.store(bytes, ordering: .relaxed)
+        case .follows(let fallback):
+            bound.store(try Self.storedBound(writeConnection) ?? fallback, ordering: .relaxed)
+        }
+        writer = GroupCommitWriter(db: writeConnection)
+    }
+
+    deinit { writer.stop() }
+
+    /// Stops the group-commit thread after it has committed what is queued.
+    public func close() { writer.stop() }
+
+    private static func storedBound(_ db: PostgresConnection) throws -> Int64? {
+        try db.query("SELECT value FROM settings WHERE key = $1", [.text(SizeBound.settingKey)]).first?.text(0).flatMap { Int64($0) }
+    }
+
+    @discardableResult
+    private func withConnection<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        slots.wait()
+        defer { slots.signal() }
+        let db = try pool.withLock { $0.popLast() } ?? PostgresConnection(url: url, sessionSettings: sessionSettings)
+        // Kept even when broken: it reconnects on its next statement.
+        defer { pool.withLock { $0.append(db) } }
+        return try body(db)
+    }
+
+    private func transaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try withConnection { db in try db.transaction { try body(db) } }
+    }
+
+    /// Goes through the group-commit writer and back: true proves its loop is turning (systemd's watchdog
+    /// asks). Blocks while the writer is stuck.
+    public func writerResponds() -> Bool {
+        (try? writer.submit { _ in true }) ?? false
+    }
+
+    // MARK: writes through the group commit
+
+    /// What an insert meets, read under the lock of the counters row (held until the batch commits, so every
+    /// node's enqueues and sync records take turns here): the backlog, the store's and the client's bytes,
+    /// and the span of the client's unfinished turns.
+    private struct Room {
+        var backlog: Int
+        var usage: StorageUsage
+        var clientBytes: Int64
+        var lowTurn: Int64?
+        var highTurn: Int64?
+    }
+
+    private func room(_ db: PostgresConnection, client: String) throws -> Room {
+        // Two statements: READ COMMITTED reads a statement's rows as of its start, and only the locked row is
+        // read again once the lock is granted. The client's rows read in the locking statement missed what the
+        // node that held the lock had just committed (two nodes took 12 turns under a bound of 7).
+        let counters = try db.query("SELECT backlog, stored, reserved FROM counters WHERE id = 1 FOR UPDATE").first
+        let row = try db.query(
+            """
+            SELECT (SELECT bytes FROM client_storage WHERE client = $1),
+                (SELECT min(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished)),
+                (SELECT max(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished))
+            """, [.text(client)]
+        ).first
+        let limit: Int64? = if case .sets(let bytes) = sizeBound { bytes } else { nil }
+        let (stored, reserved) = (counters?.int(1) ?? 0, counters?.int(2) ?? 0)
+        return Room(
+            backlog: Int(counters?.int(0) ?? 0),
+            usage: StorageUsage(usedBytes: max(0, stored - reserved), reservedBytes: max(0, reserved), boundBytes: limit),
+            clientBytes: row?.int(0) ?? 0, lowTurn: row?.int(1), highTurn: row?.int(2))
+    }
+
+    /// Throws `StoreFull` when this store sets the bound and a new row of `bytes` would pass it.
+    private func checkBound(_ room: Room, bytes: Int64) throws {
+        guard room.usage.boundBytes != nil, !room.usage.admits(bytes) else { return }
+        let usage = room.usage
+        lastRefusal.withLock { $0 = .init(at: WallClock.nowMillis(), bytes: usage.usedBytes + usage.reservedBytes) }
+        throw StoreFull(message: "\(usage.usedBytes) bytes used and \(usage.reservedBytes) reserved of \(usage.boundBytes ?? 0)")
+    }
+
+    public func enqueue(
+        _ job: NewJob, backlogLimit: Int, clientLimit: Int = .max, clientStorageLimit: Int64 = .max
+    ) throws -> EnqueueOutcome {
+        let (inputText, specText) = (job.input.text, job.spec.stored.text)
+        let reserve = Int64(job.spec.resultBytesBound)
+        let bytes = Int64(inputText.utf8.count + specText.utf8.count) + reserve
+        return try writer.submit { [self] db in
+            let room = try room(db, client: job.client)
+            if let key = job.idempotencyKey {
+                let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = $1", [.text(key)])
+                if let row = existing.first, let id = row.text(0) {
+                    let dayMs: Int64 = 24 * 3600 * 1000
+                    if (row.int(1) ?? 0) > job.createdAt - dayMs {
+                        return row.text(2) == inputText ? EnqueueOutcome.duplicate(id: id) : .keyReused(id: id)
+                    }
+                    // Older than a day: the key may be used again.
+                    try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = $1", [.text(id)])
+                }
+            }
+            guard room.backlog < backlogLimit else { return EnqueueOutcome.backlogFull(depth: room.backlog) }
+            let open = room.lowTurn.flatMap { l in room.highTurn.map { Int($0 - l + 1) } } ?? 0
+            guard open < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: open) }
+            try checkBound(room, bytes: bytes)
+            if room.clientBytes + bytes > clientStorageLimit { return EnqueueOutcome.clientStorageFull(storedBytes: room.clientBytes) }
+            try db.query(
+                """
+                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn,
+                    spec, reserve)
+                VALUES ($1, 'async', $2, 'pending', $3, $4, $5, $6, $6, $7, $8, $9, $10)
+                """,
+                [
+                    .text(job.id), .text(job.spec.op.rawValue), .text(inputText), .text(job.callbackURL),
+                    job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .text(job.client),
+                    .int(room.highTurn.map { $0 + 1 } ?? 0), .text(specText), .int(reserve),
+                ])
+            return EnqueueOutcome.accepted(id: job.id)
+        }
+    }
+
+    public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64 = .max) throws {
+        let inputText = record.input.text
+        let resultText = record.error == nil ? record.result.text : nil
+        let bytes = Int64(inputText.utf8.count + (resultText ?? record.error ?? "").utf8.count)
+        try writer.submit { [self] db in
+            let room = try room(db, client: record.client)
+            try checkBound(room, bytes: bytes)
+            if room.clientBytes + bytes > clientStorageLimit {
+                throw ClientStorageFull(storedBytes: room.clientBytes, limitBytes: clientStorageLimit)
+            }
+            try db.query(
+                """
+                INSERT INTO requests(id, mode, op, status, input, result, error, created_at, started_at, completed_at, duration_ms, client)
+                VALUES ($1, 'sync', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                """,
+                [
+                    .text(record.id), .text(record.op.rawValue), .text(record.error == nil ? "completed" : "failed"), .text(inputText),
+                    resultText.map(SQLValue.text) ?? .null, record.error.map(SQLValue.text) ?? .null,
+                    .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
+                    .text(record.client),
+                ])
+            return true
+        }
+    }
+
+    public func clientStorage(_ client: String) throws -> Int64 {
+        try withConnection { db in
+            try db.query("SELECT bytes FROM client_storage WHERE client = $1", [.text(client)]).first?.int(0) ?? 0
+        }
+    }
+
+    public func storageUsage() throws -> StorageUsage {
+        try withConnection { db in
+            if case .follows = sizeBound, let stored = try Self.storedBound(db) { bound.store(stored, ordering: .relaxed) }
+            let limit = bound.load(ordering: .relaxed)
+            let row = try db.query("SELECT stored, reserved FROM counters WHERE id = 1").first
+            let (stored, reserved) = (row?.int(0) ?? 0, row?.int(1) ?? 0)
+            return StorageUsage(
+                usedBytes: max(0, stored - reserved), reservedBytes: max(0, reserved), boundBytes: limit > 0 ? limit : nil,
+                refusal: lastRefusal.withLock { $0 })
+        }
+    }
+
+    /// `DELETE … WHERE id IN (the first `limit`)`, counted.
+    private func deleteCounted(_ selection: String, _ bindings: [SQLValue]) throws -> Int {
+        try withConnection { db in
+            Int(
+                try db.query("WITH gone AS (DELETE FROM requests WHERE id IN (\(selection)) RETURNING 1) SELECT count(*) FROM gone", bindings)
+                    .first?.int(0) ?? 0)
+        }
+    }
+
+    public func pruneSyncRecords(limit: Int) throws -> Int {
+        // Oldest first by id (UUIDv7, time-ordered).
+        try deleteCounted("SELECT id FROM requests WHERE mode = 'sync' ORDER BY id LIMIT $1", [.int(Int64(limit))])
+    }
+
+    public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int {
+        // Finished means: completed or failed, and no longer being delivered (a redelivery resets it).
+        try deleteCounted(
+            """
+            SELECT id FROM requests WHERE status IN ('completed', 'failed')
+            AND COALESCE(delivered_at, completed_at, created_at) < $1 LIMIT $2
+            """, [.int(before), .int(Int64(limit))])
+    }
+
+    // MARK: the queue
+
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+        try transaction { db in
+            try db.query(
+                """
+                WITH due AS (
+                    -- Fair turns, as in SQLite: every client's first unfinished job, then every client's second, ...
+                    -- SKIP LOCKED: rows another node is claiming right now are passed over, not waited for.
+                    SELECT id AS due_id FROM requests
+                    WHERE \(Schema.unfinished) AND next_attempt_at <= $1 AND lease_until <= $1
+                    ORDER BY turn, next_attempt_at LIMIT $3
+                    FOR UPDATE SKIP LOCKED)
+                UPDATE requests SET lease_until = $1 + $2,
+                    status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
+                    started_at = COALESCE(started_at, $1)
+                FROM due WHERE id = due_id
+                RETURNING \(Rows.claimColumns)
+                """,
+                [.int(now), .int(leaseMillis), .int(Int64(limit))]
+            ).compactMap { row in
+                try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
+            }
+        }
+    }
+
+    public func saveResult(id: String, _ work: WorkResult) throws {
+        try withConnection { db in try Self.saveResult(db, id: id, work) }
+    }
+
+    private static func saveResult(_ db: PostgresConnection, id: String, _ work: WorkResult) throws {
+        try db.query(
+            """
+            UPDATE requests SET status = 'delivering', result = $1, error = $2, completed_at = $3, duration_ms = $4, reserve = 0
+            WHERE id = $5 AND status = 'processing'
+            """,
+            [
+                work.result.map { .text($0.text) } ?? .null, work.error.map(SQLValue.text) ?? .null, .int(work.completedAt),
+                .double(work.durationMs), .text(id),
+            ])
+    }
+
+    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+        guard !writes.isEmpty else { return }
+        try transaction { db in
+            for write in writes {
+                if let work = write.computed { try Self.saveResult(db, id: write.id, work) }
+                try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
+            }
+        }
+    }
+
+    private static func writeAttempt(_ db: PostgresConnection, id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        try db.query(
+            """
+            INSERT INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
+            """,
+            [
+                .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
+                attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
+                attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
+            ])
+        switch outcome {
+        case .delivered:
+            // A job whose work failed still reports that failure by callback; it ends `failed`.
+            try db.query(
+                """
+                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                    attempts = $1, delivered_at = $2, next_attempt_at = NULL, lease_until = 0
+                WHERE id = $3
+                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
+        case .retry(let at):
+            try db.query(
+                "UPDATE requests SET attempts = $1, next_attempt_at = $2, lease_until = 0 WHERE id = $3",
+                [.int(Int64(attempt.n)), .int(at), .text(id)])
+        case .giveUp(let reason):
+            try db.query(
+                """
+                UPDATE requests SET status = 'failed', attempts = $1, delivery_error = $2, next_attempt_at = NULL, lease_until = 0
+                WHERE id = $3
+                """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
+        }
+    }
+
+    public func release(id: String) throws {
+        try withConnection { db in try db.query("UPDATE requests SET lease_until = 0 WHERE id = $1", [.text(id)]) }
+    }
+
+    /// Takes back every lease, other nodes' too: only for a single deliveryd that knows it is alone.
+    public func releaseLeases() throws -> Int {
+        try withConnection { db in
+            try db.query(
+                "UPDATE requests SET lease_until = 0 WHERE lease_until > 0 AND status IN ('processing', 'delivering') RETURNING id"
+            ).count
+        }
+    }
+
+    public func postpone(id: String, until: UnixMillis) throws {
+        try withConnection { db in
+            try db.query("UPDATE requests SET next_attempt_at = $1, lease_until = 0 WHERE id = $2", [.int(until), .text(id)])
+        }
+    }
+
+    public func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome {
+        try transaction { db in
+            guard let row = try db.query("SELECT status FROM requests WHERE id = $1 AND mode = 'async' FOR UPDATE", [.text(id)]).first,
+                let status = row.text(0).flatMap(JobStatus.init(rawValue:))
+            else { return .notFound }
+            guard status == .completed || status == .failed else { return .notFinished(status) }
+            try db.query(
+                """
+                UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = $1, lease_until = 0,
+                    delivery_error = NULL, delivered_at = NULL
+                WHERE id = $2
+                """, [.int(now), .text(id)])
+            return .requeued
+        }
+    }
+
+    public func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult {
+        try transaction { db in
+            // FOR UPDATE: a second node's call waits, then sees these rows no longer failed (READ COMMITTED
+            // re-checks the condition on the row it locked), so no job is taken twice. The host is matched here,
+            // as in the SQLite store: a URL's host is not a column, and its spellings vary.
+            let rows = try db.query(
+                """
+                SELECT id, created_at, callback_url FROM requests
+                WHERE status = 'failed' AND mode = 'async' AND created_at >= $1 AND created_at < $2 ORDER BY id FOR UPDATE
+                """, [.int(selection.window.lowerBound), .int(selection.window.upperBound)])
+            var ids: [String] = []
+            var more = false
+            for row in rows {
+                guard let id = row.text(0), selection.matches(createdAt: row.int(1) ?? 0, callbackURL: row.text(2)) else { continue }
+                guard ids.count < selection.limit else {
+                    more = true
+                    break
+                }
+                ids.append(id)
+            }
+            for id in ids {
+                try db.query(
+                    """
+                    UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = $1, lease_until = 0,
+                        delivery_error = NULL, delivered_at = NULL
+                    WHERE id = $2
+                    """, [.int(now), .text(id)])
+            }
+            return BulkRedeliverResult(requeued: ids, more: more)
+        }
+    }
+
+    // MARK: reads
+
+    public func request(id: String) throws -> RequestRecord? {
+        try withConnection { db in
+            guard let row = try db.query("SELECT \(Rows.recordColumns) FROM requests WHERE id = $1", [.text(id)]).first,
+                var record = Rows.record(row)
+            else { return nil }
+            record.trace = try db.query(
+                "SELECT \(Rows.attemptColumns) FROM attempts WHERE request_id = $1 ORDER BY n", [.text(id)]
+            ).map(Rows.attempt)
+            return record
+        }
+    }
+
+    public func requests(_ query: RequestQuery) throws -> [RequestRecord] {
+        var conditions: [String] = []
+        var bindings: [SQLValue] = []
+        func bind(_ condition: String, _ value: SQLValue) {
+            bindings.append(value)
+            conditions.append(condition + "$\(bindings.count)")
+        }
+        if let mode = query.mode { bind("mode = ", .text(mode.rawValue)) }
+        if let status = query.status { bind("status = ", .text(status.rawValue)) }
+        if let before = query.before { bind("id < ", .text(before)) }
+        bindings.append(.int(Int64(query.limit)))
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        return try withConnection { db in
+            try db.query("SELECT \(Rows.recordColumns) FROM requests \(whereClause) ORDER BY id DESC LIMIT $\(bindings.count)", bindings)
+                .compactMap(Rows.record)
+        }
+    }
+
+    public func backlog() throws -> Int {
+        try withConnection { db in Int(try db.query("SELECT backlog FROM counters WHERE id = 1").first?.int(0) ?? 0) }
+    }
+
+    public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
+        try withConnection { db in
+            try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in
+                guard let mode = row.text(0).flatMap(RequestMode.init(rawValue:)), let status = row.text(1).flatMap(JobStatus.init(rawValue:)) else { return nil }
+                return (mode, status, Int(row.int(2) ?? 0))
+            }
+        }
+    }
+
+    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
+        try withConnection { db in
+            try db.query(
+                """
+                INSERT INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, $1, $2, $3, $4, $5)
+                ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, active_workers = excluded.active_workers,
+                    heartbeat_at = excluded.heartbeat_at, circuits = excluded.circuits, stats = excluded.stats
+                """,
+                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(Rows.circuitsText(circuits)), .text(stats.json.text)])
+        }
+    }
+
+    public func daemonStatus() throws -> DaemonStatus? {
+        try withConnection { db in
+            try db.query("SELECT \(Rows.daemonColumns) FROM daemon WHERE id = 1").first.map(Rows.daemon)
+        }
+    }
+}

@@ -1,0 +1,538 @@
+import Config
+import Foundation
+import JSON
+import Synchronization
+import Testing
+import WorkEngine
+
+@testable import Store
+
+/// The store's semantics, written once and run against both stores (SQLite, and PostgreSQL in a private
+/// cluster): every test gets a fresh database. What only one of them has lives in SQLiteStoreTests.
+@Suite struct JobStoreTests {
+    func job(_ now: UnixMillis, key: String? = nil) -> NewJob {
+        NewJob(
+            id: RequestID.make(now: now), spec: .hash(input: "x", iterations: 1), input: ["input_data": "x", "callback_url": "http://h.example/"],
+            callbackURL: "http://h.example/", idempotencyKey: key, createdAt: now)
+    }
+
+    func sync(_ now: UnixMillis, client: String, bytes: Int) -> SyncRecord {
+        SyncRecord(
+            id: RequestID.make(now: now), op: .text, input: ["text": .string(String(repeating: "s", count: bytes))], result: ["ok": true],
+            createdAt: now, startedAt: now, completedAt: now, durationMs: 1, client: client)
+    }
+
+    func textJob(_ now: UnixMillis, client: String, count: Int = 20) -> NewJob {
+        let text = String(repeating: "ab ", count: 3_000)
+        return NewJob(
+            id: RequestID.make(now: now), spec: .text(text: text, count: count), input: ["text": .string(text), "count": .number(Double(count))],
+            callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: now, client: client)
+    }
+
+    @Test(arguments: Backend.allCases) func enqueueClaimDeliver(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now)
+            #expect(try store.enqueue(j, backlogLimit: 10) == .accepted(id: j.id))
+            #expect(try store.backlog() == 1)
+
+            let claimed = try store.claim(limit: 5, leaseMillis: 30_000, now: now)
+            #expect(claimed.map(\.id) == [j.id])
+            #expect(claimed.first?.work == .toDo(.hash(input: "x", iterations: 1)), "read back as it was validated")
+            // Leased: nobody else gets it.
+            #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1).isEmpty)
+            #expect(try store.request(id: j.id)?.status == .processing)
+
+            try store.saveResult(id: j.id, WorkResult(result: ["hash": "ab"], error: nil, durationMs: 3, completedAt: now + 5))
+            #expect(try store.backlog() == 0)
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 1, at: now + 6, durationMs: 2, httpStatus: 500, error: "HTTP 500", nextAttemptAt: now + 1000),
+                outcome: .retry(at: now + 1000))
+            #expect(try store.request(id: j.id)?.status == .delivering)
+            #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 999).isEmpty, "not due before its retry time")
+            let again = try store.claim(limit: 5, leaseMillis: 30_000, now: now + 1000)
+            #expect(again.first?.attempts == 1)
+            #expect(again.first?.work == .done(WorkResult(result: ["hash": "ab"], error: nil, durationMs: 3, completedAt: now + 5)), "work is not redone after a failed delivery")
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 2, at: now + 1001, durationMs: 2, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered)
+
+            let record = try #require(try store.request(id: j.id))
+            #expect(record.status == .completed)
+            #expect(record.trace.map(\.httpStatus) == [500, 200])
+            #expect(record.deliveredAt == now + 1001)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func expiredLeaseMakesTheJobDueAgain(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now)
+            _ = try store.enqueue(j, backlogLimit: 10)
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now).count == 1)
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 999).isEmpty)
+            let retaken = try store.claim(limit: 1, leaseMillis: 1000, now: now + 1000)
+            #expect(retaken.map(\.id) == [j.id], "a dead daemon's job is picked up after its lease")
+            try store.release(id: j.id)
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 1001).count == 1, "released jobs are due at once")
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func giveUpEndsFailedWithReason(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now)
+            _ = try store.enqueue(j, backlogLimit: 10)
+            _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
+            try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now))
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 410, error: "HTTP 410", nextAttemptAt: nil),
+                outcome: .giveUp(reason: "receiver answered 410 Gone"))
+            let record = try #require(try store.request(id: j.id))
+            #expect(record.status == .failed)
+            #expect(record.deliveryError == "receiver answered 410 Gone")
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 100_000).isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func backlogBoundRefusesWithoutWriting(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            for i in 0..<3 { _ = try store.enqueue(job(now + Int64(i)), backlogLimit: 3) }
+            #expect(try store.enqueue(job(now + 9), backlogLimit: 3) == .backlogFull(depth: 3))
+            #expect(try store.requests(RequestQuery(limit: 100)).count == 3)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func idempotencyKeyReturnsTheFirstJobForADay(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let first = job(now, key: "k1")
+            #expect(try store.enqueue(first, backlogLimit: 10) == .accepted(id: first.id))
+            #expect(try store.enqueue(job(now + 10, key: "k1"), backlogLimit: 10) == .duplicate(id: first.id))
+            var different = job(now + 20, key: "k1")
+            different.input = ["text": "another body"]
+            #expect(try store.enqueue(different, backlogLimit: 10) == .keyReused(id: first.id))
+            let dayLater = job(now + 24 * 3600 * 1000 + 1, key: "k1")
+            #expect(try store.enqueue(dayLater, backlogLimit: 10) == .accepted(id: dayLater.id))
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func listingPagesNewestFirst(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            var ids: [String] = []
+            for i in 0..<5 {
+                let j = job(now + Int64(i) * 10)
+                ids.append(j.id)
+                _ = try store.enqueue(j, backlogLimit: 100)
+            }
+            try store.recordSync(
+                SyncRecord(id: RequestID.make(now: now + 100), op: .text, input: ["text": "a"], result: ["word_count": 1],
+                           createdAt: now + 100, startedAt: now + 100, completedAt: now + 101, durationMs: 1))
+            let page1 = try store.requests(RequestQuery(mode: .async, limit: 2))
+            #expect(page1.map(\.id) == [ids[4], ids[3]])
+            let page2 = try store.requests(RequestQuery(mode: .async, before: page1.last?.id, limit: 2))
+            #expect(page2.map(\.id) == [ids[2], ids[1]])
+            #expect(try store.requests(RequestQuery(mode: .sync)).count == 1)
+            #expect(try store.requests(RequestQuery(status: .completed)).count == 1)
+            #expect(try store.requests(RequestQuery(status: .pending)).count == 5)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func redeliverStartsAFreshSeries(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now)
+            _ = try store.enqueue(j, backlogLimit: 10)
+            #expect(try store.redeliver(id: j.id, now: now) == .notFinished(.pending))
+            _ = try store.claim(limit: 1, leaseMillis: 1000, now: now)
+            try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now))
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 1, at: now, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered)
+            #expect(try store.redeliver(id: j.id, now: now + 10) == .requeued)
+            let again = try #require(try store.claim(limit: 1, leaseMillis: 1000, now: now + 10).first)
+            #expect(again.attempts == 1 && again.attemptBase == 1)
+            #expect(again.work == .done(WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now)))
+            #expect(try store.request(id: j.id)?.deliveredAt == nil)
+            #expect(try store.redeliver(id: RequestID.make(), now: now) == .notFound)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func postponeDefersWithoutAnAttempt(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now)
+            _ = try store.enqueue(j, backlogLimit: 10)
+            _ = try store.claim(limit: 1, leaseMillis: 60_000, now: now)
+            try store.postpone(id: j.id, until: now + 500)
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 499).isEmpty)
+            #expect(try store.claim(limit: 1, leaseMillis: 1000, now: now + 500).first?.attempts == 0)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func pruneDeletesOnlyFinishedRequestsPastTheCutoff(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let old = job(now - 10_000)
+            let fresh = job(now)
+            let waiting = job(now - 20_000)
+            for j in [old, fresh, waiting] { _ = try store.enqueue(j, backlogLimit: 10) }
+            for j in [old, fresh] {
+                _ = try store.claim(limit: 3, leaseMillis: 1000, now: now)
+                try store.saveResult(id: j.id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: j.createdAt))
+                try store.recordAttempt(
+                    id: j.id, attempt: AttemptRecord(n: 1, at: j.createdAt, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                    outcome: .delivered)
+            }
+            #expect(try store.prune(finishedBefore: now - 5_000, limit: 100) == 1)
+            #expect(try store.request(id: old.id) == nil)
+            #expect(try store.request(id: fresh.id) != nil)
+            #expect(try store.request(id: waiting.id) != nil, "unfinished jobs are never pruned, however old")
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func perClientBoundCountsUnfinishedJobs(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            var a = job(now)
+            a.client = "203.0.113.1"
+            for i in 0..<3 {
+                var j = job(now + Int64(i))
+                j.client = a.client
+                #expect(try store.enqueue(j, backlogLimit: 100, clientLimit: 3) == .accepted(id: j.id))
+            }
+            #expect(try store.enqueue(a, backlogLimit: 100, clientLimit: 3) == .clientBacklogFull(depth: 3))
+            var other = job(now + 10)
+            other.client = "203.0.113.2"
+            #expect(try store.enqueue(other, backlogLimit: 100, clientLimit: 3) == .accepted(id: other.id))
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func claimsTakeTurnsBetweenClients(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            var flood: [String] = []
+            for i in 0..<10 {
+                var j = job(now - 1_000 + Int64(i))
+                j.client = "flood"
+                flood.append(j.id)
+                _ = try store.enqueue(j, backlogLimit: 100)
+            }
+            var late = job(now)
+            late.client = "quiet"
+            _ = try store.enqueue(late, backlogLimit: 100)
+            // Oldest-first alone would hand out three flood jobs; turns give the quiet client its first job now.
+            let claimed = try store.claim(limit: 3, leaseMillis: 30_000, now: now + 1).map(\.id)
+            #expect(claimed.contains(late.id), "\(claimed)")
+            #expect(claimed.filter(flood.contains).count == 2)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func backlogCounterFollowsEveryTransition(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let jobs = (0..<3).map { job(now + Int64($0)) }
+            for j in jobs { _ = try store.enqueue(j, backlogLimit: 100) }
+            #expect(try store.backlog() == 3)
+            let claimed = try store.claim(limit: 1, leaseMillis: 30_000, now: now + 10)
+            #expect(try store.backlog() == 3, "processing still counts")
+            try store.saveResult(id: claimed[0].id, WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now + 11))
+            #expect(try store.backlog() == 2, "delivering does not")
+            try store.recordAttempt(
+                id: claimed[0].id, attempt: AttemptRecord(n: 1, at: now + 12, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered)
+            #expect(try store.backlog() == 2)
+            #expect(try store.prune(finishedBefore: now + 1_000_000, limit: 10) == 1)
+            #expect(try store.backlog() == 2)
+            _ = try store.recordAttempts([
+                AttemptWrite(
+                    id: jobs[1].id, attempt: AttemptRecord(n: 1, at: now + 13, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                    outcome: .delivered, computed: WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now + 13)),
+            ])
+            // Written straight over a pending row (deliveryd never does), the counter still follows the status.
+            #expect(try store.backlog() == 1)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func deliveryStatsRideOnTheHeartbeat(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            var stats = DeliveryStats()
+            stats.recorded(.delivered)
+            stats.recorded(.retry(at: 5))
+            stats.recorded(.giveUp(reason: "x"))
+            stats.commitToDelivered.observe(0.004)  // first bucket (<= 5 ms)
+            stats.commitToDelivered.observe(7200)  // above every bound
+            stats.claimLag.observe(-1)  // clock skew reads as no lag
+            try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: WallClock.nowMillis())
+            let read = try #require(try store.daemonStatus()).stats
+            #expect(read == stats)
+            #expect(read.attempts == [.delivered: 1, .retry: 1, .gaveUp: 1])
+            #expect(read.commitToDelivered.counts.first == 1 && read.commitToDelivered.counts.last == 1 && read.commitToDelivered.count == 2)
+            #expect(read.claimLag.sum == 0)
+            #expect(DeliveryStats(json: ["attempts": "garbage"]) == DeliveryStats(), "an unreadable snapshot reads as empty")
+        }
+    }
+
+    /// A client's share counts its sync records and its async jobs with the reserve for their results,
+    /// checked in the transaction that would insert; other clients are not affected; deletes give it back.
+    @Test(arguments: Backend.allCases) func perClientStorageBoundCountsSyncRecordsAndReserves(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            try store.recordSync(sync(now, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
+            try store.recordSync(sync(now + 1, client: "a", bytes: 40_000), clientStorageLimit: 100_000)
+            #expect(try store.clientStorage("a") > 80_000)
+            #expect(throws: ClientStorageFull.self) { try store.recordSync(sync(now + 2, client: "a", bytes: 40_000), clientStorageLimit: 100_000) }
+            #expect(try store.requests(RequestQuery(mode: .sync)).count == 2, "nothing was written")
+            let refused = try store.enqueue(textJob(now + 3, client: "a"), backlogLimit: 100, clientStorageLimit: 100_000)
+            guard case .clientStorageFull(let stored) = refused else { Issue.record("\(refused)"); return }
+            #expect(stored == (try store.clientStorage("a")))
+            try store.recordSync(sync(now + 4, client: "b", bytes: 40_000), clientStorageLimit: 100_000)
+
+            // An async job holds its result's bound until the result is written, then what it really takes.
+            let job = textJob(now + 5, client: "c")
+            #expect(try store.enqueue(job, backlogLimit: 100, clientStorageLimit: 1 << 30) == .accepted(id: job.id))
+            let reserve = Int64(job.spec.resultBytesBound)
+            #expect(try store.storageUsage().reservedBytes == reserve)
+            #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count) + reserve)
+            _ = try store.claim(limit: 10, leaseMillis: 30_000, now: now + 6)
+            let result = WorkEngine(sleep: { _ in }).run(job.spec)
+            try store.saveResult(id: job.id, WorkResult(result: result, error: nil, durationMs: 1, completedAt: now + 7))
+            #expect(try store.storageUsage().reservedBytes == 0)
+            #expect(try store.clientStorage("c") == Int64(job.input.text.utf8.count + job.spec.stored.text.utf8.count + result.text.utf8.count))
+
+            #expect(try store.pruneSyncRecords(limit: 10) == 3)
+            #expect(try store.clientStorage("a") == 0 && store.clientStorage("b") == 0, "deletes give the share back")
+        }
+    }
+
+    /// Near the bound deliveryd deletes sync records, oldest first; async jobs stay.
+    /// A sync request whose work failed (a handler's error) is recorded failed, with its error and no result.
+    @Test(arguments: Backend.allCases) func failedSyncRecordKeepsItsError(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            var record = sync(WallClock.nowMillis(), client: "a", bytes: 10)
+            record.error = #"{"error":"handler_failed"}"#
+            try store.recordSync(record)
+            let read = try #require(try store.request(id: record.id))
+            #expect(read.status == .failed && read.mode == .sync)
+            #expect(read.error == record.error && read.result == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func syncRecordsArePrunedOldestFirst(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let records = (0..<3).map { sync(now + Int64($0), client: "a", bytes: 10) }
+            for r in records { try store.recordSync(r) }
+            let job = job(now)
+            _ = try store.enqueue(job, backlogLimit: 10)
+            #expect(try store.pruneSyncRecords(limit: 2) == 2)
+            #expect(try store.request(id: records[0].id) == nil && store.request(id: records[1].id) == nil)
+            #expect(try store.request(id: records[2].id) != nil && store.request(id: job.id) != nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases) func groupCommitUnderConcurrency(_ backend: Backend) async throws {
+        let fixture = try Fixture(backend)
+        let store = try fixture.open()
+        let base = WallClock.nowMillis()
+        let accepted = try await withThrowingTaskGroup(of: Int.self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    var n = 0
+                    for i in 0..<50 {
+                        let j = NewJob(
+                            id: RequestID.make(now: base + Int64(t * 100 + i)), spec: .text(text: "a", count: 1), input: ["text": "a"],
+                            callbackURL: "http://h.example/", idempotencyKey: nil, createdAt: base)
+                        if case .accepted = try store.enqueue(j, backlogLimit: 1_000_000) { n += 1 }
+                    }
+                    return n
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(accepted == 400)
+        #expect(try store.backlog() == 400)
+        withExtendedLifetime(fixture) {}
+    }
+
+    @Test(arguments: Backend.allCases) func sizeBoundThrowsStoreFull(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let small = try fixture.open(bound: .sets(1 << 20))
+        let text = String(repeating: "x", count: 9_000)
+        var thrown: (any Error)?
+        for i in 0..<300 {
+            var j = job(WallClock.nowMillis())
+            j.input = .object(["text": .string(text + "\(i)")])
+            do { _ = try small.enqueue(j, backlogLimit: 10_000) } catch {
+                thrown = error
+                break
+            }
+        }
+        #expect(thrown is StoreFull, "\(String(describing: thrown))")
+        // Reads still work.
+        #expect(try small.backlog() > 50)
+    }
+
+    /// The front door (workfcgi) stops where used plus reserved would pass the bound; deliveryd, following the
+    /// stored bound (with headroom on SQLite), still works, records and delivers every job that was accepted.
+    @Test(arguments: Backend.allCases) func acceptedJobsFitAfterTheFrontDoorStops(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let front = try fixture.open(bound: .sets(1 << 20))
+        let deliveryd = try fixture.open(bound: .follows(fallback: 4 << 30), deliveryd: true)
+        let now = WallClock.nowMillis()
+        var accepted: [NewJob] = []
+        var full: (any Error)?
+        for i in 0..<50 {
+            let j = textJob(now + Int64(i), client: "c\(i)")
+            do { if case .accepted = try front.enqueue(j, backlogLimit: 1000) { accepted.append(j) } } catch {
+                full = error
+                break
+            }
+        }
+        #expect(full is StoreFull, "\(String(describing: full))")
+        #expect(accepted.count >= 3)
+        let usage = try front.storageUsage()
+        #expect(usage.usedBytes + usage.reservedBytes <= 1 << 20 && usage.reservedBytes > 0)
+        #expect(usage.state(nearlyAt: 0.9, now: WallClock.nowMillis()) == .full, "it just refused one")
+        #expect(throws: StoreFull.self) { try front.recordSync(sync(now, client: "s", bytes: 300_000), clientStorageLimit: .max) }
+
+        let claimed = try deliveryd.claim(limit: 100, leaseMillis: 30_000, now: now + 100)
+        #expect(claimed.count == accepted.count)
+        for job in claimed {
+            guard case .toDo(let spec) = job.work else { continue }
+            let computed = WorkResult(result: WorkEngine(sleep: { _ in }).run(spec), error: nil, durationMs: 1, completedAt: now + 101)
+            for n in 1...3 {  // a few failed attempts each, then the one that delivers
+                let last = n == 3
+                try deliveryd.recordAttempts([
+                    AttemptWrite(
+                        id: job.id,
+                        attempt: AttemptRecord(
+                            n: n, at: now + 101, durationMs: 1, httpStatus: last ? 200 : 503, error: last ? nil : "HTTP 503 \(String(repeating: "e", count: 200))",
+                            nextAttemptAt: nil),
+                        outcome: last ? .delivered : .retry(at: now + 102), computed: n == 1 ? computed : nil),
+                ])
+            }
+        }
+        for job in accepted { #expect(try deliveryd.request(id: job.id)?.status == .completed) }
+        if backend == .sqlite {
+            let file = try FileManager.default.attributesOfItem(atPath: fixture.sqlitePath)[.size] as? Int64 ?? 0
+            #expect(file <= (1 << 20) + SizeBound.headroom(1 << 20), "\(file) bytes")
+        }
+    }
+
+    /// One bound, whatever each daemon was given: deliveryd follows what workfcgi stored, and a workfcgi
+    /// restarted with another value changes it for both.
+    @Test(arguments: Backend.allCases) func theBoundIsTheOneStoredInTheDatabase(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let early = try fixture.open(bound: .follows(fallback: 4 << 30), deliveryd: true)
+        #expect(try early.storageUsage().boundBytes == 4 << 30, "its own until workfcgi has stored one")
+        _ = try fixture.open(bound: .sets(1 << 20))
+        #expect(try early.storageUsage().boundBytes == 1 << 20, "re-read by storageUsage")
+        let restarted = try fixture.open(bound: .sets(3 << 20))
+        #expect(try early.storageUsage().boundBytes == 3 << 20)
+        #expect(try restarted.storageUsage().boundBytes == 3 << 20)
+    }
+
+    // MARK: several nodes on one database: the database decides, never a count in one process's memory
+
+    /// Two nodes (two stores, each with its own group commit) enqueue at once: the backlog bound holds
+    /// exactly, not per node.
+    @Test(arguments: Backend.allCases) func boundsHoldAcrossNodes(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let nodes = [try fixture.open(), try fixture.open()]
+        let now = WallClock.nowMillis()
+        let outcomes = Mutex<[EnqueueOutcome]>([])
+        DispatchQueue.concurrentPerform(iterations: 16) { t in
+            for i in 0..<10 {
+                var j = job(now + Int64(t * 10 + i))
+                j.client = "c\(t)"
+                let outcome = try? nodes[t % 2].enqueue(j, backlogLimit: 40)
+                outcomes.withLock { $0.append(outcome ?? .backlogFull(depth: -1)) }
+            }
+        }
+        let all = outcomes.withLock { $0 }
+        #expect(!all.contains(.backlogFull(depth: -1)), "no enqueue failed")
+        #expect(all.filter { if case .accepted = $0 { true } else { false } }.count == 40)
+        #expect(try nodes[0].backlog() == 40 && nodes[1].backlog() == 40)
+        #expect(try nodes[1].requests(RequestQuery(limit: 1000)).count == 40, "nothing refused was written")
+        #expect(try nodes[0].claim(limit: 1000, leaseMillis: 30_000, now: now + 1000).count == 40)
+        withExtendedLifetime(fixture) {}
+    }
+
+    /// The same for one client's bound.
+    @Test(arguments: Backend.allCases) func perClientBoundHoldsAcrossNodes(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let nodes = [try fixture.open(), try fixture.open()]
+        let now = WallClock.nowMillis()
+        let accepted = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { t in
+            for i in 0..<5 {
+                var j = job(now + Int64(t * 10 + i))
+                j.client = "a"
+                if case .accepted? = try? nodes[t % 2].enqueue(j, backlogLimit: 1000, clientLimit: 7) { accepted.withLock { $0 += 1 } }
+            }
+        }
+        #expect(accepted.withLock { $0 } == 7)
+        #expect(try nodes[0].backlog() == 7)
+        withExtendedLifetime(fixture) {}
+    }
+
+    /// The same idempotency key sent to two nodes at once: one job, every answer names it.
+    @Test(arguments: Backend.allCases) func idempotencyKeyIsUniqueAcrossNodes(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let nodes = [try fixture.open(), try fixture.open()]
+        let now = WallClock.nowMillis()
+        let outcomes = Mutex<[EnqueueOutcome?]>([])
+        DispatchQueue.concurrentPerform(iterations: 16) { t in
+            let outcome = try? nodes[t % 2].enqueue(job(now + Int64(t), key: "k"), backlogLimit: 1000)
+            outcomes.withLock { $0.append(outcome) }
+        }
+        let all = outcomes.withLock { $0 }
+        let ids = all.compactMap { outcome -> String? in
+            switch outcome {
+            case .accepted(let id)?, .duplicate(let id)?: id
+            default: nil
+            }
+        }
+        #expect(ids.count == 16 && Set(ids).count == 1, "\(all)")
+        #expect(all.filter { if case .accepted? = $0 { true } else { false } }.count == 1)
+        #expect(try nodes[0].backlog() == 1)
+        withExtendedLifetime(fixture) {}
+    }
+
+    /// Two deliveryd nodes claiming at once never get the same job.
+    @Test(arguments: Backend.allCases) func claimsFromTwoNodesNeverShareAJob(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let front = try fixture.open()
+        let nodes = [try fixture.open(deliveryd: true), try fixture.open(deliveryd: true)]
+        let now = WallClock.nowMillis()
+        for i in 0..<200 {
+            var j = job(now + Int64(i))
+            j.client = "c\(i % 7)"
+            _ = try front.enqueue(j, backlogLimit: 1000)
+        }
+        let claimed = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            while let batch = try? nodes[t % 2].claim(limit: 16, leaseMillis: 30_000, now: now + 1000), !batch.isEmpty {
+                claimed.withLock { $0 += batch.map(\.id) }
+            }
+        }
+        let ids = claimed.withLock { $0 }
+        #expect(ids.count == 200 && Set(ids).count == 200)
+        withExtendedLifetime(fixture) {}
+    }
+
+    /// Nodes starting together on a fresh database: each finds the schema whole (migrations run once).
+    @Test(arguments: Backend.allCases) func nodesStartingTogetherMigrateOnce(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let opened = Mutex<[any JobStore]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            if let store = try? fixture.open() { opened.withLock { $0.append(store) } }
+        }
+        let stores = opened.withLock { $0 }
+        #expect(stores.count == 4)
+        for store in stores { #expect(try store.backlog() == 0) }
+    }
+}
