@@ -24,6 +24,17 @@ public struct BulkRedeliver: Sendable, Equatable {
         guard let host else { return true }
         return callbackURL.flatMap(CallbackHost.name(of:)) == host
     }
+
+    /// The ids to take from `candidates` (the window's failed async jobs in id order, as a store reads them):
+    /// the first `limit` that match, and whether more match. Both stores decide through this.
+    public func take(_ candidates: some Sequence<(id: String, createdAt: UnixMillis, callbackURL: String?)>) -> BulkRedeliverResult {
+        var ids: [String] = []
+        for c in candidates where matches(createdAt: c.createdAt, callbackURL: c.callbackURL) {
+            guard ids.count < limit else { return BulkRedeliverResult(requeued: ids, more: true) }
+            ids.append(c.id)
+        }
+        return BulkRedeliverResult(requeued: ids, more: false)
+    }
 }
 
 /// What a bulk redelivery did.

@@ -378,17 +378,8 @@ public final class SQLiteStore: JobStore {
                     SELECT id, created_at, callback_url FROM requests
                     WHERE status = 'failed' AND mode = 'async' AND created_at >= ? AND created_at < ? ORDER BY id
                     """, [.int(selection.window.lowerBound), .int(selection.window.upperBound)])
-                var ids: [String] = []
-                var more = false
-                for row in rows {
-                    guard let id = row.text(0), selection.matches(createdAt: row.int(1) ?? 0, callbackURL: row.text(2)) else { continue }
-                    guard ids.count < selection.limit else {
-                        more = true
-                        break
-                    }
-                    ids.append(id)
-                }
-                for id in ids {
+                let taken = selection.take(rows.compactMap { row in row.text(0).map { ($0, row.int(1) ?? 0, row.text(2)) } })
+                for id in taken.requeued {
                     try db.query(
                         """
                         UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = ?, lease_until = 0,
@@ -396,7 +387,7 @@ public final class SQLiteStore: JobStore {
                         WHERE id = ?
                         """, [.int(now), .text(id)])
                 }
-                return BulkRedeliverResult(requeued: ids, more: more)
+                return taken
             }
         }
     }
