@@ -170,18 +170,19 @@ extension OperatorPage {
     /// A line per series over 60 minutes, with labelled axes; a point per non-empty minute carries its count as
     /// a tooltip (`<title>`), so the figure can be read without scripts.
     static func chart(id: String, title: String, start: Int64, lines: [(name: String, color: String, values: [Int])]) -> String {
-        let (w, h, left, bottom, top) = (720.0, 170.0, 44.0, 34.0, 8.0)
+        // The right margin leaves room for the last tick's label (centred on the plot's edge).
+        let (w, h, left, right, bottom, top) = (720.0, 170.0, 44.0, 24.0, 34.0, 8.0)
         let peak = max(1, lines.flatMap(\.values).max() ?? 0)
         let scale = Double(axisTop(peak))
-        let x = { (i: Int) in left + (w - left - 8) * Double(i) / 59 }
+        let x = { (i: Int) in left + (w - left - right) * Double(i) / 59 }
         let y = { (v: Double) in top + (h - bottom - top) * (1 - v / scale) }
         let f = { (v: Double) in String(format: "%.1f", v) }
         var svg = "<figure><figcaption>\(HTML.escape(title))</figcaption>"
         svg += "<svg id=\"chart-\(id)\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" width=\(Int(w)) height=\(Int(h)) role=img aria-label=\"\(HTML.escape(title))\">"
-        svg += "<line x1=\(left) y1=\(f(h - bottom)) x2=\(w - 8) y2=\(f(h - bottom)) stroke=#999 /><line x1=\(left) y1=\(top) x2=\(left) y2=\(f(h - bottom)) stroke=#999 />"
+        svg += "<line x1=\(left) y1=\(f(h - bottom)) x2=\(w - right) y2=\(f(h - bottom)) stroke=#999 /><line x1=\(left) y1=\(top) x2=\(left) y2=\(f(h - bottom)) stroke=#999 />"
         for tick in [0.0, scale / 2, scale] {
             let label = tick == tick.rounded() ? String(Int(tick)) : String(format: "%.1f", tick)
-            svg += "<line x1=\(left) y1=\(f(y(tick))) x2=\(w - 8) y2=\(f(y(tick))) stroke=#eee /><text x=\(left - 4) y=\(f(y(tick) + 4)) font-size=11 text-anchor=end>\(label)</text>"
+            svg += "<line x1=\(left) y1=\(f(y(tick))) x2=\(w - right) y2=\(f(y(tick))) stroke=#eee /><text x=\(left - 4) y=\(f(y(tick) + 4)) font-size=11 text-anchor=end>\(label)</text>"
         }
         svg += "<text x=10 y=\(f(top + (h - bottom - top) / 2)) font-size=11 transform=\"rotate(-90 10 \(f(top + (h - bottom - top) / 2)))\" text-anchor=middle>per minute</text>"
         for i in stride(from: 0, through: 59, by: 10) + [59] {
