@@ -22,6 +22,15 @@ public final class API: Sendable {
     /// The sync semaphore: at most `syncConcurrency` computations at once.
     private let syncSlots: DispatchSemaphore
     private let syncInFlight = Atomic<Int>(0)
+    /// The computations holding a slot now, with their op and start (/status, /ui).
+    let syncTable: Mutex<SyncInFlight>
+    /// /sync requests that found every slot taken on arrival (PHP-FPM's "max children reached").
+    let syncSlotsFull = Atomic<Int>(0)
+    /// The last hour per minute, as this process saw it: answers by route, refusals by code.
+    let answersPerMinute = Mutex(MinuteCounts<String>())
+    let refusalsPerMinute = Mutex(MinuteCounts<String>())
+    /// The FastCGI servers whose pools /status and /metrics show (set once they are made).
+    let pools = Mutex<[FastCGIServer]>([])
     private let fullShares = Mutex(FullShares())
     private let metrics = Metrics()
     private let operatorPage = OperatorPage()
@@ -68,9 +77,21 @@ public final class API: Sendable {
         self.settings = settings
         self.operators = operators
         syncSlots = DispatchSemaphore(value: settings.syncConcurrency)
+        syncTable = Mutex(SyncInFlight(capacity: settings.syncConcurrency))
         metrics.build(version: build.version, revision: build.revision)
         version = "\(build.version) (\(build.revision))"
         documents = Mutex(Documents(version: version, handlers: handlerRunner?.registry.names ?? []))
+    }
+
+    /// The pools to show in /status, /metrics and /ui.
+    public func watch(_ servers: [FastCGIServer]) {
+        pools.withLock { $0 = servers }
+    }
+
+    /// What a handler tells the slow log about the request (set for /sync and /async).
+    struct Note {
+        var op: String?
+        var parameters: String?
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -78,13 +99,21 @@ public final class API: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         let route = Route(path: request.path)
         let response: HTTPResponse
+        var note = Note()
+        let now = WallClock.nowMillis()
         do throws(APIError) {
-            response = try routed(request, route, pool: pool)
+            response = try routed(request, route, pool: pool, note: &note)
         } catch {
             response = error.response
+            if error.isRefusal { refusalsPerMinute.withLock { $0.add(error.code, at: now) } }
         }
         let name = route?.name ?? "other"
         metrics.responded(route: name, status: response.status)
+        if response.status < 400 { answersPerMinute.withLock { $0.add(name, at: now) } }
+        if let slow = settings.slowLogSeconds {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            if seconds >= slow { logSlow(request, route: name, response: response, note: note, seconds: seconds) }
+        }
         if settings.accessLog && logger.logLevel <= .info {
             // No bodies, no query strings, no headers: nothing a client sent that could be secret.
             var metadata: Logger.Metadata = [
@@ -102,7 +131,20 @@ public final class API: Sendable {
 
     /// Every check that holds for all routes, in order: the route exists, runs on this pool, is called with its
     /// method and, for an operator route, by an operator; then the handler.
-    private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool) throws(APIError) -> HTTPResponse {
+    /// The slow log's line: never the body, only its shape (SlowLog.parameters), bounded and escaped.
+    private func logSlow(_ request: HTTPRequest, route: String, response: HTTPResponse, note: Note, seconds: Double) {
+        var metadata: Logger.Metadata = [
+            "route": "\(route)", "method": "\(request.method)", "status": "\(response.status)",
+            "duration_ms": "\(Double(Int(seconds * 1e6)) / 1000)",
+            "threshold_ms": "\(Int((settings.slowLogSeconds ?? 0) * 1000))",
+            "parameters": "\(note.parameters ?? SlowLog.parameters(input: nil, query: request.query))",
+        ]
+        if let op = note.op { metadata["op"] = "\(op)" }
+        if let id = response.requestID { metadata["request_id"] = "\(id)" }
+        logger.warning("slow request", metadata: metadata)
+    }
+
+    private func routed(_ request: HTTPRequest, _ route: Route?, pool: Pool, note: inout Note) throws(APIError) -> HTTPResponse {
         guard let route else { throw .notFound("no such endpoint: \(request.path)") }
         guard route.pool == pool else { throw .misrouted(path: request.path, pool: route.pool.rawValue) }
         let method = request.method == .head && route.method == .get ? .get : request.method
@@ -116,8 +158,9 @@ public final class API: Sendable {
             throw .forbidden(why)
         }
         switch route {
-        case .sync: return try postWork(request, mode: .sync)
-        case .async: return try postWork(request, mode: .async)
+        case .sync: return try postWork(request, mode: .sync, note: &note)
+        case .async: return try postWork(request, mode: .async, note: &note)
+        case .status: return JSONResponse.ok(200, nowView().json, headers: [("Cache-Control", "no-store")])
         case .requests: return try listRequests(request)
         case .request(let id): return try getRequest(id: id)
         case .redeliver(let id): return try redeliver(id: id)
@@ -126,7 +169,7 @@ public final class API: Sendable {
         case .metrics:
             return HTTPResponse(
                 status: 200, headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerRunner?.metrics))
+                body: metrics.render(store: store, syncInFlight: syncInFlight.load(ordering: .relaxed), handlers: handlerRunner?.metrics, now: nowView()))
         case .ui: return try operatorOverview(request)
         case .uiRequest(let id): return try operatorDetail(id: id, request: request)
         case .uiRedeliver(let id): return try operatorRedeliver(id: id, request: request)
@@ -153,7 +196,7 @@ public final class API: Sendable {
 
     // MARK: POST /sync and /async
 
-    private func postWork(_ request: HTTPRequest, mode: RequestMode) throws(APIError) -> HTTPResponse {
+    private func postWork(_ request: HTTPRequest, mode: RequestMode, note: inout Note) throws(APIError) -> HTTPResponse {
         if request.bodyTooLarge { throw .bodyTooLarge(limit: settings.maxBodyBytes) }
         let contentType = request.headers["content-type"]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces)
             .lowercased()
@@ -164,6 +207,8 @@ public final class API: Sendable {
         } catch {
             throw .invalidBody(error)
         }
+        note.op = parsed.spec.op.rawValue
+        note.parameters = SlowLog.parameters(input: parsed.input, query: request.query)
         if case .handler(let name, _) = parsed.spec, engine.handlers?.isInstalled(name) != true { throw .unknownHandler(name) }
         switch mode {
         case .sync: return try runSync(parsed, request: request)
@@ -188,16 +233,27 @@ public final class API: Sendable {
         // The wait is bounded from when nginx got the request: time queued for a FastCGI thread counts too.
         let queuedMs = request.queuedMilliseconds(nowMillis: Int64(created))
         let budgetMs = Int(max(0, Int64(settings.syncWaitMilliseconds) - queuedMs))
-        guard syncSlots.wait(timeout: .now() + .milliseconds(budgetMs)) == .success else {
-            throw .syncSaturated(slots: settings.syncConcurrency)
+        // Every slot taken on arrival: counted once, whether the wait then gets one or not.
+        if syncSlots.wait(timeout: .now()) != .success {
+            syncSlotsFull.add(1, ordering: .relaxed)
+            metrics.syncSlotsFull()
+            guard syncSlots.wait(timeout: .now() + .milliseconds(budgetMs)) == .success else {
+                throw .syncSaturated(slots: settings.syncConcurrency)
+            }
         }
         syncInFlight.add(1, ordering: .relaxed)
         let started = WallClock.nowMillis()
         let clock = DispatchTime.now().uptimeNanoseconds
         let id = RequestID.make(now: created)
+        var handlerName: String?
+        if case .handler(let name, _) = parsed.spec { handlerName = name }
+        let token = syncTable.withLock {
+            $0.start(SyncInFlight.Entry(requestID: id, op: parsed.spec.op.rawValue, handler: handlerName, startedAt: started))
+        }
         let outcome = engine.perform(parsed.spec, context: WorkContext(requestID: id, mode: .sync))
         let ranNanoseconds = DispatchTime.now().uptimeNanoseconds - clock
         let ms = Double(ranNanoseconds) / 1e6
+        syncTable.withLock { $0.finish(token) }
         syncInFlight.subtract(1, ordering: .relaxed)
         syncSlots.signal()
         metrics.synced(waitNanoseconds: Int64(started - created) * 1_000_000, runNanoseconds: Int64(ranNanoseconds))
@@ -380,7 +436,8 @@ public final class API: Sendable {
         let records = try fromStore { try store.requests(RequestQuery(mode: mode, status: status, before: before, limit: OperatorPage.pageSize)) }
         return operatorPage.overview(
             health: healthFields(), records: records, mode: mode, status: status,
-            recovered: request.query["redelivered"].flatMap(Int.init).map { ($0, request.query["more"] == "1") }, handlers: handlersView())
+            recovered: request.query["redelivered"].flatMap(Int.init).map { ($0, request.query["more"] == "1") }, handlers: handlersView(),
+            now: nowView(), history: historyView())
     }
 
     /// The handlers panel's facts; nil without a handlers folder.
@@ -426,6 +483,33 @@ public final class API: Sendable {
         let result = try bulkRedeliver(BulkRedeliver(window: (now - seconds * 1000)..<(now + 1), host: host, limit: BulkRedeliver.maxLimit))
         let location = "/ui?redelivered=\(result.requeued.count)\(result.more ? "&more=1" : "")"
         return HTTPResponse(status: 303, headers: [("Location", location), ("Cache-Control", "no-store")])
+    }
+
+    // MARK: what is happening now, and the last hour
+
+    /// Bounded reads only: the jobs in hand up to `NowView.inHandLimit`, one index step for the oldest pending job,
+    /// the counters for backlog and storage.
+    func nowView() -> NowView {
+        let now = WallClock.nowMillis()
+        let daemon = (try? store.daemonStatus()) ?? nil
+        var storageState: String?
+        let storage = try? store.storageUsage()
+        if let storage { storageState = storage.state(nearlyAt: settings.syncPruneAt ?? 0.9, now: now).rawValue }
+        return NowView(
+            at: now, sync: syncTable.withLock { $0.running }, syncInFlight: syncInFlight.load(ordering: .relaxed),
+            syncSlots: settings.syncConcurrency, syncSlotsFull: syncSlotsFull.load(ordering: .relaxed),
+            pools: pools.withLock { $0 }.map { $0.status() },
+            inHand: try? store.jobsInHand(now: now, limit: NowView.inHandLimit), leaseMillis: Int64(settings.leaseSeconds * 1000),
+            deliverydRunning: daemon.map { $0.isAlive(now: now) } ?? false, backlog: try? store.backlog(), backlogLimit: settings.backlogLimit,
+            oldestPendingAt: (try? store.oldestPendingCreatedAt()) ?? nil, storage: storage, storageState: storageState)
+    }
+
+    func historyView() -> HistoryView {
+        let now = WallClock.nowMillis()
+        let answers = answersPerMinute.withLock { $0.series(now: now) }
+        return HistoryView(
+            now: now, answers: answers, refusals: refusalsPerMinute.withLock { $0.series(now: now) },
+            failures: try? store.failedAttemptsPerMinute(since: answers.first?.start ?? now))
     }
 
     /// A read or write whose failure the client can only wait out.

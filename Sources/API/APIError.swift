@@ -31,6 +31,9 @@ enum APIError: Error, Equatable {
     /// A /sync handler run failed (502) or was killed at its timeout (504); the request was recorded as failed.
     case handlerFailed(HandlerRun, requestID: String)
 
+    /// A refusal for want of room or time (413, 429, 503): what /ui's refusals graph counts, by code.
+    var isRefusal: Bool { [413, 429, 503].contains(status) }
+
     var status: Int {
         switch self {
         case .notFound: 404

@@ -15,6 +15,7 @@ final class Metrics: Sendable {
     private let storeFullRefusals: Counter
     private let clientStorageFullRefusals: Counter
     private let syncRecordsLost: [SyncRecordLoss: Counter]
+    private let syncSlotsFullCounter: Counter
 
     /// Why a /sync result was answered but not stored: the `reason` label.
     enum SyncRecordLoss: String, CaseIterable {
@@ -44,6 +45,8 @@ final class Metrics: Sendable {
                 labels: [("reason", reason.rawValue)])
         }
         syncRecordsLost = lost
+        syncSlotsFullCounter = registry.makeCounter(
+            descriptor: Self.name("sync_slots_full", "total", "/sync requests that found every slot busy on arrival (max children reached)."))
     }
 
     /// One counter per (route, status), made once: asking the registry on every response validated the
@@ -67,6 +70,10 @@ final class Metrics: Sendable {
     func synced(waitNanoseconds: Int64, runNanoseconds: Int64) {
         syncWait.recordNanoseconds(waitNanoseconds)
         syncDuration.recordNanoseconds(runNanoseconds)
+    }
+
+    func syncSlotsFull() {
+        syncSlotsFullCounter.increment()
     }
 
     /// A /sync answer whose record could not be stored (the client got its result; GET /requests will 404).
@@ -94,8 +101,9 @@ final class Metrics: Sendable {
     }
 
     /// The exposition text, after refreshing the gauges that are read rather than counted.
-    func render(store: any JobStore, syncInFlight: Int, handlers: HandlerMetrics?) -> [UInt8] {
+    func render(store: any JobStore, syncInFlight: Int, handlers: HandlerMetrics?, now: NowView) -> [UInt8] {
         gauge("sync_in_flight", "Sync computations running now.", Double(syncInFlight))
+        live(now)
         var delivery: DeliveryStats?
         do {
             for (mode, status, count) in try store.statusCounts() {
@@ -120,6 +128,36 @@ final class Metrics: Sendable {
         // This process's /sync runs and deliveryd's /async ones (from its last heartbeat), labelled by mode.
         let handlerText = HandlerMetrics.prometheus((handlers?.snapshot ?? HandlerTally()).merged(with: stats.handlers))
         return registry.emitToBuffer() + Array((Self.exposition(stats) + handlerText).utf8)
+    }
+
+    /// What is happening now, by op (five values: bounded labels, never a request id). Every op is set, to 0 when
+    /// idle, so a series does not keep the value of a computation that has ended.
+    private func live(_ now: NowView) {
+        for op in JobSpec.Op.allCases {
+            let sync = now.sync.filter { $0.op == op.rawValue }
+            gauge("sync_running", "Sync computations running now, by op.", labels: [("op", op.rawValue)], Double(sync.count))
+            gauge(
+                "sync_oldest_running_seconds", "How long the longest-running sync computation of the op has run; 0: none.",
+                labels: [("op", op.rawValue)], Double(sync.map { max(0, now.at - $0.startedAt) }.max() ?? 0) / 1000)
+            let held = (now.inHand ?? []).filter { $0.op == op }
+            gauge("deliveryd_in_hand", "Jobs deliveryd holds (leased) now, by op; at most 50 are read.", labels: [("op", op.rawValue)], Double(held.count))
+            gauge(
+                "deliveryd_oldest_in_hand_seconds", "How long deliveryd has held its oldest job of the op; 0: none.",
+                labels: [("op", op.rawValue)], Double(held.map { max(0, now.at - now.claimedAt($0)) }.max() ?? 0) / 1000)
+        }
+        for pool in now.pools {
+            gauge("pool_threads", "FastCGI threads of the pool.", labels: [("pool", pool.name)], Double(pool.threads))
+            gauge("pool_busy_threads", "FastCGI threads of the pool serving a request now.", labels: [("pool", pool.name)], Double(pool.busy))
+            if let queued = pool.queued, let limit = pool.queueLimit {
+                gauge("pool_accept_queue", "Connections waiting in the kernel for the pool to accept them (sock_diag).", labels: [("pool", pool.name)], Double(queued))
+                gauge("pool_accept_queue_limit", "The pool socket's listen backlog.", labels: [("pool", pool.name)], Double(limit))
+            }
+        }
+        if let backlog = now.backlog { gauge("backlog_jobs", "Async jobs pending or processing (the backlog bound counts these).", Double(backlog)) }
+        gauge("backlog_limit", "WORKFCGI_BACKLOG_LIMIT.", Double(now.backlogLimit))
+        gauge(
+            "oldest_pending_age_seconds", "Age of the oldest pending async job; 0: none pending.",
+            Double(now.oldestPendingAt.map { max(0, now.at - $0) } ?? 0) / 1000)
     }
 
     /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which

@@ -470,6 +470,28 @@ enum OpenAPIDocument {
     }
    }
   },
+  "/status": {
+   "get": {
+    "operationId": "status",
+    "summary": "What is happening now, as JSON for scripts (operators)",
+    "description": "This workfcgi's /sync computations and FastCGI pools, the jobs deliveryd holds (leased now; the first 50), the backlog against its limit, the oldest pending job and the storage against its bound. Ages are milliseconds at `at`.",
+    "responses": {
+     "200": {
+      "description": "the state now",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Status"
+        }
+       }
+      }
+     },
+     "default": {
+      "$ref": "#/components/responses/Error"
+     }
+    }
+   }
+  },
   "/ui": {
    "get": {
     "operationId": "operatorPage",
@@ -905,6 +927,237 @@ enum OpenAPIDocument {
        "null"
       ],
       "description": "ISO 8601, UTC, milliseconds"
+     }
+    }
+   },
+   "Status": {
+    "type": "object",
+    "required": [
+     "at",
+     "sync",
+     "pools",
+     "deliveryd",
+     "backlog",
+     "storage"
+    ],
+    "properties": {
+     "at": {
+      "type": "string",
+      "description": "ISO 8601, UTC, milliseconds"
+     },
+     "sync": {
+      "type": "object",
+      "required": [
+       "in_flight",
+       "slots",
+       "slots_full_total",
+       "computations"
+      ],
+      "properties": {
+       "in_flight": {
+        "type": "integer",
+        "minimum": 0
+       },
+       "slots": {
+        "type": "integer",
+        "minimum": 0
+       },
+       "slots_full_total": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "/sync requests that found every slot busy on arrival since start (PHP-FPM's max children reached)"
+       },
+       "computations": {
+        "type": "array",
+        "items": {
+         "type": "object",
+         "required": [
+          "request_id",
+          "op",
+          "age_ms",
+          "started_at"
+         ],
+         "properties": {
+          "request_id": {
+           "type": "string"
+          },
+          "op": {
+           "type": "string"
+          },
+          "handler": {
+           "type": "string"
+          },
+          "age_ms": {
+           "type": "number",
+           "minimum": 0
+          },
+          "started_at": {
+           "type": "string"
+          }
+         }
+        }
+       }
+      }
+     },
+     "pools": {
+      "type": "array",
+      "items": {
+       "type": "object",
+       "required": [
+        "pool",
+        "threads",
+        "busy",
+        "queued",
+        "queue_limit"
+       ],
+       "properties": {
+        "pool": {
+         "enum": [
+          "sync",
+          "api"
+         ]
+        },
+        "threads": {
+         "type": "integer",
+         "minimum": 0
+        },
+        "busy": {
+         "type": "integer",
+         "minimum": 0
+        },
+        "queued": {
+         "type": [
+          "integer",
+          "null"
+         ],
+         "description": "connections waiting in the kernel's accept queue (sock_diag); null when it cannot be read"
+        },
+        "queue_limit": {
+         "type": [
+          "integer",
+          "null"
+         ]
+        }
+       }
+      }
+     },
+     "deliveryd": {
+      "type": "object",
+      "required": [
+       "running",
+       "jobs_in_hand",
+       "listed_at_most"
+      ],
+      "properties": {
+       "running": {
+        "type": [
+         "boolean",
+         "null"
+        ]
+       },
+       "listed_at_most": {
+        "type": "integer",
+        "minimum": 0
+       },
+       "jobs_in_hand": {
+        "type": [
+         "array",
+         "null"
+        ],
+        "items": {
+         "type": "object",
+         "required": [
+          "request_id",
+          "op",
+          "status",
+          "attempts",
+          "age_ms",
+          "claimed_at",
+          "lease_until"
+         ],
+         "properties": {
+          "request_id": {
+           "type": "string"
+          },
+          "op": {
+           "type": "string"
+          },
+          "status": {
+           "enum": [
+            "processing",
+            "delivering"
+           ]
+          },
+          "attempts": {
+           "type": "integer",
+           "minimum": 0
+          },
+          "age_ms": {
+           "type": "number",
+           "minimum": 0
+          },
+          "claimed_at": {
+           "type": "string"
+          },
+          "lease_until": {
+           "type": "string"
+          }
+         }
+        }
+       }
+      }
+     },
+     "backlog": {
+      "type": "object",
+      "required": [
+       "jobs",
+       "limit",
+       "oldest_pending_age_ms"
+      ],
+      "properties": {
+       "jobs": {
+        "type": [
+         "integer",
+         "null"
+        ]
+       },
+       "limit": {
+        "type": "integer",
+        "minimum": 0
+       },
+       "oldest_pending_age_ms": {
+        "type": [
+         "number",
+         "null"
+        ]
+       }
+      }
+     },
+     "storage": {
+      "type": [
+       "object",
+       "null"
+      ],
+      "properties": {
+       "state": {
+        "type": [
+         "string",
+         "null"
+        ]
+       },
+       "used_bytes": {
+        "type": "number"
+       },
+       "reserved_bytes": {
+        "type": "number"
+       },
+       "bound_bytes": {
+        "type": [
+         "number",
+         "null"
+        ]
+       }
+      }
      }
     }
    },

@@ -37,7 +37,8 @@ struct OperatorPage: Sendable {
             td,th{border-bottom:1px solid #e4e4e4;padding:.3rem .6rem;text-align:left;vertical-align:top}
             .cards{display:flex;gap:.75rem;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;padding:.6rem .9rem;min-width:9rem}
             .card b{display:block;font-size:1.5rem}.ok{color:#075}.bad{color:#b00}pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;max-width:70rem}
-            code,pre{font:12px ui-monospace,monospace}a{color:#04c}form.inline{display:inline}</style></head><body>
+            code,pre{font:12px ui-monospace,monospace}a{color:#04c}form.inline{display:inline}
+            figure{margin:.5rem 0 1rem}figcaption{font-weight:600;margin-bottom:.2rem}svg{max-width:100%;height:auto}</style></head><body>
             <p><a href="/ui">workfcgi operator page</a> · <a href="/docs">API</a> · <a href="/metrics">metrics</a></p>
             \(body)</body></html>
 
@@ -58,7 +59,7 @@ struct OperatorPage: Sendable {
 
     func overview(
         health: [String: JSONValue], records: [RequestRecord], mode: RequestMode?, status: JobStatus?,
-        recovered: (count: Int, more: Bool)? = nil, handlers: HandlersView? = nil
+        recovered: (count: Int, more: Bool)? = nil, handlers: HandlersView? = nil, now: NowView? = nil, history: HistoryView? = nil
     ) -> HTTPResponse {
         let deliveryd = health["deliveryd"]
         let running = deliveryd?["running"] == true
@@ -88,6 +89,8 @@ struct OperatorPage: Sendable {
             }
             body += "</table>"
         }
+        if let now { body += Self.nowSection(now) }
+        if let history { body += Self.historySection(history) }
         body += Self.handlersSection(handlers)
         body += recoverySection(recovered)
         body += "<h2>Recent requests</h2><form method=get action=\"/ui\">mode <select name=mode><option value=\"\">any</option>"

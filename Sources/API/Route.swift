@@ -16,6 +16,8 @@ enum Route: Equatable, Sendable {
     /// Every failed job in a time window, optionally one host's (Svix's "recover since").
     case redeliverFailed
     case healthz, metrics
+    /// What is happening now, as JSON for scripts (operators).
+    case status
     case ui
     case uiRequest(id: String)
     case uiRedeliver(id: String)
@@ -40,6 +42,7 @@ enum Route: Equatable, Sendable {
         case let s where s.count == 3 && s[0] == "requests" && id(1) && s[2] == "redeliver": self = .redeliver(id: s[1])
         case ["healthz"]: self = .healthz
         case ["metrics"]: self = .metrics
+        case ["status"]: self = .status
         case ["ui"]: self = .ui
         case ["ui", "redeliver"]: self = .uiRedeliverFailed
         case let s where s.count == 3 && s[0] == "ui" && s[1] == "requests" && id(2): self = .uiRequest(id: s[2])
@@ -61,6 +64,7 @@ enum Route: Equatable, Sendable {
         case .redeliverFailed: "/requests/redeliver"
         case .healthz: "/healthz"
         case .metrics: "/metrics"
+        case .status: "/status"
         case .ui: "/ui"
         case .uiRequest(let id): "/ui/requests/\(id)"
         case .uiRedeliver(let id): "/ui/requests/\(id)/redeliver"
@@ -82,7 +86,7 @@ enum Route: Equatable, Sendable {
     /// GET /requests/{id} is not one: a client follows its own job by an id only it was given.
     var isOperator: Bool {
         switch self {
-        case .requests, .redeliver, .redeliverFailed, .metrics, .ui, .uiRequest, .uiRedeliver, .uiRedeliverFailed: true
+        case .requests, .redeliver, .redeliverFailed, .metrics, .status, .ui, .uiRequest, .uiRedeliver, .uiRedeliverFailed: true
         default: false
         }
     }
@@ -99,6 +103,7 @@ enum Route: Equatable, Sendable {
         case .redeliver, .redeliverFailed: "redeliver"
         case .healthz: "healthz"
         case .metrics: "metrics"
+        case .status: "status"
         case .ui, .uiRequest, .uiRedeliver, .uiRedeliverFailed: "ui"
         case .openapi: "openapi"
         case .docs: "docs"

@@ -157,3 +157,58 @@ int workfcgi_has_exited(int pid) {
 int workfcgi_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int workfcgi_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <linux/inet_diag.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+int workfcgi_unix_accept_queue(int listen_fd, unsigned int *queued, unsigned int *limit) {
+    struct stat st;
+    if (fstat(listen_fd, &st) != 0) return -1;
+    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (nl < 0) return -1;
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
+    setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = AF_UNIX;
+    msg.req.udiag_states = 1 << 10; /* TCP_LISTEN */
+    msg.req.udiag_ino = (unsigned int)st.st_ino;
+    msg.req.udiag_show = UDIAG_SHOW_RQLEN;
+    msg.req.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    msg.req.udiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (sendto(nl, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) != (ssize_t)sizeof msg) {
+        close(nl);
+        return -1;
+    }
+    long buffer[1024];
+    ssize_t n = recv(nl, buffer, sizeof buffer, 0);
+    close(nl);
+    if (n <= 0) return -1;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, (unsigned int)n); h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return -1;
+        struct unix_diag_msg *m = NLMSG_DATA(h);
+        if (m->udiag_ino != (unsigned int)st.st_ino) continue;
+        int len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+        for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+            if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+                struct unix_diag_rqlen *q = RTA_DATA(a);
+                *queued = q->udiag_rqueue;
+                *limit = q->udiag_wqueue;
+                return 0;
+            }
+        }
+    }
+    return -1;
+}

@@ -69,6 +69,9 @@ public struct Settings: Sendable, Equatable {
     public var logFormat: LogFormat
     /// One info line per request in workfcgi (method, route, status, duration, request id).
     public var accessLog: Bool
+    /// WORKFCGI_SLOW_LOG: a request that takes at least this long is logged at warning with its id, route, op,
+    /// the shape of its parameters and its duration; nil (`off`, the default): no slow log.
+    public var slowLogSeconds: Double?
     /// Handler programs: the folder and each run's limits.
     public var handlers: HandlerSettings
 
@@ -164,6 +167,8 @@ public struct Settings: Sendable, Equatable {
         }
         self.logFormat = logFormat
         accessLog = try env.bool("ACCESS_LOG", default: true)
+        slowLogSeconds = try env.string("SLOW_LOG", default: "off") == "off"
+            ? nil : try env.duration("SLOW_LOG", default: 0, 0.001...3600)
         handlers = try HandlerSettings(env)
         // Every variable is named once, where it is read: what was not read is unknown (a typo, most likely).
         let known = env.names

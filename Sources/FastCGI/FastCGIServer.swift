@@ -65,6 +65,8 @@ public final class FastCGIServer: Sendable {
     private let onThreadStart: (@Sendable () -> Void)?
     private let slots: [Slot]
     private let stopping = Atomic<Bool>(false)
+    /// Threads between accepting a request and finishing its answer.
+    private let busy = Atomic<Int>(0)
     private let finished = DispatchGroup()
     /// When a refused peer was last reported (uptime ns), and the refusals since.
     private let refusals = Mutex<(reportedAt: UInt64, count: Int)>((0, 0))
@@ -194,6 +196,8 @@ public final class FastCGIServer: Sendable {
                 FCGX_Free(&slot.request, 1)
                 continue
             }
+            busy.add(1, ordering: .relaxed)
+            defer { busy.subtract(1, ordering: .relaxed) }
             // A peer that never finishes sending its body must not hold this thread for ever.
             var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(slot.request.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -215,6 +219,29 @@ public final class FastCGIServer: Sendable {
         }
         // Close a kept-alive connection that the loop left open.
         FCGX_Free(&slot.request, 1)
+    }
+
+    /// What the pool is doing now, for /status, /metrics and /ui (PHP-FPM's status page: active, total,
+    /// listen queue).
+    public struct Status: Sendable, Equatable {
+        public var name: String
+        public var threads: Int
+        public var busy: Int
+        /// Connections the kernel holds for accept (sock_diag), and the listen backlog; nil when it cannot be read.
+        public var queued: Int?
+        public var queueLimit: Int?
+        public init(name: String, threads: Int, busy: Int, queued: Int?, queueLimit: Int?) {
+            (self.name, self.threads, self.busy, self.queued, self.queueLimit) = (name, threads, busy, queued, queueLimit)
+        }
+    }
+
+    /// One netlink round trip for the accept queue; the rest is read from memory.
+    public func status() -> Status {
+        var queued: UInt32 = 0, limit: UInt32 = 0
+        let read = !stopping.load(ordering: .relaxed) && workfcgi_unix_accept_queue(listenFD, &queued, &limit) == 0
+        return Status(
+            name: name, threads: slots.count, busy: busy.load(ordering: .relaxed), queued: read ? Int(queued) : nil,
+            queueLimit: read ? Int(limit) : nil)
     }
 
     /// The process at the other end of a unix socket connection.

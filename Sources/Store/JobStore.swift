@@ -50,6 +50,14 @@ public protocol JobStore: Sendable {
     func requests(_ query: RequestQuery) throws -> [RequestRecord]
     /// pending + processing: jobs whose work has not run yet.
     func backlog() throws -> Int
+    /// Up to `limit` jobs leased at `now` (lease not run out), oldest lease first: what deliveryd has in hand.
+    /// Read through the status index over processing and delivering rows.
+    func jobsInHand(now: UnixMillis, limit: Int) throws -> [JobInHand]
+    /// When the oldest pending job was accepted; nil when none is pending. One index step (ids are time-ordered).
+    func oldestPendingCreatedAt() throws -> UnixMillis?
+    /// Failed callback attempts (no 2xx, or an error) per minute since `since`, oldest first, minutes without
+    /// one left out. Read through the index on attempts' time (schema 11).
+    func failedAttemptsPerMinute(since: UnixMillis) throws -> [MinuteCount]
     /// How many requests are in each status, per mode ("sync" or "async").
     func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)]
     /// Deletes up to `limit` completed or failed requests (and their attempts) finished before `before`.

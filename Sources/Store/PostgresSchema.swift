@@ -101,6 +101,10 @@ enum PostgresSchema {
         CREATE TRIGGER requests_counters AFTER INSERT OR DELETE OR UPDATE OF status, input, spec, result, reserve
             ON requests FOR EACH ROW EXECUTE FUNCTION requests_counters();
         """,
+        // 2: failed callback attempts per minute for /ui's graph of the last hour (as SQLite's schema 11).
+        """
+        CREATE INDEX attempts_at ON attempts(at);
+        """,
     ]
 
     /// What a row counts against its client, as Schema.size: input, job spec and result in bytes, and the reserve.

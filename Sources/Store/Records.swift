@@ -303,3 +303,25 @@ public enum RedeliverOutcome: Sendable, Equatable {
     /// Still pending, processing or delivering: nothing to redeliver yet.
     case notFinished(JobStatus)
 }
+
+/// A job deliveryd holds now: leased and the lease not run out (computing, or its callback being sent).
+/// Who holds it is not read: only that someone does, since when (`leaseUntil` minus the lease).
+public struct JobInHand: Sendable, Equatable {
+    public var id: String
+    public var op: JobSpec.Op
+    public var status: JobStatus
+    public var attempts: Int
+    public var createdAt: UnixMillis
+    public var leaseUntil: UnixMillis
+
+    public init(id: String, op: JobSpec.Op, status: JobStatus, attempts: Int, createdAt: UnixMillis, leaseUntil: UnixMillis) {
+        (self.id, self.op, self.status, self.attempts, self.createdAt, self.leaseUntil) = (id, op, status, attempts, createdAt, leaseUntil)
+    }
+}
+
+/// Failed callback attempts in one minute (`minute`: its start, Unix ms).
+public struct MinuteCount: Sendable, Equatable {
+    public var minute: UnixMillis
+    public var count: Int
+    public init(minute: UnixMillis, count: Int) { (self.minute, self.count) = (minute, count) }
+}

@@ -9,6 +9,15 @@ enum Rows {
         created_at, started_at, completed_at, delivered_at, duration_ms
         """
 
+    /// Reads `id, op, status, attempts, created_at, lease_until`.
+    static func inHand(_ row: Row) -> JobInHand? {
+        guard let id = row.text(0), let op = row.text(1).flatMap(JobSpec.Op.init(rawValue:)),
+            let status = row.text(2).flatMap(JobStatus.init(rawValue:))
+        else { return nil }
+        return JobInHand(
+            id: id, op: op, status: status, attempts: Int(row.int(3) ?? 0), createdAt: row.int(4) ?? 0, leaseUntil: row.int(5) ?? 0)
+    }
+
     static func record(_ row: Row) -> RequestRecord? {
         guard let id = row.text(0), let mode = row.text(1).flatMap(RequestMode.init(rawValue:)),
             let op = row.text(2).flatMap(JobSpec.Op.init(rawValue:)),

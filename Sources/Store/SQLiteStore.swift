@@ -456,6 +456,34 @@ public final class SQLiteStore: JobStore {
         }
     }
 
+    public func jobsInHand(now: UnixMillis, limit: Int) throws -> [JobInHand] {
+        try withConnection { db in
+            try db.query(
+                """
+                SELECT id, op, status, attempts, created_at, lease_until FROM requests INDEXED BY requests_by_status
+                WHERE status IN ('processing', 'delivering') AND lease_until > ? LIMIT ?
+                """, [.int(now), .int(Int64(limit))]
+            ).compactMap(Rows.inHand).sorted { ($0.leaseUntil, $0.id) < ($1.leaseUntil, $1.id) }
+        }
+    }
+
+    public func oldestPendingCreatedAt() throws -> UnixMillis? {
+        try withConnection { db in
+            try db.query("SELECT created_at FROM requests WHERE status = 'pending' ORDER BY id LIMIT 1").first?.int(0)
+        }
+    }
+
+    public func failedAttemptsPerMinute(since: UnixMillis) throws -> [MinuteCount] {
+        try withConnection { db in
+            try db.query(
+                """
+                SELECT at / 60000, count(*) FROM attempts INDEXED BY attempts_at WHERE at >= ?
+                AND \(Schema.failedAttempt) GROUP BY at / 60000 ORDER BY 1
+                """, [.int(since)]
+            ).map { MinuteCount(minute: ($0.int(0) ?? 0) * 60_000, count: Int($0.int(1) ?? 0)) }
+        }
+    }
+
     public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
         try withConnection { db in
             try db.query("SELECT mode, status, count(*) FROM requests GROUP BY mode, status ORDER BY mode, status").compactMap { row in

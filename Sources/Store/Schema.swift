@@ -128,7 +128,15 @@ enum Schema {
             UPDATE reserved SET bytes = bytes - old.reserve WHERE old.reserve <> 0;
         END;
         """,
+        // 11: failed callback attempts per minute for /ui's graph of the last hour: a range over the index, not
+        // a read of every attempt.
+        """
+        CREATE INDEX attempts_at ON attempts(at);
+        """,
     ]
+
+    /// A failed callback attempt: no 2xx answer, or an error (the same spelling in both stores).
+    static let failedAttempt = "(error IS NOT NULL OR http_status IS NULL OR http_status < 200 OR http_status > 299)"
 
     /// What a row counts against its client (schema 10): input, job spec and result in bytes, and the reserve.
     static func size(_ row: String) -> String {

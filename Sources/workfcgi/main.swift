@@ -72,6 +72,7 @@ struct Workfcgi: ParsableCommand {
                 try server(settings.syncSocket, .sync, threads: settings.syncThreads),
                 try server(settings.apiSocket, .api, threads: settings.apiThreads),
             ]
+            api.watch(servers)
             for server in servers { server.start() }
             return Service(
                 summary: [

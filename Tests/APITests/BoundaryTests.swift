@@ -37,7 +37,7 @@ import WorkEngine
 
     static let id = "0194d1a2-7b3c-7def-8123-456789abcdef"
     /// Every operator endpoint, by its one spelling.
-    static let operatorPaths = ["/requests", "/metrics", "/ui", "/ui/requests/\(id)", "/requests/\(id)/redeliver", "/ui/requests/\(id)/redeliver", "/requests/redeliver", "/ui/redeliver"]
+    static let operatorPaths = ["/requests", "/metrics", "/status", "/ui", "/ui/requests/\(id)", "/requests/\(id)/redeliver", "/ui/requests/\(id)/redeliver", "/requests/redeliver", "/ui/redeliver"]
 
     /// Other spellings of `path` that a lenient router, a front end or a URL parser might take for it.
     static func spellings(_ path: String) -> [String] {

@@ -33,6 +33,10 @@ import Testing
         #expect(s.retentionSeconds == Double(7 * 86_400))
         #expect(try Settings(environment: ["WORKFCGI_RETENTION": "forever"]).retentionSeconds == nil)
         #expect(try Settings(environment: ["WORKFCGI_RETENTION": "30d"]).retentionSeconds == Double(30 * 86_400))
+        #expect(s.slowLogSeconds == nil, "the slow log is off by default")
+        #expect(try Settings(environment: ["WORKFCGI_SLOW_LOG": "500ms"]).slowLogSeconds == 0.5)
+        #expect(try Settings(environment: ["WORKFCGI_SLOW_LOG": "off"]).slowLogSeconds == nil)
+        #expect(try Settings.effective(environment: ["WORKFCGI_SLOW_LOG": "500ms"]).map(\.line).contains("WORKFCGI_SLOW_LOG=500ms"))
     }
 
     @Test func readsEveryKind() throws {
@@ -69,6 +73,8 @@ import Testing
         ("WORKFCGI_LOG_LEVEL", "loud"),
         ("WORKFCGI_LEASE", "5s"),
         ("WORKFCGI_RETENTION", "10s"),
+        ("WORKFCGI_SLOW_LOG", "fast"),
+        ("WORKFCGI_SLOW_LOG", "0s"),
         ("WORKFCGI_BACKLOG_LIMT", "10"),
     ])
     func refusesNamingTheVariable(name: String, value: String) {
@@ -107,6 +113,7 @@ import Testing
             "WORKFCGI_RETRY_SCHEDULE=1s,2s,4s,8s", "WORKFCGI_MAX_DB_SIZE=4g", "WORKFCGI_CLIENT_STORAGE_LIMIT=512m",
             "WORKFCGI_RETRY_JITTER=0.25", "WORKFCGI_DB_PATH=run/workfcgi.db", "WORKFCGI_ALLOW_PRIVATE_CALLBACKS=false",
             "WORKFCGI_OPERATOR_HOSTS=localhost,127.0.0.1,[::1]", "WORKFCGI_WEBHOOK_SECRET=", "WORKFCGI_SYNC_PRUNE_AT=90%",
+            "WORKFCGI_SLOW_LOG=off",
         ] {
             #expect(lines.contains(expected), "\(expected) in \(lines)")
         }

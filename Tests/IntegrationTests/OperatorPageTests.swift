@@ -20,7 +20,7 @@ import Testing
             os.set_inheritable(3, True); os.set_inheritable(4, True)
         profile = tempfile.mkdtemp()
         chrome = subprocess.Popen(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--remote-debugging-pipe", "--user-data-dir=" + profile, "--window-size=1280,900", "about:blank"],
+            "--remote-debugging-pipe", "--user-data-dir=" + profile, "--window-size=1280,1800", "about:blank"],
             close_fds=False, preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(c_in); os.close(c_out)
         reader = os.fdopen(from_chrome, "rb")
@@ -89,6 +89,7 @@ import Testing
         #expect(seen["overview"] as? Bool == true, "the job on the overview: \(seen["overview_text"] ?? run.output)")
         let overview = seen["overview_text"] as? String ?? ""
         #expect(overview.contains("deliveryd") && overview.contains("sync slots in use") && overview.contains("open circuits"))
+        #expect(overview.contains("Now") && overview.contains("The last hour"), "the Now panel and the charts, in a browser")
         #expect(seen["scripts"] as? Int == 0, "no scripts on the page")
         #expect(seen["detail"] as? Bool == true)
         let trace = seen["trace"] as? String ?? ""

@@ -40,6 +40,8 @@ import Testing
             \(requests)
             echo; echo '=== redeliver'
             \(redeliver)
+            echo; echo '=== status'
+            \(try blocks.shell(under: "### `GET /status` (operators)"))
             echo; echo '=== backup'
             \(try blocks.shell(after: "**Backups**"))
             echo "backup exit $?"
@@ -88,6 +90,7 @@ import Testing
         #expect(part["=== requests"].contains(#""requests":["#) && part["=== requests"].contains(#""status":"delivered""#), "\(output)")
         #expect(!part["=== requests"].contains(#""error":{"#), "\(output)")
         #expect(part["=== redeliver"].contains(#""status""#) && !part["=== redeliver"].contains(#""error":{"#), "\(output)")
+        #expect(part["=== status"].contains(#""pools":["#) && part["=== status"].contains(#""jobs_in_hand":"#), "\(output)")
         #expect(part["=== backup"].contains("backup exit 0"), "\(output)")
         #expect(output.contains("daemons exited 0"), "workfcgi and deliveryd drain and exit 0:\n\(output)")
         // The receiver printed both jobs' callbacks (the Quick start's text job and the API's report job).

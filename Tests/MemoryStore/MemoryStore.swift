@@ -165,6 +165,35 @@ public final class MemoryStore: JobStore {
 
     public func backlog() throws -> Int { state.withLock { s in s.rows.values.count { $0.status == .pending || $0.status == .processing } } }
 
+    public func jobsInHand(now: UnixMillis, limit: Int) throws -> [JobInHand] {
+        state.withLock { s in
+            s.order.compactMap { id -> JobInHand? in
+                guard let row = s.rows[id], row.status == .processing || row.status == .delivering, row.leaseUntil > now else { return nil }
+                return JobInHand(
+                    id: id, op: row.job.spec.op, status: row.status, attempts: row.attempts, createdAt: row.job.createdAt, leaseUntil: row.leaseUntil)
+            }.prefix(limit).sorted { ($0.leaseUntil, $0.id) < ($1.leaseUntil, $1.id) }
+        }
+    }
+
+    public func oldestPendingCreatedAt() throws -> UnixMillis? {
+        state.withLock { s in
+            for id in s.order { if let row = s.rows[id], row.status == .pending { return row.job.createdAt } }
+            return nil
+        }
+    }
+
+    public func failedAttemptsPerMinute(since: UnixMillis) throws -> [MinuteCount] {
+        state.withLock { s in
+            var counts: [UnixMillis: Int] = [:]
+            for row in s.rows.values {
+                for a in row.trace where a.at >= since && (a.error != nil || !(200...299).contains(a.httpStatus ?? 0)) {
+                    counts[a.at / 60_000 * 60_000, default: 0] += 1
+                }
+            }
+            return counts.sorted { $0.key < $1.key }.map { MinuteCount(minute: $0.key, count: $0.value) }
+        }
+    }
+
     public func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)] {
         state.withLock { s in
             JobStatus.allCases.compactMap { status in

@@ -78,6 +78,44 @@ import WorkEngine
         }
     }
 
+    /// What /status and /ui show of deliveryd: the jobs leased now (an expired lease is not in hand), bounded
+    /// by the limit; the oldest pending job; failed attempts per minute (a 2xx without error is no failure).
+    @Test(arguments: Backend.allCases) func jobsInHandOldestPendingAndFailuresPerMinute(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis() / 60_000 * 60_000
+            let jobs = (0..<4).map { job(now + Int64($0)) }
+            for j in jobs { _ = try store.enqueue(j, backlogLimit: 10) }
+            #expect(try store.jobsInHand(now: now, limit: 10).isEmpty)
+            #expect(try store.oldestPendingCreatedAt() == now)
+            let claimed = try store.claim(limit: 3, leaseMillis: 1000, now: now + 10)
+            #expect(claimed.count == 3)
+            var held = try store.jobsInHand(now: now + 20, limit: 10)
+            #expect(Set(held.map(\.id)) == Set(claimed.map(\.id)))
+            #expect(held.allSatisfy { $0.op == .hash && $0.status == .processing && $0.leaseUntil == now + 1010 })
+            #expect(try store.jobsInHand(now: now + 20, limit: 2).count == 2, "bounded by the limit")
+            #expect(try store.oldestPendingCreatedAt() == now + 3, "the one left pending")
+            #expect(try store.jobsInHand(now: now + 1010, limit: 10).isEmpty, "a lease run out is in nobody's hand")
+
+            // One delivered (2xx), one retried after a 500 in the first minute, one given up after an error a minute later.
+            let work = WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now)
+            for c in claimed { try store.saveResult(id: c.id, work) }
+            held = try store.jobsInHand(now: now + 20, limit: 10)
+            #expect(held.allSatisfy { $0.status == .delivering }, "a job whose callback is being sent is still in hand")
+            try store.recordAttempt(
+                id: claimed[0].id, attempt: AttemptRecord(n: 1, at: now + 100, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                outcome: .delivered)
+            try store.recordAttempt(
+                id: claimed[1].id, attempt: AttemptRecord(n: 1, at: now + 200, durationMs: 1, httpStatus: 500, error: "HTTP 500", nextAttemptAt: now + 5000),
+                outcome: .retry(at: now + 5000))
+            try store.recordAttempt(
+                id: claimed[2].id, attempt: AttemptRecord(n: 1, at: now + 60_500, durationMs: 1, httpStatus: nil, error: "connection refused", nextAttemptAt: nil),
+                outcome: .giveUp(reason: "connection refused"))
+            #expect(try store.jobsInHand(now: now + 20, limit: 10).isEmpty, "recorded attempts give the lease back")
+            #expect(try store.failedAttemptsPerMinute(since: now) == [MinuteCount(minute: now, count: 1), MinuteCount(minute: now + 60_000, count: 1)])
+            #expect(try store.failedAttemptsPerMinute(since: now + 60_000) == [MinuteCount(minute: now + 60_000, count: 1)])
+        }
+    }
+
     @Test(arguments: Backend.allCases) func giveUpEndsFailedWithReason(_ backend: Backend) throws {
         try Fixture.with(backend) { store, _ throws in
             let now = WallClock.nowMillis()

@@ -65,4 +65,9 @@ int workfcgi_has_exited(int pid);
 int workfcgi_memfd(const char *name);
 int workfcgi_pidfd_open(int pid);
 
+/* A listening unix socket's accept queue, read from the kernel with sock_diag (NETLINK_SOCK_DIAG,
+ * UDIAG_SHOW_RQLEN): *queued = connections waiting for accept, *limit = the listen backlog. 0, or -1 when
+ * the kernel does not answer (no sock_diag). One netlink round trip for the one socket (by inode). */
+int workfcgi_unix_accept_queue(int listen_fd, unsigned int *queued, unsigned int *limit);
+
 #endif
