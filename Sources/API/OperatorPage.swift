@@ -140,20 +140,22 @@ struct OperatorPage: Sendable {
     }
 }
 
-/// HTML escaping for the server-rendered pages.
+/// HTML escaping for the server-rendered pages. By Unicode scalar, never by Character: a grapheme cluster
+/// such as U+0600 followed by `<` is one Character that is not equal to "<", and an escape that walked
+/// Characters wrote that `<` out raw (stored markup on /ui from any /async client; HTMLEscapeTests).
 enum HTML {
     static func escape(_ text: String) -> String {
-        var out = ""
-        for c in text {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "&": out.append(contentsOf: "&amp;".unicodeScalars)
+            case "<": out.append(contentsOf: "&lt;".unicodeScalars)
+            case ">": out.append(contentsOf: "&gt;".unicodeScalars)
+            case "\"": out.append(contentsOf: "&quot;".unicodeScalars)
+            case "'": out.append(contentsOf: "&#39;".unicodeScalars)
+            default: out.append(scalar)
             }
         }
-        return out
+        return String(out)
     }
 }
