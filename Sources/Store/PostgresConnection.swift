@@ -44,11 +44,34 @@ final class PostgresConnection: @unchecked Sendable {
             let message = handle.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
             PQfinish(handle)
             self.handle = nil
-            throw PostgresError(sqlState: "", message: message.trimmingTrailingNewlines)
+            throw PostgresError(sqlState: "", message: Self.redacted(message.trimmingTrailingNewlines, url: url))
         }
         // Notices (e.g. "relation already exists, skipping") are not errors: not printed on stderr.
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
         for sql in sessionSettings { try execute(sql) }
+    }
+
+    /// libpq's connect errors quote the connection string's bad token (`invalid percent-encoded token:
+    /// "p%zzSECRET"`, `missing "=" after "SECRET"`), which may be the password, and they reach the logs. A
+    /// string libpq cannot parse is therefore not quoted at all, and a parsed password is masked wherever
+    /// it appears.
+    static func redacted(_ message: String, url: String) -> String {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &error) else {
+            if let error { PQfreemem(error) }
+            return "the connection string (WORKFCGI_DATABASE_URL) cannot be parsed by libpq; it is not quoted here, as it may hold a password"
+        }
+        defer { PQconninfoFree(options) }
+        var out = message
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if String(cString: keyword) == "password", let value = option.pointee.val {
+                let password = String(cString: value)
+                if !password.isEmpty { out = out.replacingOccurrences(of: password, with: "(masked)") }
+            }
+            option += 1
+        }
+        return out
     }
 
     /// Whether the last statement left the connection usable; a broken one reconnects on next use.
