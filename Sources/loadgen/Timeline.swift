@@ -54,7 +54,8 @@ struct RateBuckets: Sendable, Equatable {
         return stride(from: 0, to: counts.count, by: width).map { start in
             let slice = counts[start..<min(start + width, counts.count)]
             let sums = StatusClass.allCases.map { c in slice.reduce(0) { $0 + $1[c.rawValue] } }
-            return (Double(start), sums.map { Double($0) / Double(width) })
+            // The last bucket may be shorter than `width`: its mean is over the seconds it has.
+            return (Double(start), sums.map { Double($0) / Double(slice.count) })
         }
     }
 
@@ -80,7 +81,9 @@ enum Axis {
 
     /// A tick's label: no decimals on whole numbers, else as few as the step needs.
     static func label(_ value: Double, unit: String = "") -> String {
-        let text = value == value.rounded() ? String(format: "%.0f", value) : String(format: value * 10 == (value * 10).rounded() ? "%.1f" : "%.2f", value)
+        // Within a hair of a round value, not exactly: 3 × 0.2 is 0.6000000000000001 in binary.
+        func whole(_ v: Double) -> Bool { abs(v - v.rounded()) < 1e-9 * max(1, abs(v)) }
+        let text = String(format: whole(value) ? "%.0f" : whole(value * 10) ? "%.1f" : "%.2f", value)
         return unit.isEmpty ? text : "\(text) \(unit)"
     }
 }
