@@ -105,9 +105,14 @@ struct RunInfo: Sendable, Equatable {
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
     }
 
-    /// The arguments as a shell would take them back.
+    /// The arguments as a shell would take them back, the webhook secret masked (a report gets passed around).
     var commandLine: String {
-        (["loadgen"] + arguments).map { arg in
+        var args = arguments
+        for i in args.indices {
+            if args[i].hasPrefix("--secret=") { args[i] = "--secret=(masked)" }
+            if args[i] == "--secret", i + 1 < args.count { args[i + 1] = "(masked)" }
+        }
+        return (["loadgen"] + args).map { arg in
             arg.allSatisfy { $0.isLetter || $0.isNumber || "-_./:=,@%+".contains($0) } && !arg.isEmpty
                 ? arg : "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }.joined(separator: " ")

@@ -223,6 +223,8 @@ import Testing
             arguments: ["--mode", "sync", "--body", #"{"a": 1}"#], effective: "sync, closed loop")
         #expect(info.startedText == "2026-12-02T08:26:40Z")
         #expect(info.commandLine == #"loadgen --mode sync --body '{"a": 1}'"#)
+        let secret = RunInfo(started: Date(), target: "", version: "", arguments: ["--secret", "whsec_x", "--secret=whsec_y"], effective: "")
+        #expect(secret.commandLine == "loadgen --secret '(masked)' '--secret=(masked)'", "a report never carries the secret")
         let html = Report.html([sync], callbacks: CallbackSummary(expected: 0), title: "t", info: info)
         for text in ["2026-12-02T08:26:40Z", "http://127.0.0.1:8080", "0.3.0 (abc123)", "loadgen --mode sync --body '{&quot;a&quot;: 1}'", "id=figures", "overflow-x:auto"] {
             #expect(html.contains(text), "\(text)")
