@@ -98,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "loadgen",
             dependencies: [
-                "CSystem", "Digest", "Harness",
+                "CSystem", "Digest", "Harness", "Lifecycle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],

@@ -53,6 +53,15 @@ public enum Daemon {
         let service: Service
         do {
             service = try start(settings, logger)
+        } catch let service as InstalledService {
+            // The checkout is linked to the installed service: when that service's own `program` runs, asking
+            // for it again is answered, not refused (the README's commands work in either order).
+            guard let pid = service.runningPID(program) else {
+                logger.critical("cannot start", metadata: ["error": "\(service)"])
+                exit(1)
+            }
+            logger.notice("\(service.alreadyRunning(program, pid: pid))")
+            exit(0)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             exit(1)

@@ -87,13 +87,55 @@ public struct InstalledService: Error, CustomStringConvertible {
     }
 
     public var deliverydUnit: String { name == "workfcgi" ? "deliveryd" : "\(name)-deliveryd" }
+
+    /// The instance lock the service's `program` holds while it runs, where scripts/install-systemd's settings
+    /// put it (its database in /var/lib/NAME, its sockets in /run/NAME).
+    public func lockFile(_ program: String) -> String {
+        program == "deliveryd" ? "/var/lib/\(name)/workfcgi.db-deliveryd.lock" : "/run/\(name)/api.sock.lock"
+    }
+
+    /// The pid of the service's `program` when it runs: the process /proc/locks shows holding its instance
+    /// lock (read, not taken: taking it even for a moment could make a starting service fail its own).
+    /// nil when it does not run, or when the lock file cannot be looked at (not root: /var/lib/NAME is 0700).
+    public func runningPID(_ program: String) -> Int32? {
+        var info = stat()
+        guard lstat(lockFile(program), &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
+            let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8)
+        else { return nil }
+        return Self.flockHolder(inode: UInt64(info.st_ino), device: UInt64(info.st_dev), locks: table)
+    }
+
+    /// The pid holding an exclusive flock on the file (device, inode) in /proc/locks' text, whose lines read
+    /// `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF` (major and minor in hex, the inode in decimal).
+    public static func flockHolder(inode: UInt64, device: UInt64, locks: String) -> Int32? {
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        for line in locks.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            // "->" marks a process waiting for the lock, not holding it.
+            guard fields.count >= 6, fields[1] == "FLOCK", fields[3] == "WRITE" else { continue }
+            let file = fields[5].split(separator: ":")
+            guard file.count == 3, UInt64(file[0], radix: 16) == major, UInt64(file[1], radix: 16) == minor, UInt64(file[2]) == inode
+            else { continue }
+            return Int32(fields[4])
+        }
+        return nil
+    }
+
+    /// Said instead of the refusal when the service's own `program` already runs: nothing to start here.
+    public func alreadyRunning(_ program: String, pid: Int32) -> String {
+        let unit = program == "deliveryd" ? deliverydUnit : name
+        return "\(program) already runs as the installed service \(unit).service (pid \(pid), database in /var/lib/\(name)); this "
+            + "checkout's run/ links to it (\(link) -> \(target)), so there is nothing to start here. Its settings: "
+            + "/etc/workfcgi/workfcgi.env, then systemctl restart \(name) \(deliverydUnit)"
+    }
     public var secretFile: String { "/var/lib/\(name)/webhook-secret" }
 
     public var description: String {
         """
         \(link) links to \(target): this run folder is the installed service's (scripts/install-systemd), which \
-        runs its own workfcgi and deliveryd (systemctl status \(name) \(deliverydUnit)) on its own database in \
-        /var/lib/\(name); one started here would use another database. Use the service (its settings: \
+        runs its own workfcgi and deliveryd (systemctl start \(name) starts both; systemctl status \(name) \(deliverydUnit)) \
+        on its own database in /var/lib/\(name); one started here would use another database. Use the service (its settings: \
         /etc/workfcgi/workfcgi.env, then systemctl restart \(name) \(deliverydUnit)), or run by hand from another \
         folder (WORKFCGI_RUN_DIR=/tmp/mine, with nginx pointed there)
         """

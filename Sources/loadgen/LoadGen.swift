@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Harness
+import Lifecycle
 
 /// Storms workfcgi through nginx with sync and/or async requests, receives the async callbacks itself
 /// (verifying their signatures), and reports what happened: counts by outcome and error code, latency
@@ -199,11 +200,15 @@ struct LoadGen: AsyncParsableCommand {
         let rows = order.compactMap { stats[$0] }
         print(Report.table(rows, callbacks: callbacks))
         print(Report.conclusion(sync: stats["sync response"], ack: stats["async ack"], callbacks: callbacks))
+        let info = RunInfo(
+            started: runStarted, target: url, version: BuildInfo.versionLine, arguments: Array(CommandLine.arguments.dropFirst()),
+            effective: "\(mode.rawValue), \(pacingText), \(extent), body \(String(decoding: mode == .async ? ack.body : sync.body, as: UTF8.self))"
+                + (sources.isEmpty ? "" : ", from \(sources.count) addresses") + ", timeout \(Axis.label(timeout)) s")
         if let json {
-            try Report.json(rows, callbacks: callbacks, mode: mode.rawValue, pacing: pacingText).write(to: URL(fileURLWithPath: json))
+            try Report.json(rows, callbacks: callbacks, mode: mode.rawValue, pacing: pacingText, info: info).write(to: URL(fileURLWithPath: json))
         }
         if let report {
-            try Data(Report.html(rows, callbacks: callbacks, title: "loadgen: \(mode.rawValue), \(pacingText), \(extent)").utf8)
+            try Data(Report.html(rows, callbacks: callbacks, title: "loadgen: \(mode.rawValue), \(pacingText), \(extent)", info: info).utf8)
                 .write(to: URL(fileURLWithPath: report))
             print("report: \(report)")
         }

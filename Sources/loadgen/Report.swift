@@ -60,7 +60,7 @@ enum Report {
         return parts.isEmpty ? "" : "In short: " + parts.joined(separator: "; ") + "."
     }
 
-    static func json(_ rows: [SeriesStats], callbacks: CallbackSummary, mode: String, pacing: String) throws -> Data {
+    static func json(_ rows: [SeriesStats], callbacks: CallbackSummary, mode: String, pacing: String, info: RunInfo? = nil) throws -> Data {
         let series = rows.map { r -> [String: Any] in
             [
                 "series": r.name, "sent": r.sent, "ok": r.ok, "by_status": Dictionary(uniqueKeysWithValues: r.byStatus.map { ("\($0.key)", $0.value) }),
@@ -73,15 +73,20 @@ enum Report {
                 "refusal_latency_ms": r.refused.totalCount == 0 ? NSNull() as Any
                     : ["p50": r.ms(50, refusals: true), "p99": r.ms(99, refusals: true), "max": r.ms(100, refusals: true)],
                 "spectrum": r.spectrum.map { ["percentile": $0.percentile, "ms": $0.ms] },
+                // Counts per second of the run (index = second), by class.
+                "per_second": Dictionary(uniqueKeysWithValues: StatusClass.allCases.map { c in (c.label, r.rates.counts.map { $0[c.rawValue] }) }),
             ]
         }
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "mode": mode, "pacing": pacing, "series": series,
             "callbacks": [
                 "expected": callbacks.expected, "received": callbacks.received, "missing": callbacks.missing,
                 "duplicates": callbacks.duplicates, "bad_signatures": callbacks.badSignatures, "signatures_checked": callbacks.signaturesChecked,
             ],
         ]
+        if let info {
+            object["run"] = ["started": info.startedText, "target": info.target, "version": info.version, "arguments": info.arguments, "effective": info.effective]
+        }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     }
 
@@ -89,9 +94,27 @@ enum Report {
 
     static let colors = ["sync response": "#d9480f", "async ack": "#1c7ed6", "async callback": "#2b8a3e"]
 
+    static func esc(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func f1(_ v: Double) -> String { String(format: "%.1f", v) }
+
+    /// The time axis: a tick with its label every few seconds, and the axis' name.
+    static func timeAxis(maxT: Double, x: (Double) -> Double, top: Double, bottom: Double, width: Double) -> String {
+        var svg = ""
+        for t in Axis.ticks(maxT) where t <= maxT + 1e-9 {
+            svg += "<line x1=\(f1(x(t))) y1=\(f1(bottom)) x2=\(f1(x(t))) y2=\(f1(bottom + 5)) stroke=#999 />"
+            svg += "<line x1=\(f1(x(t))) y1=\(f1(top)) x2=\(f1(x(t))) y2=\(f1(bottom)) stroke=#f1f1f1 />"
+            svg += "<text class=tick x=\(f1(x(t))) y=\(f1(bottom + 17)) font-size=11 text-anchor=middle>\(Axis.label(t, unit: "s"))</text>"
+        }
+        return svg + "<text x=\(f1(width - 4)) y=\(f1(bottom + 32)) font-size=11 text-anchor=end fill=#555>seconds into the run</text>"
+    }
+
     /// A scatter of latency over time (log scale), one colour per series.
     static func scatter(_ rows: [SeriesStats], id: String, title: String) -> String {
-        let (w, h, left, bottom) = (900.0, 320.0, 60.0, 30.0)
+        let (w, h, left, bottom) = (900.0, 340.0, 60.0, 40.0)
         let points = rows.flatMap { r in r.timeline.map { (r.name, $0.at, max($0.ms, 0.01), $0.ok) } }
         guard !points.isEmpty else { return "" }
         let maxT = max(points.map(\.1).max() ?? 1, 0.001)
@@ -100,6 +123,7 @@ enum Report {
         func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
         func y(_ v: Double) -> Double { (h - bottom) - (log10(v) - logMin) / (logMax - logMin) * (h - bottom - 10) }
         var svg = "<svg id=\"\(id)\" class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(title)\">"
+        svg += timeAxis(maxT: maxT, x: x, top: 0, bottom: h - bottom, width: w)
         svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
         var decade = floor(logMin)
         while decade <= ceil(logMax) {
@@ -109,11 +133,52 @@ enum Report {
             }
             decade += 1
         }
-        svg += "<text x=\(w - 230) y=\(h - 6) font-size=11>seconds into the run (\(String(format: "%.0f", maxT)) s)</text>"
         for (name, t, v, ok) in points {
             let color = colors[name] ?? "#555"
-            svg += "<circle cx=\(String(format: "%.1f", x(t))) cy=\(String(format: "%.1f", y(v))) r=\(ok ? 1.6 : 2.4) fill=\"\(color)\" fill-opacity=\(ok ? "0.55" : "0.9")\(ok ? "" : " stroke=#000 stroke-width=0.4") />"
+            svg += "<circle cx=\(f1(x(t))) cy=\(f1(y(v))) r=\(ok ? 1.6 : 2.4) fill=\"\(color)\" fill-opacity=\(ok ? "0.55" : "0.9")\(ok ? "" : " stroke=#000 stroke-width=0.4") />"
         }
+        return svg + "</svg>"
+    }
+
+    /// Answers and refusals per second over the run, one line per status class (2xx, 429, 503, other),
+    /// for one series: where the refusals started, and whether answers kept coming meanwhile.
+    static func rateChart(_ r: SeriesStats, id: String, seconds: Double) -> String {
+        let (w, h, left, bottom) = (900.0, 240.0, 60.0, 40.0)
+        let span = max(Int(seconds.rounded(.up)), r.rates.counts.count, 1)
+        let width = RateBuckets.width(forSeconds: span)
+        let buckets = r.rates.rates(width: width)
+        let present = StatusClass.allCases.filter { r.rates.count($0) > 0 }
+        guard !buckets.isEmpty, !present.isEmpty else { return "" }
+        let maxT = Double(max(span, 1))
+        let peak = buckets.flatMap { b in present.map { b.perSecond[$0.rawValue] } }.max() ?? 1
+        let yTicks = Axis.ticks(max(peak, 1), target: 4)
+        let top = yTicks.last ?? 1
+        func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
+        func y(_ v: Double) -> Double { (h - bottom) - v / top * (h - bottom - 10) }
+        var svg = "<svg id=\"\(id)\" class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(esc(r.name)): answers and refusals per second\">"
+        svg += timeAxis(maxT: maxT, x: x, top: 0, bottom: h - bottom, width: w)
+        for v in yTicks {
+            svg += "<line x1=\(left) y1=\(f1(y(v))) x2=\(w) y2=\(f1(y(v))) stroke=#eee />"
+            svg += "<text x=\(left - 6) y=\(f1(y(v) + 4)) font-size=11 text-anchor=end>\(Axis.label(v))</text>"
+        }
+        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
+        svg += "<text x=4 y=12 font-size=11 fill=#555>per s</text>"
+        for c in present {
+            // A step per bucket: the rate holds for the whole bucket.
+            var points: [String] = []
+            for b in buckets {
+                let v = y(b.perSecond[c.rawValue])
+                points.append("\(f1(x(b.at))),\(f1(v))")
+                points.append("\(f1(x(min(b.at + Double(width), maxT)))),\(f1(v))")
+            }
+            svg += "<polyline class=\"rate-\(c.label)\" fill=none stroke=\"\(c.color)\" stroke-width=1.8 points=\"\(points.joined(separator: " "))\" />"
+        }
+        var lx = left + 12
+        for c in present {
+            svg += "<rect x=\(f1(lx)) y=6 width=12 height=3 fill=\"\(c.color)\" /><text x=\(f1(lx + 16)) y=12 font-size=11>\(c.label) (\(r.rates.count(c)))</text>"
+            lx += 90
+        }
+        if width > 1 { svg += "<text x=\(w - 4) y=12 font-size=11 text-anchor=end fill=#555>mean over \(width) s</text>" }
         return svg + "</svg>"
     }
 
@@ -145,18 +210,62 @@ enum Report {
         return svg + "</svg>"
     }
 
-    static func html(_ rows: [SeriesStats], callbacks: CallbackSummary, title: String) -> String {
-        func esc(_ s: String) -> String {
-            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    /// The table as HTML: columns that wrap or scroll inside their box at any width, never cut off.
+    static func htmlTable(_ rows: [SeriesStats]) -> String {
+        let heads = ["series", "sent", "ok", "429", "503", "other", "timeout", "conn", "goodput/s", "p50", "p90", "p95", "p99", "p99.9", "max"]
+        var out = "<div class=scroll><table id=figures><thead><tr>"
+        out += heads.map { "<th>\($0)</th>" }.joined() + "</tr></thead><tbody>"
+        for r in rows {
+            let other = r.byStatus.filter { $0.key != 429 && $0.key != 503 }.values.reduce(0, +)
+            let cells = ["\(r.sent)", "\(r.ok)", "\(r.byStatus[429] ?? 0)", "\(r.byStatus[503] ?? 0)", "\(other)", "\(r.timeouts)",
+                         "\(r.connectionErrors)", String(format: "%.0f", r.goodput)]
+                + [50.0, 90, 95, 99, 99.9, 100].map { r.ok > 0 ? ms(r.ms($0)) : "-" }
+            out += "<tr><th scope=row><span style=\"color:\(colors[r.name] ?? "#555")\">●</span> \(esc(r.name))</th>"
+            out += cells.map { "<td>\($0)</td>" }.joined() + "</tr>"
         }
+        return out + "</tbody></table></div><p class=note>Latencies in ms, of successes (refusals apart, below).</p>"
+    }
+
+    /// The notes below the text table (refusal latencies, error codes, callbacks) as a list.
+    static func notes(_ rows: [SeriesStats], callbacks: CallbackSummary) -> String {
+        let lines = table(rows, callbacks: callbacks).split(separator: "\n").dropFirst(1 + rows.count)
+        guard !lines.isEmpty else { return "" }
+        return "<ul class=notes>" + lines.map { "<li>\(esc($0.trimmingCharacters(in: .whitespaces)))</li>" }.joined() + "</ul>"
+    }
+
+    static func metadata(_ info: RunInfo) -> String {
+        let items = [("date (UTC)", info.startedText), ("target", info.target), ("loadgen", info.version), ("run", info.effective),
+                     ("command", info.commandLine)]
+        return "<dl id=run>" + items.map { "<dt>\($0.0)</dt><dd>\(esc($0.1))</dd>" }.joined() + "</dl>"
+    }
+
+    static func html(_ rows: [SeriesStats], callbacks: CallbackSummary, title: String, info: RunInfo) -> String {
         let answers = rows.filter { $0.name != "async callback" }
         let legend = rows.map { "<span style=\"color:\(colors[$0.name] ?? "#555")\">● \(esc($0.name))</span>" }.joined(separator: " &nbsp; ")
+        let seconds = rows.map(\.seconds).max() ?? 0
+        let rates = rows.enumerated().map { i, r in
+            let chart = rateChart(r, id: "rates-\(i)", seconds: seconds)
+            return chart.isEmpty ? "" : "<h3>\(esc(r.name))</h3>\n\(chart)"
+        }.joined(separator: "\n")
         return """
-            <!doctype html><html lang="en"><head><meta charset="utf-8"><title>\(esc(title))</title>
-            <style>body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem;color:#222;max-width:62rem}.chart{width:100%;height:auto;border:1px solid #eee}
-            pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font:12px ui-monospace,monospace}</style></head><body>
-            <h1>\(esc(title))</h1><p>\(esc(conclusion(sync: rows.first { $0.name == "sync response" }, ack: rows.first { $0.name == "async ack" }, callbacks: callbacks)))</p>
-            <pre>\(esc(table(rows, callbacks: callbacks)))</pre>
+            <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+            <title>\(esc(title))</title>
+            <style>body{font:14px/1.45 system-ui,sans-serif;margin:1.5rem auto;padding:0 1.5rem;color:#222;max-width:80rem}
+            .chart{width:100%;height:auto;border:1px solid #eee;display:block}h1{font-size:1.4rem;overflow-wrap:anywhere}
+            h2{font-size:1.15rem;margin-top:2rem}h3{font-size:1rem;margin:1rem 0 .3rem}
+            .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font:12px ui-monospace,monospace}
+            th,td{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+            thead th{background:#f6f6f6}tbody th{text-align:left}.note{color:#555;font-size:12px;margin:.3rem 0}
+            ul.notes{font:12px ui-monospace,monospace;padding-left:1.2rem;overflow-wrap:anywhere}
+            dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:13px}dt{color:#555}
+            dd{margin:0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}</style></head><body>
+            <h1>\(esc(title))</h1>
+            \(metadata(info))
+            <p>\(esc(conclusion(sync: rows.first { $0.name == "sync response" }, ack: rows.first { $0.name == "async ack" }, callbacks: callbacks)))</p>
+            \(htmlTable(rows))
+            \(notes(rows, callbacks: callbacks))
+            <h2>Answers and refusals per second</h2><p>Every request counted in the second it ended: 2xx answers, 429 (nginx's rate limit), 503 (workfcgi's bounds) and other (other statuses, timeouts, connection errors); for the callbacks, when each arrived.</p>
+            \(rates)
             <p>\(legend) &nbsp; (refusals and errors outlined)</p>
             <h2>Time to answer, over the run</h2><p>Each request's answer: the sync result, or the async 202. Like with like.</p>
             \(scatter(answers, id: "answers", title: "time to answer over the run"))

@@ -33,6 +33,8 @@ struct SeriesStats: Sendable {
     var refused = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
     /// (seconds since start, latency ms, success) for charts; every `stride`-th point once it is long.
     var timeline: [(at: Double, ms: Double, ok: Bool)] = []
+    /// Every outcome by class and second, for the rates over time.
+    var rates = RateBuckets()
     var seconds = 0.0
 
     init(name: String) { self.name = name }
@@ -57,6 +59,7 @@ struct SeriesStats: Sendable {
             connectionErrors += 1
             if firstConnectionError == nil { firstConnectionError = why }
         }
+        rates.add(StatusClass(o.kind), at: o.at)
         if timeline.count < 4000 || sent % (sent / 4000 + 1) == 0 {
             timeline.append((o.at, Double(o.micros) / 1000, o.kind == .success))
         }

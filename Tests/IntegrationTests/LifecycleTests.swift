@@ -127,4 +127,35 @@ import Testing
         }
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)) == ["webhook-secret", "api.sock"], "no database, no sockets")
     }
+
+    /// The README's commands in order after scripts/install-systemd: `systemctl start workfcgi`, then `swift run
+    /// deliveryd` from the linked checkout says the service's deliveryd already runs and exits 0; with the service
+    /// stopped the same command refuses (exit 1) naming `systemctl start`. The service's instance locks are played by
+    /// this process holding them (read from /proc/locks, never taken by the daemon). Root only: it makes /run/NAME
+    /// and /var/lib/NAME, and removes them after.
+    @Test(.enabled(if: getuid() == 0, "makes /run/NAME and /var/lib/NAME")) func aLinkedCheckoutSaysTheServiceAlreadyRuns() throws {
+        let name = "wfcl-\(UUID().uuidString.prefix(6).lowercased())"
+        let folder = NSTemporaryDirectory() + "linked-\(UUID().uuidString.prefix(8))"
+        let (runDir, stateDir) = ("/run/\(name)", "/var/lib/\(name)")
+        defer { for path in [folder, runDir, stateDir] { try? FileManager.default.removeItem(atPath: path) } }
+        for dir in [folder, runDir, stateDir] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        }
+        try FileManager.default.createSymbolicLink(atPath: folder + "/api.sock", withDestinationPath: runDir + "/api.sock")
+        func run(_ program: String) throws -> (status: Int32, output: String) {
+            try Stack.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", "WORKFCGI_RUN_DIR=\(folder)", Stack.binDirectory.appendingPathComponent(program).path])
+        }
+        for (program, lock, unit) in [("deliveryd", stateDir + "/workfcgi.db-deliveryd.lock", "\(name)-deliveryd"), ("workfcgi", runDir + "/api.sock.lock", name)] {
+            #expect(FileManager.default.createFile(atPath: lock, contents: Data(), attributes: [.posixPermissions: 0o600]))
+            let stopped = try run(program)
+            #expect(stopped.status == 1 && stopped.output.contains("systemctl start \(name) starts both"), "\(program): \(stopped.output)")
+            let fd = open(lock, O_RDWR)
+            #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            let running = try run(program)
+            #expect(running.status == 0, "\(program): \(running.output)")
+            #expect(running.output.contains("\(program) already runs as the installed service \(unit).service (pid \(getpid())"), "\(program): \(running.output)")
+            close(fd)
+        }
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)) == ["api.sock"], "nothing created in the linked folder")
+    }
 }

@@ -48,6 +48,23 @@ import Testing
         #expect(dom.output.contains("id=\"answers\"") && dom.output.contains("id=\"callbacks\"") && dom.output.contains("id=\"percentiles\""))
         #expect(dom.output.components(separatedBy: "<circle").count > 80, "a point per answer and per callback")
         #expect(dom.output.contains("<polyline") && !dom.output.contains("<script"))
+        // Issue 20 item 14: answers and refusals per second per series, the run's metadata, the table as HTML.
+        #expect(dom.output.contains("id=\"rates-0\"") && dom.output.contains("class=\"rate-2xx\""), "rates over time")
+        #expect(dom.output.contains("<dl id=\"run\">") && dom.output.contains(stack.baseURL) && dom.output.contains("--source-addresses"))
+        #expect(dom.output.contains("<table id=\"figures\">"))
+        #expect((figures["run"] as? [String: Any])?["version"] as? String != nil, "the build's version in the JSON too")
+
+        // WORKFCGI_REPORT_SCREENSHOT=path: a longer storm's report as a PNG at 1,400 px (docs/loadgen-report.png).
+        if let png = ProcessInfo.processInfo.environment["WORKFCGI_REPORT_SCREENSHOT"] {
+            let long = stack.directory.appendingPathComponent("long.html").path
+            _ = try Stack.run(Self.loadgen, [
+                "--url", stack.baseURL, "--mode", "mixed", "--duration", "12s", "--concurrency", "24", "--op", "compute", "--complexity", "2",
+                "--async-rate", "20", "--source-addresses", "127.0.0.20-127.0.0.43", "--receiver-port", String(try Stack.freePort()),
+                "--secret", Stack.secret, "--report", long, "--callback-timeout", "60", "--quiet",
+            ])
+            _ = try Stack.run("/usr/bin/env", ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                "--window-size=1400,2300", "--screenshot=" + png, "file://" + long])
+        }
     }
 
     @Test func itFailsWhenNothingSucceedsOrAnExpectationDoesNot() throws {

@@ -63,6 +63,8 @@ import Glibc
         var settings = stack.environment.filter { $0.key.hasPrefix("WORKFCGI_") }
         settings["WORKFCGI_RUN_DIR"] = runDir
         settings["WORKFCGI_DB_PATH"] = stateDir + "/workfcgi.db"
+        // As installed: deliveryd makes its own secret file in /var/lib/NAME, which loadgen must find.
+        settings["WORKFCGI_WEBHOOK_SECRET"] = nil
         try settings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "\n").write(to: env, atomically: true, encoding: .utf8)
         let install = try Stack.run(
@@ -110,6 +112,22 @@ import Glibc
         let id = try #require(accepted.json?["request_id"] as? String)
         #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == id } })
         await receiver.stop()
+
+        // The rest of the README's commands from the linked checkout (run/ links to /run/NAME): deliveryd says the
+        // service's own runs and exits 0; loadgen's callbacks arrive signed with the service's secret (/var/lib/NAME).
+        func byHand(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+            try Stack.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", "WORKFCGI_RUN_DIR=\(stack.runDirectory)",
+                Stack.binDirectory.appendingPathComponent(program).path] + arguments)
+        }
+        let deliveryd = try byHand("deliveryd", [])
+        #expect(deliveryd.status == 0 && deliveryd.output.contains("already runs as the installed service \(delivery).service"), "\(deliveryd.output)")
+        let loadgen = try byHand("loadgen", [
+            "--url", stack.baseURL, "--mode", "async", "--requests", "10", "--concurrency", "2", "--op", "text",
+            "--receiver-port", String(try Stack.freePort()), "--callback-timeout", "30", "--expect", "callbacks=all", "--quiet",
+        ])
+        #expect(loadgen.status == 0, "\(loadgen.output)")
+        #expect(loadgen.output.contains("callbacks received 10/10, 0 duplicates, 0 bad signatures"), "\(loadgen.output)")
+        #expect(loadgen.output.contains("the secret from \(stateDir)/webhook-secret"), "the service's secret, not run/'s: \(loadgen.output)")
 
         let t0 = Date()
         let stop = try Stack.run(systemctl, ["stop", name, delivery])

@@ -190,3 +190,49 @@ import Testing
         #expect(WebhookSecretSource.candidates(["WORKFCGI_RUN_DIR": folder + "/run"]) == ["/var/lib/svc/webhook-secret", folder + "/run/webhook-secret"])
     }
 }
+
+/// Issue 20 item 14: the report's rates over time, its axes and its metadata, rendered without I/O.
+@Suite struct ReportRenderingTests {
+    @Test func outcomesAreCountedPerSecondByStatusClass() {
+        var s = SeriesStats(name: "sync response")
+        s.record(Outcome(kind: .success, micros: 1000, at: 0.2))
+        s.record(Outcome(kind: .success, micros: 1000, at: 0.9))
+        s.record(Outcome(kind: .refused(status: 429, code: "rate_limited", message: nil), micros: 1000, at: 1.5))
+        s.record(Outcome(kind: .refused(status: 503, code: "sync_saturated", message: nil), micros: 1000, at: 2.1))
+        s.record(Outcome(kind: .refused(status: 422, code: "out_of_range", message: nil), micros: 1000, at: 2.2))
+        s.record(Outcome(kind: .timeout, micros: 0, at: 3.0))
+        #expect(s.rates.counts == [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1]])
+        let two = s.rates.rates(width: 2)
+        #expect(two.map(\.at) == [0, 2] && two[0].perSecond == [1, 0.5, 0, 0] && two[1].perSecond == [0, 0, 0.5, 1])
+        #expect(RateBuckets.width(forSeconds: 15) == 1 && RateBuckets.width(forSeconds: 600) == 5)
+    }
+
+    @Test func axesTickAtRoundNumbers() {
+        #expect(Axis.ticks(15) == [0, 5, 10, 15] && Axis.ticks(17) == [0, 5, 10, 15, 20])
+        #expect(Axis.ticks(60) == [0, 10, 20, 30, 40, 50, 60])
+        #expect(Axis.ticks(0.9, target: 4) == [0, 0.5, 1] && Axis.ticks(130, target: 4) == [0, 50, 100, 150])
+        #expect(Axis.label(10, unit: "s") == "10 s" && Axis.label(0.5) == "0.5")
+    }
+
+    @Test func theReportCarriesTheRunAndItsRatesAndATableThatIsNotCutOff() {
+        var sync = SeriesStats(name: "sync response")
+        for i in 0..<30 { sync.record(Outcome(kind: i % 3 == 0 ? .success : .refused(status: 503, code: "sync_saturated", message: "busy"), micros: 2000, at: Double(i) / 2)) }
+        sync.seconds = 15
+        let info = RunInfo(
+            started: Date(timeIntervalSince1970: 1_796_200_000), target: "http://127.0.0.1:8080", version: "0.3.0 (abc123)",
+            arguments: ["--mode", "sync", "--body", #"{"a": 1}"#], effective: "sync, closed loop")
+        #expect(info.startedText == "2026-12-02T08:26:40Z")
+        #expect(info.commandLine == #"loadgen --mode sync --body '{"a": 1}'"#)
+        let secret = RunInfo(started: Date(), target: "", version: "", arguments: ["--secret", "whsec_x", "--secret=whsec_y"], effective: "")
+        #expect(secret.commandLine == "loadgen --secret '(masked)' '--secret=(masked)'", "a report never carries the secret")
+        let html = Report.html([sync], callbacks: CallbackSummary(expected: 0), title: "t", info: info)
+        for text in ["2026-12-02T08:26:40Z", "http://127.0.0.1:8080", "0.3.0 (abc123)", "loadgen --mode sync --body '{&quot;a&quot;: 1}'", "id=figures", "overflow-x:auto"] {
+            #expect(html.contains(text), "\(text)")
+        }
+        #expect(html.contains("class=\"rate-2xx\"") && html.contains("class=\"rate-503\"") && !html.contains("class=\"rate-429\""),
+            "a line per class present in the run")
+        #expect(html.contains(">10 s</text>") && html.contains(">15 s</text>"), "labelled ticks on the time axis")
+        #expect(html.contains("2xx (10)") && html.contains("503 (20)"))
+        #expect(!html.contains("<pre>"), "the table is an HTML table, not a preformatted block cut at the page's width")
+    }
+}
