@@ -479,7 +479,7 @@ public final class API: Sendable {
             throw .invalidQuery("window must be one of the form's choices", field: "window")
         }
         let now = WallClock.nowMillis()
-        let host = form["host"].flatMap { $0.isEmpty ? nil : $0 }
+        let host = try form["host"].flatMap { $0.isEmpty ? nil : $0 }.map(BulkRedeliverQuery.host)
         let result = try bulkRedeliver(BulkRedeliver(window: (now - seconds * 1000)..<(now + 1), host: host, limit: BulkRedeliver.maxLimit))
         let location = "/ui?redelivered=\(result.requeued.count)\(result.more ? "&more=1" : "")"
         return HTTPResponse(status: 303, headers: [("Location", location), ("Cache-Control", "no-store")])

@@ -34,5 +34,9 @@ import Testing
             #expect(field(["since": "1000", "host": host]) == "host", "\(host)")
         }
         #expect(field(["since": "1000", "host": "[::1]"]) == nil)
+        // A misspelt name is refused, not ignored: `hots=` would have widened the recovery to every host.
+        #expect(field(["since": "1000", "hots": "hooks.example"]) == "hots")
+        #expect(field(["since": "1000", "until": "9223372036854775807"]) == "until", "past year 9999")
+        #expect(field(["since": "1000", "until": "253402300799999"]) == nil)
     }
 }
