@@ -25,15 +25,34 @@ public struct BulkRedeliver: Sendable, Equatable {
         return callbackURL.flatMap(CallbackHost.name(of:)) == host
     }
 
-    /// The ids to take from `candidates` (the window's failed async jobs in id order, as a store reads them):
-    /// the first `limit` that match, and whether more match. Both stores decide through this.
-    public func take(_ candidates: some Sequence<(id: String, createdAt: UnixMillis, callbackURL: String?)>) -> BulkRedeliverResult {
+    public typealias Candidate = (id: String, createdAt: UnixMillis, callbackURL: String?)
+
+    /// Rows a store reads a page at a time; its SQL narrows by status, mode and window, and by
+    /// `likePattern` when a host is set.
+    public static let pageSize = 500
+
+    /// A superset filter for the SQL (`lower(callback_url) LIKE ?`): every URL naming the host contains it
+    /// in lower case. Matching stays exact in `matches`; this only spares reading rows that cannot match.
+    /// (`_` in a host is LIKE's one-character wildcard: a wider superset, still exact after.)
+    public var likePattern: String? { host.map { "%" + $0 + "%" } }
+
+    /// The ids to take: the first `limit` candidates that match, and whether more match. `page(after, n)`
+    /// reads up to n of the window's failed async jobs with an id after `after` ("" first), in id order
+    /// (UUIDv7: creation order). Reading stops at the first match past `limit`, so a call reads about
+    /// `limit` rows, never the whole window (a window of 300,000 failures held SQLite's write lock for 2.6 s
+    /// when every row was read). Both stores decide through this.
+    public func take(page: (_ after: String, _ count: Int) throws -> [Candidate]) rethrows -> BulkRedeliverResult {
         var ids: [String] = []
-        for c in candidates where matches(createdAt: c.createdAt, callbackURL: c.callbackURL) {
-            guard ids.count < limit else { return BulkRedeliverResult(requeued: ids, more: true) }
-            ids.append(c.id)
+        var after = ""
+        while true {
+            let rows = try page(after, Self.pageSize)
+            for c in rows where matches(createdAt: c.createdAt, callbackURL: c.callbackURL) {
+                guard ids.count < limit else { return BulkRedeliverResult(requeued: ids, more: true) }
+                ids.append(c.id)
+            }
+            guard rows.count == Self.pageSize, let last = rows.last else { return BulkRedeliverResult(requeued: ids, more: false) }
+            after = last.id
         }
-        return BulkRedeliverResult(requeued: ids, more: false)
     }
 }
 

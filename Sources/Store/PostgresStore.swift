@@ -350,24 +350,32 @@ public final class PostgresStore: JobStore {
 
     public func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult {
         try transaction { db in
-            // FOR UPDATE: a second node's call waits, then sees these rows no longer failed (READ COMMITTED
-            // re-checks the condition on the row it locked), so no job is taken twice. The host is matched here,
-            // as in the SQLite store: a URL's host is not a column, and its spellings vary.
-            let rows = try db.query(
-                """
-                SELECT id, created_at, callback_url FROM requests
-                WHERE status = 'failed' AND mode = 'async' AND created_at >= $1 AND created_at < $2 ORDER BY id FOR UPDATE
-                """, [.int(selection.window.lowerBound), .int(selection.window.upperBound)])
-            let taken = selection.take(rows.compactMap { row in row.text(0).map { ($0, row.int(1) ?? 0, row.text(2)) } })
-            for id in taken.requeued {
-                try db.query(
+            // Read a page at a time without locking (BulkRedeliver.take), then lock only the rows taken: the
+            // UPDATE re-checks `failed`, so a second node's call that chose the same job waits for this one and
+            // then finds it delivering (READ COMMITTED re-evaluates the row it locked): no job is taken twice.
+            let chosen = try selection.take { after, count in
+                var bindings: [SQLValue] = [.int(selection.window.lowerBound), .int(selection.window.upperBound), .text(after)]
+                var host = ""
+                if let like = selection.likePattern { (host, bindings) = (" AND lower(callback_url) LIKE $4", bindings + [.text(like)]) }
+                return try db.query(
+                    """
+                    SELECT id, created_at, callback_url FROM requests
+                    WHERE status = 'failed' AND mode = 'async' AND created_at >= $1 AND created_at < $2 AND id > $3\(host)
+                    ORDER BY id LIMIT \(count)
+                    """, bindings
+                ).compactMap { row in row.text(0).map { ($0, row.int(1) ?? 0, row.text(2)) } }
+            }
+            var requeued: [String] = []
+            for id in chosen.requeued {
+                let rows = try db.query(
                     """
                     UPDATE requests SET status = 'delivering', attempt_base = attempts, next_attempt_at = $1, lease_until = 0,
                         delivery_error = NULL, delivered_at = NULL
-                    WHERE id = $2
+                    WHERE id = $2 AND status = 'failed' RETURNING id
                     """, [.int(now), .text(id)])
+                if !rows.isEmpty { requeued.append(id) }
             }
-            return taken
+            return BulkRedeliverResult(requeued: requeued, more: chosen.more)
         }
     }
 

@@ -371,14 +371,19 @@ public final class SQLiteStore: JobStore {
     public func redeliverFailed(_ selection: BulkRedeliver, now: UnixMillis) throws -> BulkRedeliverResult {
         try withConnection { db in
             try db.transaction {
-                // requests_by_status(status, id): ids are UUIDv7, so id order is creation order. The host is
-                // matched here rather than in SQL: a URL's host is not a column, and its spellings vary.
-                let rows = try db.query(
-                    """
-                    SELECT id, created_at, callback_url FROM requests
-                    WHERE status = 'failed' AND mode = 'async' AND created_at >= ? AND created_at < ? ORDER BY id
-                    """, [.int(selection.window.lowerBound), .int(selection.window.upperBound)])
-                let taken = selection.take(rows.compactMap { row in row.text(0).map { ($0, row.int(1) ?? 0, row.text(2)) } })
+                // requests_by_status(status, id), a page at a time from the window's start (BulkRedeliver.take).
+                let taken = try selection.take { after, count in
+                    var bindings: [SQLValue] = [.int(selection.window.lowerBound), .int(selection.window.upperBound), .text(after)]
+                    var host = ""
+                    if let like = selection.likePattern { (host, bindings) = (" AND lower(callback_url) LIKE ?", bindings + [.text(like)]) }
+                    return try db.query(
+                        """
+                        SELECT id, created_at, callback_url FROM requests
+                        WHERE status = 'failed' AND mode = 'async' AND created_at >= ? AND created_at < ? AND id > ?\(host)
+                        ORDER BY id LIMIT \(count)
+                        """, bindings
+                    ).compactMap { row in row.text(0).map { ($0, row.int(1) ?? 0, row.text(2)) } }
+                }
                 for id in taken.requeued {
                     try db.query(
                         """

@@ -57,4 +57,25 @@ import WorkEngine
         #expect(BulkRedeliver(window: 0..<1, host: "[::1]", limit: 5_000).host == "::1")
         #expect(BulkRedeliver(window: 0..<1, host: nil, limit: 5_000).limit == BulkRedeliver.maxLimit)
     }
+
+    /// A call reads about `limit` rows a page at a time, never the whole window: 1,200 failures for another
+    /// host, then 3 for the one asked for, with limit 2 → two taken, more, and reading stopped at the third.
+    @Test func takeReadsPagesAndStopsPastTheLimit() {
+        let rows: [BulkRedeliver.Candidate] = (0..<1203).map { i in
+            (String(format: "%06d", i), 10, i < 1200 ? "http://other.example/x" : "https://Hooks.Example:8443/y")
+        }
+        let selection = BulkRedeliver(window: 0..<100, host: "hooks.example", limit: 2)
+        #expect(selection.likePattern == "%hooks.example%")
+        var reads: [String] = []
+        let taken = selection.take { after, count in
+            reads.append(after)
+            return Array(rows.filter { $0.id > after }.prefix(count))
+        }
+        #expect(taken == BulkRedeliverResult(requeued: ["001200", "001201"], more: true))
+        #expect(reads == ["", "000499", "000999"], "three pages, from the window's start")
+        let all = BulkRedeliver(window: 0..<100, host: nil, limit: 1000).take { after, count in Array(rows.filter { $0.id > after }.prefix(count)) }
+        #expect(all.requeued.count == 1000 && all.more)
+        let none = BulkRedeliver(window: 0..<100, host: "nowhere.example", limit: 10).take { after, count in Array(rows.filter { $0.id > after }.prefix(count)) }
+        #expect(none == BulkRedeliverResult(requeued: [], more: false))
+    }
 }
