@@ -27,16 +27,24 @@ enum WorkingFolder {
             return
         }
         defer { closedir(dir) }
-        var names: [String] = []
+        // Names as raw bytes: a String would repair a name that is not UTF-8 (`a\xffb`), and unlinkat of the
+        // repaired name fails, leaving the folder behind at every run.
+        var names: [[CChar]] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { names.append(name) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.bindMemory(to: CChar.self).prefix { $0 != 0 }) + [0]
+            }
+            if name != [46, 0] && name != [46, 46, 0] { names.append(name) }
         }
         for name in names where unlinkat(fd, name, 0) != 0 {
             guard errno == EISDIR else { continue }
-            // A folder the program closed to itself is opened again first (the same user may).
-            _ = fchmodat(fd, name, 0o700, 0)
-            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            // A folder the program closed to itself is opened again first (the same user may), never through a
+            // symlink: a name swapped for a link after the unlinkat cannot make this chmod another folder
+            // (AT_SYMLINK_NOFOLLOW: glibc ≥ 2.32 refuses a link instead of following it).
+            var child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child < 0 && fchmodat(fd, name, 0o700, AT_SYMLINK_NOFOLLOW) == 0 {
+                child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
             if child >= 0 { empty(child, depth: depth + 1) }
             unlinkat(fd, name, AT_REMOVEDIR)
         }

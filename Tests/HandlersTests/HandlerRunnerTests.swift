@@ -87,6 +87,23 @@ import JSON
         #expect(access(tmp, F_OK) != 0)
     }
 
+    /// What a program leaves in its working folder goes with it, whatever the names' bytes and modes: a name
+    /// that is not UTF-8 left the folder behind at every run, a folder closed to its owner, and a link.
+    @Test func theWorkingFolderGoesWithOddNamesClosedFoldersAndLinks() throws {
+        let outside = folder + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: false)
+        try install(
+            "litter",
+            "#!/bin/sh\ncd \"$TMPDIR\"\nprintf x > \"$(printf 'a\\377b')\"\nmkdir -p 'c/d' && printf y > c/d/e && chmod 000 c/d c\n"
+                + "ln -s \(outside) link\nprintf '\"%s\"' \"$TMPDIR\"\n")
+        let outcome = run(try runner(), "litter")
+        let tmp = try #require(outcome.result?.stringValue, "\(outcome)")
+        #expect(access(tmp, F_OK) != 0, "the working folder is gone")
+        #expect(access(outside, F_OK) == 0, "the link's target is not touched")
+        let mode = try FileManager.default.attributesOfItem(atPath: outside)[.posixPermissions] as? Int
+        #expect(mode == 0o755, "nor its mode")
+    }
+
     @Test func aHandlerThatSleepsForeverIsKilledWithItsGrandchildren() throws {
         // Ignores SIGTERM (and so does its child), so only the SIGKILL after the grace ends them.
         try install("sleeper", "#!/bin/sh\ntrap '' TERM\nsleep 1000 &\necho $! > \(folder)/grandchild.pid\nsleep 1000\n")
