@@ -75,6 +75,10 @@ import Glibc
         #expect(slowLines.contains { $0.contains(heldID) && $0.contains("op=handler") }, "\(slowLines)")
         #expect(!slowLines.contains { $0.contains(fastID) }, "a request under the threshold is not logged as slow")
 
+        // The charts carry the minute's counts: both /sync answers (the quick and the held one) in the answers legend.
+        let after = try client.get(stack.baseURL + "/ui").text
+        #expect(after.contains("sync (2 in the hour"), "\(after.components(separatedBy: "chart-answers").last?.prefix(1500) ?? "")")
+        #expect(after.contains(" sync ") && after.contains("</title></circle>"), "each minute's count as a tooltip")
         #expect(await receiver.wait(timeout: 20) { $0.contains { $0.webhookID == asyncID } })
         try stack.waitFor("nothing in hand once delivered") {
             let inHand = ((try? client.get(stack.baseURL + "/status").json)?["deliveryd"] as? [String: Any])?["jobs_in_hand"] as? [Any]

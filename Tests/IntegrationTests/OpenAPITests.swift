@@ -44,6 +44,6 @@ import Testing
             ])
         #expect(result.status == 0, "\(result.output.suffix(6000))")
         // Every operation was exercised (1,032 cases at the time of writing: coverage, fuzzing and stateful phases).
-        #expect(result.output.contains("Tested: 13") && result.output.contains(" passed"), "\(result.output.suffix(2000))")
+        #expect(result.output.contains("Tested: 14") && result.output.contains(" passed"), "\(result.output.suffix(2000))")
     }
 }
