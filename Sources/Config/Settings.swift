@@ -141,6 +141,10 @@ public struct Settings: Sendable, Equatable {
         }
         let secret = try env.string("WEBHOOK_SECRET", default: "")
         webhookSecret = secret.isEmpty ? nil : secret
+        // Never quoted back: a mistyped secret is still mostly the secret.
+        if !secret.isEmpty && WebhookSecretText.key(secret) == nil {
+            throw ConfigError(variable: Self.prefix + "WEBHOOK_SECRET", message: "must be \(WebhookSecretText.rule) (the value is not shown)")
+        }
         let databaseFolder = databasePath.contains("/") ? String(databasePath[..<databasePath.lastIndex(of: "/")!]) : "."
         webhookSecretFile = try env.string("WEBHOOK_SECRET_FILE", default: (databaseFolder.isEmpty ? "/" : databaseFolder) + "/webhook-secret")
         // WORKFCGI_NGINX_USER is the older name of a one-user list; naming both would leave one of them unread.
@@ -154,6 +158,9 @@ public struct Settings: Sendable, Equatable {
         operatorHosts = try env.list("OPERATOR_HOSTS", default: ["localhost", "127.0.0.1", "[::1]"]).map { $0.lowercased() }
         let previous = try env.string("WEBHOOK_SECRET_PREVIOUS", default: "")
         webhookSecretPrevious = previous.isEmpty ? nil : previous
+        if !previous.isEmpty && WebhookSecretText.key(previous) == nil {
+            throw ConfigError(variable: Self.prefix + "WEBHOOK_SECRET_PREVIOUS", message: "must be \(WebhookSecretText.rule) (the value is not shown)")
+        }
         callbackAllowCIDRs = try env.list("CALLBACK_ALLOW_CIDRS", default: [])
         let level = try env.string("LOG_LEVEL", default: "info")
         guard let logLevel = LogLevel(rawValue: level) else {

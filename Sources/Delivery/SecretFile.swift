@@ -71,7 +71,12 @@ public enum SecretFile {
         let n = Glibc.read(fd, &bytes, bytes.count)
         guard n >= 0 else { throw Failure(description: "cannot read \(path)") }
         let text = String(decoding: bytes[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return text.isEmpty ? nil : text
+        if text.isEmpty { return nil }
+        // Its contents are never printed: --show-secret shows only a secret, and an error names the file.
+        guard WebhookSecretText.key(text) != nil else {
+            throw Failure(description: "\(path) does not hold a webhook secret (\(WebhookSecretText.rule)); remove it to have one generated, or write one there")
+        }
+        return text
     }
 
     /// Creates the file 0600; never follows a symlink or overwrites an existing file.

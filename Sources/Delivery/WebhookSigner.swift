@@ -1,3 +1,4 @@
+import Config
 import Digest
 import Foundation
 
@@ -15,7 +16,7 @@ public struct WebhookSigner: Sendable {
         var keys: [[UInt8]] = []
         for secret in secrets {
             guard let key = Self.key(from: secret) else {
-                throw InvalidSecret(description: "webhook secret must be whsec_ followed by base64 of at least 24 bytes")
+                throw InvalidSecret(description: "webhook secret must be \(WebhookSecretText.rule)")
             }
             keys.append(key)
         }
@@ -28,12 +29,7 @@ public struct WebhookSigner: Sendable {
         "whsec_" + Data(Digest.randomBytes(32)).base64EncodedString()
     }
 
-    static func key(from secret: String) -> [UInt8]? {
-        guard secret.hasPrefix("whsec_"), let data = Data(base64Encoded: String(secret.dropFirst(6))), data.count >= 24 else {
-            return nil
-        }
-        return Array(data)
-    }
+    static func key(from secret: String) -> [UInt8]? { WebhookSecretText.key(secret) }
 
     /// The `webhook-signature` header value.
     public func signature(id: String, timestamp: Int, body: [UInt8]) -> String {

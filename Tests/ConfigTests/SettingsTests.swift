@@ -170,4 +170,16 @@ import Testing
             try Settings.effective(environment: ["WORKFCGI_SYNC_WAIT": "soon"])
         }
     }
+
+    /// --check-config refuses a secret deliveryd would refuse, and never quotes it back.
+    @Test func aWebhookSecretIsCheckedWithoutBeingShown() throws {
+        for name in ["WORKFCGI_WEBHOOK_SECRET", "WORKFCGI_WEBHOOK_SECRET_PREVIOUS"] {
+            for bad in ["whsec_bad", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2hvcnQ="] {
+                let error = #expect(throws: ConfigError.self) { try Settings(environment: [name: bad]) }
+                #expect(error?.variable == name)
+                #expect(error.map { !"\($0)".contains(bad) } == true, "the value is not shown")
+            }
+        }
+        #expect(try Settings(environment: ["WORKFCGI_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]).webhookSecret != nil)
+    }
 }

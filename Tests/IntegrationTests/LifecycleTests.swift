@@ -115,6 +115,12 @@ import Testing
         let other = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
         #expect(try run("deliveryd", ["--show-secret"], env: ["WORKFCGI_WEBHOOK_SECRET=\(other)"]).output == other + "\n")
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == ["webhook-secret"])
+        // A file that holds no secret is named, its contents never printed (they could be anything: a
+        // terminal escape, a mistyped secret).
+        try Data("not a secret \u{1b}[2J".utf8).write(to: URL(fileURLWithPath: folder + "/webhook-secret"))
+        let garbage = try run("deliveryd", ["--show-secret"])
+        #expect(garbage.status == 1 && garbage.output.contains("does not hold a webhook secret") && !garbage.output.contains("not a secret"), "\(garbage.output)")
+        try Data("\(Stack.secret)\n".utf8).write(to: URL(fileURLWithPath: folder + "/webhook-secret"))
 
         try FileManager.default.createSymbolicLink(atPath: folder + "/api.sock", withDestinationPath: "/run/svc/api.sock")
         let linked = try run("deliveryd", ["--show-secret"])
