@@ -154,15 +154,17 @@ enum Report {
         let yTicks = Axis.ticks(max(peak, 1), target: 4)
         let top = yTicks.last ?? 1
         func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
-        func y(_ v: Double) -> Double { (h - bottom) - v / top * (h - bottom - 10) }
+        // The legend has its own strip above the plot, clear of the top tick and of a line at the peak.
+        let plotTop = 26.0
+        func y(_ v: Double) -> Double { (h - bottom) - v / top * (h - bottom - plotTop) }
         var svg = "<svg id=\"\(id)\" class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(esc(r.name)): answers and refusals per second\">"
-        svg += timeAxis(maxT: maxT, x: x, top: 0, bottom: h - bottom, width: w)
+        svg += timeAxis(maxT: maxT, x: x, top: plotTop, bottom: h - bottom, width: w)
         for v in yTicks {
             svg += "<line x1=\(left) y1=\(f1(y(v))) x2=\(w) y2=\(f1(y(v))) stroke=#eee />"
             svg += "<text x=\(left - 6) y=\(f1(y(v) + 4)) font-size=11 text-anchor=end>\(Axis.label(v))</text>"
         }
-        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
-        svg += "<text x=4 y=12 font-size=11 fill=#555>per s</text>"
+        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=\(plotTop) x2=\(left) y2=\(h - bottom) stroke=#999 />"
+        svg += "<text x=4 y=14 font-size=11 fill=#555>per s</text>"
         for c in present {
             // A step per bucket: the rate holds for the whole bucket.
             var points: [String] = []
@@ -175,10 +177,10 @@ enum Report {
         }
         var lx = left + 12
         for c in present {
-            svg += "<rect x=\(f1(lx)) y=6 width=12 height=3 fill=\"\(c.color)\" /><text x=\(f1(lx + 16)) y=12 font-size=11>\(c.label) (\(r.rates.count(c)))</text>"
-            lx += 90
+            svg += "<rect x=\(f1(lx)) y=8 width=12 height=3 fill=\"\(c.color)\" /><text x=\(f1(lx + 16)) y=14 font-size=11>\(c.label) (\(r.rates.count(c)))</text>"
+            lx += 110
         }
-        if width > 1 { svg += "<text x=\(w - 4) y=12 font-size=11 text-anchor=end fill=#555>mean over \(width) s</text>" }
+        if width > 1 { svg += "<text x=\(w - 4) y=14 font-size=11 text-anchor=end fill=#555>mean over \(width) s</text>" }
         return svg + "</svg>"
     }
 
@@ -255,7 +257,7 @@ enum Report {
             h2{font-size:1.15rem;margin-top:2rem}h3{font-size:1rem;margin:1rem 0 .3rem}
             .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font:12px ui-monospace,monospace}
             th,td{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-            thead th{background:#f6f6f6}tbody th{text-align:left}.note{color:#555;font-size:12px;margin:.3rem 0}
+            thead th{background:#f6f6f6}th:first-child{text-align:left}.note{color:#555;font-size:12px;margin:.3rem 0}
             ul.notes{font:12px ui-monospace,monospace;padding-left:1.2rem;overflow-wrap:anywhere}
             dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:13px}dt{color:#555}
             dd{margin:0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}</style></head><body>
