@@ -113,11 +113,12 @@ enum Report {
     }
 
     /// A scatter of latency over time (log scale), one colour per series.
-    static func scatter(_ rows: [SeriesStats], id: String, title: String) -> String {
+    /// `until`: where the time axis ends at least (the whole run's), so every chart over time shares one axis.
+    static func scatter(_ rows: [SeriesStats], id: String, title: String, until: Double = 0) -> String {
         let (w, h, left, bottom) = (900.0, 340.0, 60.0, 40.0)
         let points = rows.flatMap { r in r.timeline.map { (r.name, $0.at, max($0.ms, 0.01), $0.ok) } }
         guard !points.isEmpty else { return "" }
-        let maxT = max(points.map(\.1).max() ?? 1, 0.001)
+        let maxT = max(points.map(\.1).max() ?? 1, until, 0.001)
         let logMin = log10(max(points.map(\.2).min() ?? 0.1, 0.01))
         let logMax = max(log10(points.map(\.2).max() ?? 1), logMin + 1)
         func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
@@ -244,7 +245,8 @@ enum Report {
     static func html(_ rows: [SeriesStats], callbacks: CallbackSummary, title: String, info: RunInfo) -> String {
         let answers = rows.filter { $0.name != "async callback" }
         let legend = rows.map { "<span style=\"color:\(colors[$0.name] ?? "#555")\">● \(esc($0.name))</span>" }.joined(separator: " &nbsp; ")
-        let seconds = rows.map(\.seconds).max() ?? 0
+        // One time axis for every chart over time: the longest series' (callbacks arrive last).
+        let seconds = Double(max(Int((rows.map(\.seconds).max() ?? 0).rounded(.up)), rows.map(\.rates.counts.count).max() ?? 0))
         let rates = rows.enumerated().map { i, r in
             let chart = rateChart(r, id: "rates-\(i)", seconds: seconds)
             return chart.isEmpty ? "" : "<h3>\(esc(r.name))</h3>\n\(chart)"
@@ -270,9 +272,9 @@ enum Report {
             \(rates)
             <p>\(legend) &nbsp; (refusals and errors outlined)</p>
             <h2>Time to answer, over the run</h2><p>Each request's answer: the sync result, or the async 202. Like with like.</p>
-            \(scatter(answers, id: "answers", title: "time to answer over the run"))
+            \(scatter(answers, id: "answers", title: "time to answer over the run", until: seconds))
             <h2>Time to callback, over the run</h2><p>From sending the async request to its result arriving here.</p>
-            \(scatter(rows.filter { $0.name == "async callback" }, id: "callbacks", title: "time to callback over the run"))
+            \(scatter(rows.filter { $0.name == "async callback" }, id: "callbacks", title: "time to callback over the run", until: seconds))
             <h2>Latency by percentile</h2>
             \(percentiles(rows))
             </body></html>
