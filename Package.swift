@@ -124,6 +124,7 @@ let package = Package(
             name: "APITests", dependencies: ["API", "CallbackPolicy", "Config", "Doorbell", "FastCGI", "JSON", "Store", "WorkEngine"],
             swiftSettings: swiftSettings),
         .testTarget(name: "LoadGenTests", dependencies: ["loadgen"], swiftSettings: swiftSettings),
+        .testTarget(name: "HostTests", dependencies: ["Lifecycle"], swiftSettings: swiftSettings),
         .testTarget(name: "HandlersTests", dependencies: ["Handlers", "Config", "JSON", "WorkEngine"], swiftSettings: swiftSettings),
         .testTarget(name: "LocalFilesTests", dependencies: ["LocalFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Config", "Harness", "JSON", "Store", "WorkEngine"], swiftSettings: swiftSettings),

@@ -117,7 +117,8 @@ public struct InstalledService: Error, CustomStringConvertible {
     /// `1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF` (major and minor in hex, the inode in decimal).
     public static func flockHolder(inode: UInt64, device: UInt64, locks: String) -> Int32? {
         let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
-        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
+        // glibc's major() and minor(): the minor's high bits sit at 20...43, the major's from 44 up.
+        let minor = (device & 0xff) | ((device >> 12) & 0xffff_ff00)
         for line in locks.split(separator: "\n") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             // "->" marks a process waiting for the lock, not holding it.

@@ -113,11 +113,12 @@ enum Report {
     }
 
     /// A scatter of latency over time (log scale), one colour per series.
-    static func scatter(_ rows: [SeriesStats], id: String, title: String) -> String {
+    /// `until`: where the time axis ends at least (the whole run's), so every chart over time shares one axis.
+    static func scatter(_ rows: [SeriesStats], id: String, title: String, until: Double = 0) -> String {
         let (w, h, left, bottom) = (900.0, 340.0, 60.0, 40.0)
         let points = rows.flatMap { r in r.timeline.map { (r.name, $0.at, max($0.ms, 0.01), $0.ok) } }
         guard !points.isEmpty else { return "" }
-        let maxT = max(points.map(\.1).max() ?? 1, 0.001)
+        let maxT = max(points.map(\.1).max() ?? 1, until, 0.001)
         let logMin = log10(max(points.map(\.2).min() ?? 0.1, 0.01))
         let logMax = max(log10(points.map(\.2).max() ?? 1), logMin + 1)
         func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
@@ -154,15 +155,17 @@ enum Report {
         let yTicks = Axis.ticks(max(peak, 1), target: 4)
         let top = yTicks.last ?? 1
         func x(_ t: Double) -> Double { left + t / maxT * (w - left - 10) }
-        func y(_ v: Double) -> Double { (h - bottom) - v / top * (h - bottom - 10) }
+        // The legend has its own strip above the plot, clear of the top tick and of a line at the peak.
+        let plotTop = 26.0
+        func y(_ v: Double) -> Double { (h - bottom) - v / top * (h - bottom - plotTop) }
         var svg = "<svg id=\"\(id)\" class=chart viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=img aria-label=\"\(esc(r.name)): answers and refusals per second\">"
-        svg += timeAxis(maxT: maxT, x: x, top: 0, bottom: h - bottom, width: w)
+        svg += timeAxis(maxT: maxT, x: x, top: plotTop, bottom: h - bottom, width: w)
         for v in yTicks {
             svg += "<line x1=\(left) y1=\(f1(y(v))) x2=\(w) y2=\(f1(y(v))) stroke=#eee />"
             svg += "<text x=\(left - 6) y=\(f1(y(v) + 4)) font-size=11 text-anchor=end>\(Axis.label(v))</text>"
         }
-        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=0 x2=\(left) y2=\(h - bottom) stroke=#999 />"
-        svg += "<text x=4 y=12 font-size=11 fill=#555>per s</text>"
+        svg += "<line x1=\(left) y1=\(h - bottom) x2=\(w) y2=\(h - bottom) stroke=#999 /><line x1=\(left) y1=\(plotTop) x2=\(left) y2=\(h - bottom) stroke=#999 />"
+        svg += "<text x=4 y=14 font-size=11 fill=#555>per s</text>"
         for c in present {
             // A step per bucket: the rate holds for the whole bucket.
             var points: [String] = []
@@ -175,10 +178,10 @@ enum Report {
         }
         var lx = left + 12
         for c in present {
-            svg += "<rect x=\(f1(lx)) y=6 width=12 height=3 fill=\"\(c.color)\" /><text x=\(f1(lx + 16)) y=12 font-size=11>\(c.label) (\(r.rates.count(c)))</text>"
-            lx += 90
+            svg += "<rect x=\(f1(lx)) y=8 width=12 height=3 fill=\"\(c.color)\" /><text x=\(f1(lx + 16)) y=14 font-size=11>\(c.label) (\(r.rates.count(c)))</text>"
+            lx += 110
         }
-        if width > 1 { svg += "<text x=\(w - 4) y=12 font-size=11 text-anchor=end fill=#555>mean over \(width) s</text>" }
+        if width > 1 { svg += "<text x=\(w - 4) y=14 font-size=11 text-anchor=end fill=#555>mean over \(width) s</text>" }
         return svg + "</svg>"
     }
 
@@ -242,7 +245,8 @@ enum Report {
     static func html(_ rows: [SeriesStats], callbacks: CallbackSummary, title: String, info: RunInfo) -> String {
         let answers = rows.filter { $0.name != "async callback" }
         let legend = rows.map { "<span style=\"color:\(colors[$0.name] ?? "#555")\">● \(esc($0.name))</span>" }.joined(separator: " &nbsp; ")
-        let seconds = rows.map(\.seconds).max() ?? 0
+        // One time axis for every chart over time: the longest series' (callbacks arrive last).
+        let seconds = Double(max(Int((rows.map(\.seconds).max() ?? 0).rounded(.up)), rows.map(\.rates.counts.count).max() ?? 0))
         let rates = rows.enumerated().map { i, r in
             let chart = rateChart(r, id: "rates-\(i)", seconds: seconds)
             return chart.isEmpty ? "" : "<h3>\(esc(r.name))</h3>\n\(chart)"
@@ -255,7 +259,7 @@ enum Report {
             h2{font-size:1.15rem;margin-top:2rem}h3{font-size:1rem;margin:1rem 0 .3rem}
             .scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font:12px ui-monospace,monospace}
             th,td{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-            thead th{background:#f6f6f6}tbody th{text-align:left}.note{color:#555;font-size:12px;margin:.3rem 0}
+            thead th{background:#f6f6f6}th:first-child{text-align:left}.note{color:#555;font-size:12px;margin:.3rem 0}
             ul.notes{font:12px ui-monospace,monospace;padding-left:1.2rem;overflow-wrap:anywhere}
             dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;font-size:13px}dt{color:#555}
             dd{margin:0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}</style></head><body>
@@ -268,9 +272,9 @@ enum Report {
             \(rates)
             <p>\(legend) &nbsp; (refusals and errors outlined)</p>
             <h2>Time to answer, over the run</h2><p>Each request's answer: the sync result, or the async 202. Like with like.</p>
-            \(scatter(answers, id: "answers", title: "time to answer over the run"))
+            \(scatter(answers, id: "answers", title: "time to answer over the run", until: seconds))
             <h2>Time to callback, over the run</h2><p>From sending the async request to its result arriving here.</p>
-            \(scatter(rows.filter { $0.name == "async callback" }, id: "callbacks", title: "time to callback over the run"))
+            \(scatter(rows.filter { $0.name == "async callback" }, id: "callbacks", title: "time to callback over the run", until: seconds))
             <h2>Latency by percentile</h2>
             \(percentiles(rows))
             </body></html>

@@ -116,6 +116,9 @@ import Testing
         // The scatter has them too.
         let (rows, _) = Self.hostileRun()
         #expect(Report.scatter(rows, id: "answers", title: "t").contains(">4 s</text>"))
+        // Given the run's end, the scatter's axis reaches it like the rate charts' (one time axis on the page).
+        #expect(!Report.scatter(rows, id: "answers", title: "t").contains(">30 s</text>"))
+        #expect(Report.scatter(rows, id: "answers", title: "t", until: 30).contains(">30 s</text>"))
     }
 
     @Test func theJSONCarriesTheRunAndTheCountsPerSecond() throws {
