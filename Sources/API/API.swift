@@ -73,6 +73,11 @@ public final class API: Sendable {
         documents = Mutex(Documents(version: version, handlers: handlerRunner?.registry.names ?? []))
     }
 
+    /// Counts a FastCGI peer the server refused (workfcgi_fastcgi_refused_peers_total).
+    public func peerRefused(_ reason: FastCGIServer.PeerRefusal) {
+        metrics.peerRefused(reason)
+    }
+
     /// Answers a request that came in on `pool`'s socket.
     public func handle(_ request: HTTPRequest, pool: Pool) -> HTTPResponse {
         let started = DispatchTime.now().uptimeNanoseconds
