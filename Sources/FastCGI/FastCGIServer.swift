@@ -284,7 +284,8 @@ public final class FastCGIServer: Sendable {
             var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(slot.request.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let response: HTTPResponse
-            if let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
+            // Over TCP the address was checked on accept; SO_PEERCRED means nothing there.
+            if !tcp, let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
                 access.counted(.user)
                 if let count = noteRefusal() { access.onRefused(peer.uid, peer.pid, count) }
                 response = HTTPResponse.error(
