@@ -60,7 +60,57 @@ import Testing
         let log = stack.log(.workfcgi)
         #expect(log.components(separatedBy: "refused a FastCGI connection from outside WORKFCGI_FRONTEND_ADDRESSES").count == 2, "\(log)")
         #expect(log.contains("127.0.0.5"))
+        #expect(stack.stop(.workfcgi) == 0, "SIGTERM stops the TCP listeners and exits 0: \(stack.log(.workfcgi))")
         await receiver.stop()
+    }
+
+    /// Socket activation on TCP (a socket unit's `ListenStream=127.0.0.11:PORT`): the holder binds both
+    /// listeners and execs workfcgi with them as descriptors 3 and 4; workfcgi finds each by its address,
+    /// serves nginx on them and still refuses other peers.
+    @Test func inheritedTCPSocketsAreFoundByAddress() throws {
+        let (stack, api, sync) = try Self.tcpStack()
+        try stack.start([.deliveryd, .nginx])
+        let holder = #"""
+            import os, socket, sys
+            workfcgi, api, sync = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+            for fd, port in ((3, api), (4, sync)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.11", port)); s.listen(64)
+                os.dup2(s.fileno(), fd); os.set_inheritable(fd, True)
+            os.environ["LISTEN_PID"] = str(os.getpid()); os.environ["LISTEN_FDS"] = "2"
+            os.execv(workfcgi, [workfcgi])
+            """#
+        let script = stack.directory.appendingPathComponent("holder.py").path
+        try holder.write(toFile: script, atomically: true, encoding: .utf8)
+        let log = stack.runDirectory + "/workfcgi-activated.log"
+        let pid = try Stack.spawn(
+            "/usr/bin/python3", [script, Stack.binDirectory.appendingPathComponent("workfcgi").path, "\(api)", "\(sync)"],
+            environment: stack.environment, directory: stack.directory.path, log: log)
+        var exited = false
+        defer {
+            if !exited {
+                kill(pid, SIGKILL)
+                _ = Stack.reap(pid, timeout: 10)
+            }
+        }
+        let client = HTTPClient(timeoutSeconds: 2)
+        try stack.waitFor("nginx → inherited TCP sockets") { (try? client.get(stack.baseURL + "/healthz"))?.status == 200 }
+        let sent = try HTTPClient().postJSON(stack.baseURL + "/sync", #"{"text": "inherited"}"#)
+        #expect(sent.status == 200, "\(sent.text)")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        for port in [api, sync] {
+            #expect(text.contains("127.0.0.11:\(port)"), "\(text)")
+        }
+        let params = [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/healthz"), ("REMOTE_ADDR", "127.0.0.1")]
+        #expect(throws: FastCGIClient.Failure.self) {
+            try FastCGIClient.request(host: "127.0.0.11", port: api, sourceAddress: "127.0.0.5", params: params)
+        }
+        #expect(text.contains("listening on a socket from systemd"), "\(text)")
+        kill(pid, SIGTERM)
+        let status = Stack.reap(pid, timeout: 15)
+        exited = status != nil
+        #expect(status == 0, "\(text)")
     }
 
     /// nginx/upstream.conf as a copy in a temporary folder, with its ports and listen line replaced.
