@@ -330,7 +330,10 @@ public final class FastCGIServer: Sendable {
             var length = UInt32(MemoryLayout<sockaddr_storage>.size)
             let fd = workfcgi_accept_cloexec(listenFD, &storage, &length)
             if fd < 0 {
-                if errno == EINTR && !stopping.load(ordering: .sequentiallyConsistent) { continue }
+                let code = errno
+                if code == EINTR && !stopping.load(ordering: .sequentiallyConsistent) { continue }
+                // Out of descriptors or memory: the connection stays queued; wait instead of spinning on it.
+                if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) { usleep(10_000) }
                 return nil
             }
             if let peer = Self.address(storage), access.addresses.admits(peer) {
@@ -338,6 +341,10 @@ public final class FastCGIServer: Sendable {
                 // holds it until the front end's delayed ACK (40 ms).
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                // A front end on another machine can vanish without a FIN: its half-open connection must not
+                // hold this thread in libfcgi's read of the params for ever.
+                var timeout = timeval(tv_sec: 30, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 return fd
             }
             close(fd)
