@@ -113,6 +113,30 @@ import Testing
         #expect(status == 0, "\(text)")
     }
 
+    /// `--check-config` shows the TCP addresses and the peer list, and names a bad entry (exit 2).
+    @Test func checkConfigShowsAndRefusesTCPSettings() throws {
+        let folder = NSTemporaryDirectory() + "tcp-cli-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func check(_ env: [String]) throws -> (status: Int32, output: String) {
+            try Stack.run("/usr/bin/env", ["-i", "PATH=/usr/bin:/bin", "WORKFCGI_RUN_DIR=\(folder)"] + env
+                + [Stack.binDirectory.appendingPathComponent("workfcgi").path, "--check-config"])
+        }
+        let defaults = try check([])
+        #expect(defaults.status == 0 && defaults.output.contains("WORKFCGI_FRONTEND_ADDRESSES=127.0.0.0/8,::1/128"), "\(defaults.output)")
+        let tcp = try check(["WORKFCGI_API_SOCKET=[::1]:9000", "WORKFCGI_SYNC_SOCKET=10.0.0.5:9001", "WORKFCGI_FRONTEND_ADDRESSES=10.0.0.0/24"])
+        for line in ["WORKFCGI_API_SOCKET=[::1]:9000", "WORKFCGI_SYNC_SOCKET=10.0.0.5:9001", "WORKFCGI_FRONTEND_ADDRESSES=10.0.0.0/24"] {
+            #expect(tcp.status == 0 && tcp.output.contains(line), "\(line): \(tcp.output)")
+        }
+        for (variable, value, named) in [
+            ("WORKFCGI_API_SOCKET", "db.internal:9000", "db.internal"), ("WORKFCGI_SYNC_SOCKET", "127.0.0.1:99999", "99999"),
+            ("WORKFCGI_FRONTEND_ADDRESSES", "10.0.0.0/24,10.0.0.0/33", "10.0.0.0/33"),
+        ] {
+            let bad = try check(["\(variable)=\(value)"])
+            #expect(bad.status == 2 && bad.output.contains(variable) && bad.output.contains(named), "\(variable)=\(value): \(bad.output)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder + "/workfcgi.db"), "no daemon started")
+    }
+
     /// nginx/upstream.conf as a copy in a temporary folder, with its ports and listen line replaced.
     static func upstreamConfig(port: Int, nodes: [(api: Int, sync: Int)]) throws -> String {
         var text = try String(contentsOf: Stack.packageRoot.appendingPathComponent("nginx/upstream.conf"), encoding: .utf8)
@@ -172,6 +196,8 @@ import Testing
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
         let health = [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/healthz"), ("REMOTE_ADDR", "127.0.0.1")]
+        // nginx's /healthz may have been node 2's answer: wait for each node itself.
+        try stack.waitFor("node 1") { (try? FastCGIClient.request(host: "127.0.0.11", port: one.api, params: health))?.status == 200 }
         try stack.waitFor("node 2") { (try? FastCGIClient.request(host: "127.0.0.12", port: two.api, params: health))?.status == 200 }
 
         // The same key through node 1, then node 2: one job, the second answer a replay.
