@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "Handlers", dependencies: ["CSystem", "Config", "JSON", "LocalFiles", "WorkEngine", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "JSON", "LocalFiles"], swiftSettings: swiftSettings),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CSystem", "Config", "JSON", "LocalFiles"], swiftSettings: swiftSettings),
         .target(
             name: "Delivery",
             dependencies: [

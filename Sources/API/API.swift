@@ -88,6 +88,11 @@ public final class API: Sendable {
         pools.withLock { $0 = servers }
     }
 
+    /// Counts a FastCGI peer the server refused (workfcgi_fastcgi_refused_peers_total).
+    public func peerRefused(_ reason: FastCGIServer.PeerRefusal) {
+        metrics.peerRefused(reason)
+    }
+
     /// What a handler tells the slow log about the request (set for /sync and /async).
     struct Note {
         var op: String?

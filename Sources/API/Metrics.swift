@@ -1,3 +1,4 @@
+import FastCGI
 import Handlers
 import Prometheus
 import Synchronization
@@ -16,6 +17,7 @@ final class Metrics: Sendable {
     private let clientStorageFullRefusals: Counter
     private let syncRecordsLost: [SyncRecordLoss: Counter]
     private let syncSlotsFullCounter: Counter
+    private let refusedPeers: [FastCGIServer.PeerRefusal: Counter]
 
     /// Why a /sync result was answered but not stored: the `reason` label.
     enum SyncRecordLoss: String, CaseIterable {
@@ -47,6 +49,19 @@ final class Metrics: Sendable {
         syncRecordsLost = lost
         syncSlotsFullCounter = registry.makeCounter(
             descriptor: Self.name("sync_slots_full", "total", "/sync requests that found every slot busy on arrival (max children reached)."))
+        var refused: [FastCGIServer.PeerRefusal: Counter] = [:]
+        for reason in FastCGIServer.PeerRefusal.allCases {
+            refused[reason] = registry.makeCounter(
+                descriptor: Self.name(
+                    "fastcgi_refused_peers", "total",
+                    "FastCGI connections refused: user (a unix socket peer not in WORKFCGI_FRONTEND_USERS, 403) or address (a TCP peer outside WORKFCGI_FRONTEND_ADDRESSES, closed unread)."),
+                labels: [("reason", reason.rawValue)])
+        }
+        refusedPeers = refused
+    }
+
+    func peerRefused(_ reason: FastCGIServer.PeerRefusal) {
+        refusedPeers[reason]?.increment()
     }
 
     /// One counter per (route, status), made once: asking the registry on every response validated the

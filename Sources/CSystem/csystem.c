@@ -15,6 +15,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -147,6 +148,13 @@ void workfcgi_limit_process(int pid, unsigned long long cpu, unsigned long long 
 }
 
 int workfcgi_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int workfcgi_accept_cloexec(int fd, void *address, unsigned int *length) {
+    socklen_t len = *length;
+    int rc = accept4(fd, (struct sockaddr *)address, &len, SOCK_CLOEXEC);
+    *length = len;
+    return rc;
+}
 
 int workfcgi_has_exited(int pid) {
     siginfo_t info;

@@ -8,6 +8,11 @@ public struct Settings: Sendable, Equatable {
     public var databaseURL: String?
     public var syncSocket: String
     public var apiSocket: String
+    /// `syncSocket` and `apiSocket` parsed: a unix socket path or TCP `HOST:PORT`.
+    public var syncListen: ListenAddress
+    public var apiListen: ListenAddress
+    /// The peers a TCP FastCGI socket admits (WORKFCGI_FRONTEND_ADDRESSES); unix sockets check uids instead.
+    public var frontendAddresses: FrontendAddresses
     public var doorbellSocket: String
     public var syncConcurrency: Int
     public var syncWaitMilliseconds: Int
@@ -96,6 +101,15 @@ public struct Settings: Sendable, Equatable {
         self.databaseURL = databaseURL.isEmpty ? nil : databaseURL
         syncSocket = try env.string("SYNC_SOCKET", default: runDirectory + "/sync.sock")
         apiSocket = try env.string("API_SOCKET", default: runDirectory + "/api.sock")
+        func listen(_ name: String, _ text: String) throws(ConfigError) -> ListenAddress {
+            do throws(ListenAddressError) { return try ListenAddress(parsing: text) } catch {
+                throw ConfigError(variable: Self.prefix + name, message: error.message)
+            }
+        }
+        syncListen = try listen("SYNC_SOCKET", syncSocket)
+        apiListen = try listen("API_SOCKET", apiSocket)
+        frontendAddresses = FrontendAddresses(
+            try CIDR.list(try env.list("FRONTEND_ADDRESSES", default: FrontendAddresses.loopback), variable: Self.prefix + "FRONTEND_ADDRESSES"))
         doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")
         syncConcurrency = try env.int("SYNC_CONCURRENCY", default: 10, 1...1000)
         syncWaitMilliseconds = Int(try env.duration("SYNC_WAIT", default: 2, 0...300) * 1000)

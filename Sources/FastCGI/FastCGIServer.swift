@@ -1,4 +1,5 @@
 import CFastCGI
+import Config
 import CSystem
 import Foundation
 import LocalFiles
@@ -29,18 +30,41 @@ public final class FastCGIServer: Sendable {
     /// Who may talk FastCGI to this server. FastCGI params are believed (REMOTE_ADDR is the client's address
     /// for the operator rule, idempotency keys and bounds), so only the front end may be a peer: the socket
     /// file is 0660 with the front end's group, and every connection's peer uid (SO_PEERCRED) is checked as well.
+    /// Over TCP the peer's address is checked instead (`addresses`), before any FastCGI record is read.
     public struct Access: Sendable {
         /// The socket file's group (the front end's); nil keeps this process's group.
         public var group: gid_t?
         /// Peer uids admitted; nil admits whoever can open the socket file.
         public var peers: Set<uid_t>?
+        /// Peer addresses a TCP socket admits (WORKFCGI_FRONTEND_ADDRESSES).
+        public var addresses: FrontendAddresses
         /// Told of a refused peer (its uid and pid), at most once every 10 s, with how many refusals since.
         public var onRefused: @Sendable (_ uid: uid_t, _ pid: pid_t, _ count: Int) -> Void
-        public init(group: gid_t?, peers: Set<uid_t>?, onRefused: @escaping @Sendable (uid_t, pid_t, Int) -> Void = { _, _, _ in }) {
+        /// Told of a refused TCP peer (its address), at most once every 10 s, with how many refusals since.
+        public var onRefusedAddress: @Sendable (_ address: String, _ count: Int) -> Void
+        /// Told of every refusal, for the metrics.
+        public var counted: @Sendable (PeerRefusal) -> Void
+        public init(
+            group: gid_t?, peers: Set<uid_t>?, addresses: FrontendAddresses = .loopbackOnly,
+            onRefused: @escaping @Sendable (uid_t, pid_t, Int) -> Void = { _, _, _ in },
+            onRefusedAddress: @escaping @Sendable (String, Int) -> Void = { _, _ in },
+            counted: @escaping @Sendable (PeerRefusal) -> Void = { _ in }
+        ) {
             self.group = group
             self.peers = peers
+            self.addresses = addresses
             self.onRefused = onRefused
+            self.onRefusedAddress = onRefusedAddress
+            self.counted = counted
         }
+    }
+
+    /// Why a peer was refused: the `reason` label of workfcgi_fastcgi_refused_peers_total.
+    public enum PeerRefusal: String, Sendable, CaseIterable {
+        /// A unix socket peer whose uid is not a front-end user's (answered 403).
+        case user
+        /// A TCP peer outside WORKFCGI_FRONTEND_ADDRESSES (closed unread).
+        case address
     }
 
     /// One pool thread's FastCGI request and whether it is waiting for the next request.
@@ -56,6 +80,8 @@ public final class FastCGIServer: Sendable {
 
     private let socketPath: String
     private let listenFD: Int32
+    /// TCP: the pool threads accept themselves and check the peer's address before libfcgi reads a byte.
+    private let tcp: Bool
     /// Passed in by systemd: it stays, bound and listening, after this process.
     private let inherited: Bool
     private let maxBodyBytes: Int
@@ -94,27 +120,73 @@ public final class FastCGIServer: Sendable {
             throw error
         }
         self.init(
-            listenFD: fd, inherited: false, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
+            listenFD: fd, inherited: false, tcp: false, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
+            maxBodyBytes: maxBodyBytes, access: access, handler: handler)
+    }
+
+    /// Listens on TCP (`host:port`), as PHP-FPM's `listen = 10.0.0.5:9000`: only peers in `access.addresses` are
+    /// served. libfcgi's own listener is IPv4 only, so the socket is made here.
+    public convenience init(
+        host: IPAddress, port: UInt16, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil, backlog: Int = 256,
+        maxBodyBytes: Int, access: Access, handler: @escaping Handler
+    ) throws {
+        let label = ListenAddress.tcp(host: host, port: port).description
+        let family = host.isIPv4 ? AF_INET : AF_INET6
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Error(description: "cannot listen on \(label): \(String(cString: strerror(errno)))") }
+        var one: Int32 = 1
+        // A restart must not wait for the old connections' TIME_WAIT to end.
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var storage = sockaddr_storage()
+        let length: Int
+        if host.isIPv4 {
+            length = MemoryLayout<sockaddr_in>.size
+            withUnsafeMutableBytes(of: &storage) { raw in
+                let a = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+                a.pointee.sin_family = sa_family_t(AF_INET)
+                a.pointee.sin_port = port.bigEndian
+                withUnsafeMutableBytes(of: &a.pointee.sin_addr) { $0.copyBytes(from: host.bytes) }
+            }
+        } else {
+            length = MemoryLayout<sockaddr_in6>.size
+            withUnsafeMutableBytes(of: &storage) { raw in
+                let a = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                a.pointee.sin6_family = sa_family_t(AF_INET6)
+                a.pointee.sin6_port = port.bigEndian
+                withUnsafeMutableBytes(of: &a.pointee.sin6_addr) { $0.copyBytes(from: host.bytes) }
+            }
+        }
+        let bound = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(length)) }
+        }
+        guard bound == 0, listen(fd, Int32(backlog)) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw Error(description: "cannot listen on \(label): \(reason)")
+        }
+        self.init(
+            listenFD: fd, inherited: false, tcp: true, socketPath: label, name: name, threads: threads, onThreadStart: onThreadStart,
             maxBodyBytes: maxBodyBytes, access: access, handler: handler)
     }
 
     /// Serves a listening socket that systemd opened (socket activation): its owner, group and mode are
     /// the socket unit's, and the socket file is left in place on exit.
     public convenience init(
-        inheritedFD fd: Int32, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil,
+        inheritedFD fd: Int32, socketPath: String, tcp: Bool = false, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)? = nil,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) {
         self.init(
-            listenFD: fd, inherited: true, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
+            listenFD: fd, inherited: true, tcp: tcp, socketPath: socketPath, name: name, threads: threads, onThreadStart: onThreadStart,
             maxBodyBytes: maxBodyBytes, access: access, handler: handler)
     }
 
     private init(
-        listenFD: Int32, inherited: Bool, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)?,
+        listenFD: Int32, inherited: Bool, tcp: Bool, socketPath: String, name: String, threads: Int, onThreadStart: (@Sendable () -> Void)?,
         maxBodyBytes: Int, access: Access, handler: @escaping Handler
     ) {
         self.listenFD = listenFD
         self.inherited = inherited
+        self.tcp = tcp
         self.socketPath = socketPath
         self.name = name
         self.onThreadStart = onThreadStart
@@ -127,7 +199,9 @@ public final class FastCGIServer: Sendable {
     /// Starts the pool threads.
     public func start() {
         for (i, slot) in slots.enumerated() {
-            FCGX_InitRequest(&slot.request, listenFD, 0)
+            // TCP: libfcgi gets no listening socket, so that no path of its own (a retry after a malformed
+            // request) can accept a connection past the address check.
+            FCGX_InitRequest(&slot.request, tcp ? -1 : listenFD, 0)
             finished.enter()
             let thread = Thread { [self] in
                 workfcgi_name_thread("\(name)-\(i)")  // for ps, top and /proc
@@ -170,7 +244,7 @@ public final class FastCGIServer: Sendable {
             if inherited && stopping.load(ordering: .sequentiallyConsistent) { wakeAcceptingThreads() }
         }
         close(listenFD)
-        if !inherited { unlink(socketPath) }
+        if !inherited && !tcp { unlink(socketPath) }
     }
 
     private func wakeAcceptingThreads() {
@@ -188,6 +262,18 @@ public final class FastCGIServer: Sendable {
                 return true
             }
             guard proceed else { break }
+            // A connection the front end kept alive (FCGI_KEEP_CONN) was admitted when it was accepted.
+            if tcp && slot.request.ipcFd < 0 {
+                let accepted = acceptAdmitted()
+                slot.idle.withLock { $0 = false }
+                guard let fd = accepted else {
+                    if stopping.load(ordering: .sequentiallyConsistent) { break }
+                    continue
+                }
+                // libfcgi reads the request from this connection as from one it kept alive.
+                slot.request.ipcFd = fd
+                slot.request.keepConnection = 1
+            }
             let rc = FCGX_Accept_r(&slot.request)
             slot.idle.withLock { $0 = false }
             guard rc >= 0 else {
@@ -202,8 +288,10 @@ public final class FastCGIServer: Sendable {
             var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(slot.request.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let response: HTTPResponse
-            if let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
-                refused(peer)
+            // Over TCP the address was checked on accept; SO_PEERCRED means nothing there.
+            if !tcp, let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
+                access.counted(.user)
+                if let count = noteRefusal() { access.onRefused(peer.uid, peer.pid, count) }
                 response = HTTPResponse.error(
                     403, code: "forbidden", message: "this FastCGI peer's user is not a front-end user (WORKFCGI_FRONTEND_USERS)")
             } else {
@@ -250,15 +338,63 @@ public final class FastCGIServer: Sendable {
         return workfcgi_peer_credentials(fd, &credentials) == 0 ? (credentials.uid, credentials.pid) : nil
     }
 
-    private func refused(_ peer: (uid: uid_t, pid: pid_t)) {
+    /// Counts a refusal; returns the refusals to report when the last report is 10 s old (or there was none).
+    private func noteRefusal() -> Int? {
         let now = DispatchTime.now().uptimeNanoseconds
-        let report = refusals.withLock { state -> Int? in
+        return refusals.withLock { state -> Int? in
             state.count += 1
             guard state.reportedAt == 0 || now &- state.reportedAt >= 10_000_000_000 else { return nil }
             defer { state = (now, 0) }
             return state.count
         }
-        if let report { access.onRefused(peer.uid, peer.pid, report) }
+    }
+
+    /// The next TCP connection from an admitted address; others are closed unread (counted, reported).
+    /// nil when accept fails (the socket was shut down, or a connection vanished before it was taken).
+    private func acceptAdmitted() -> Int32? {
+        while true {
+            var storage = sockaddr_storage()
+            var length = UInt32(MemoryLayout<sockaddr_storage>.size)
+            let fd = workfcgi_accept_cloexec(listenFD, &storage, &length)
+            if fd < 0 {
+                let code = errno
+                if code == EINTR && !stopping.load(ordering: .sequentiallyConsistent) { continue }
+                // Out of descriptors or memory: the connection stays queued; wait instead of spinning on it.
+                if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) { usleep(10_000) }
+                return nil
+            }
+            if let peer = Self.address(storage), access.addresses.admits(peer) {
+                // libfcgi writes the end-of-request record apart from the body: without this, Nagle's algorithm
+                // holds it until the front end's delayed ACK (40 ms).
+                var one: Int32 = 1
+                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                // A front end on another machine can vanish without a FIN: its half-open connection must not
+                // hold this thread in libfcgi's read of the params for ever.
+                var timeout = timeval(tv_sec: 30, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                return fd
+            }
+            close(fd)
+            access.counted(.address)
+            if let count = noteRefusal() { access.onRefusedAddress(Self.address(storage)?.description ?? "?", count) }
+        }
+    }
+
+    /// The IP address in an accepted connection's peer address.
+    static func address(_ storage: sockaddr_storage) -> IPAddress? {
+        var storage = storage
+        return withUnsafeBytes(of: &storage) { raw -> IPAddress? in
+            switch Int32(raw.load(fromByteOffset: 0, as: sa_family_t.self)) {
+            case AF_INET:
+                let a = raw.load(as: sockaddr_in.self)
+                return withUnsafeBytes(of: a.sin_addr) { IPAddress(bytes: Array($0)) }
+            case AF_INET6:
+                let a = raw.load(as: sockaddr_in6.self)
+                return withUnsafeBytes(of: a.sin6_addr) { IPAddress(bytes: Array($0)) }
+            default:
+                return nil
+            }
+        }
     }
 
     private func read(_ request: inout FCGX_Request) -> HTTPRequest {

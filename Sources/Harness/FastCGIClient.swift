@@ -36,7 +36,45 @@ public enum FastCGIClient {
             let code = Glibc.errno
             throw Failure(description: "connect \(path): \(String(cString: strerror(code)))", errno: code)
         }
+        return try exchange(fd, params: params, body: body)
+    }
 
+    /// One request over TCP to an IPv4 `host:port`, from `sourceAddress` when given (the socket is bound to it
+    /// before connecting, to play a peer from another address).
+    public static func request(
+        host: String, port: Int, sourceAddress: String? = nil, params: [(String, String)], body: [UInt8] = [], timeoutSeconds: Int = 10
+    ) throws -> (status: Int, body: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket failed") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        func ipv4(_ text: String, _ port: Int) -> sockaddr_in {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr(text)
+            address.sin_port = UInt16(port).bigEndian
+            return address
+        }
+        if let sourceAddress {
+            var source = ipv4(sourceAddress, 0)
+            let bound = withUnsafePointer(to: &source) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw Failure(description: "bind \(sourceAddress): \(String(cString: strerror(Glibc.errno)))") }
+        }
+        var address = ipv4(host, port)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else {
+            let code = Glibc.errno
+            throw Failure(description: "connect \(host):\(port): \(String(cString: strerror(code)))", errno: code)
+        }
+        return try exchange(fd, params: params, body: body)
+    }
+
+    private static func exchange(_ fd: Int32, params: [(String, String)], body: [UInt8]) throws -> (status: Int, body: String) {
         var out: [UInt8] = []
         out += record(type: 1, [0, 1, 0, 0, 0, 0, 0, 0])  // BEGIN_REQUEST, role RESPONDER, close after
         var encoded: [UInt8] = []

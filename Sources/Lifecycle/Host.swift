@@ -29,12 +29,22 @@ public enum Host {
         if let service = InstalledService.linked(from: settings) { throw service }
         try LocalFolder.prepareRunFolder(settings.runDirectory, group: group)
         var checked: Set<String> = [LocalFolder.absolute(settings.runDirectory)]
-        var files = [settings.databasePath, settings.syncSocket, settings.apiSocket, settings.doorbellSocket]
+        var files = [settings.databasePath, settings.doorbellSocket]
+        for case .unix(let path) in [settings.syncListen, settings.apiListen] { files.append(path) }
         // The secret file is used only when no secret is set.
         if settings.webhookSecret == nil { files.append(settings.webhookSecretFile) }
         for file in files {
             let folder = LocalFolder.absolute(file + "/..")
             if checked.insert(folder).inserted { try LocalFolder.check(folder) }
+        }
+    }
+
+    /// The instance lock's file: beside the api socket, or, when it listens on TCP, in the run folder named by
+    /// its address (two nodes on one machine need two run folders or two ports).
+    public static func instanceLockPath(_ settings: Settings) -> String {
+        switch settings.apiListen {
+        case .unix(let path): path + ".lock"
+        case .tcp: settings.runDirectory + "/workfcgi-" + settings.apiListen.description.filter { !"[]".contains($0) } + ".lock"
         }
     }
 

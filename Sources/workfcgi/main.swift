@@ -29,12 +29,7 @@ struct Workfcgi: ParsableCommand {
                 logger.notice("no user \(user) (WORKFCGI_FRONTEND_USERS): it cannot use the FastCGI sockets")
             }
             try Host.prepareFolders(settings, group: frontend.group)
-            Host.holdInstanceLock(settings.apiSocket + ".lock", program: "workfcgi")
-            let access = FastCGIServer.Access(group: frontend.group, peers: Set([geteuid(), 0] + frontend.uids)) { uid, pid, count in
-                logger.warning(
-                    "refused a FastCGI peer that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
-                    metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
-            }
+            Host.holdInstanceLock(Host.instanceLockPath(settings), program: "workfcgi")
             // The front door sets the bound, for deliveryd too: one value, kept in the database.
             let store: any DaemonStore =
                 if let url = settings.databaseURL {
@@ -50,27 +45,54 @@ struct Workfcgi: ParsableCommand {
                 logger: logger,
                 build: (BuildInfo.version, BuildInfo.revision), handlerRunner: handlers)
 
+            let access = FastCGIServer.Access(
+                group: frontend.group, peers: Set([geteuid(), 0] + frontend.uids), addresses: settings.frontendAddresses,
+                onRefused: { uid, pid, count in
+                    logger.warning(
+                        "refused a FastCGI peer that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
+                        metadata: ["uid": "\(uid)", "pid": "\(pid)", "refusals": "\(count)"])
+                },
+                onRefusedAddress: { address, count in
+                    logger.warning(
+                        "refused a FastCGI connection from outside WORKFCGI_FRONTEND_ADDRESSES",
+                        metadata: ["peer": "\(address)", "refusals": "\(count)"])
+                },
+                counted: { api.peerRefused($0) })
+
             FastCGIServer.initialize()
             // Socket activation (workfcgi.socket): systemd holds the sockets, so a restart drops no connection.
             // A socket systemd did not pass is opened here, as without systemd.
             let inherited = SystemdSockets.take()
-            func server(_ path: String, _ pool: Pool, threads: Int) throws -> FastCGIServer {
+            func server(_ listen: ListenAddress, _ pool: Pool, threads: Int) throws -> FastCGIServer {
                 let name = pool.rawValue
                 let handler: FastCGIServer.Handler = { api.handle($0, pool: pool) }
                 let onStart: (@Sendable () -> Void)? = pool == .sync ? Priority.makeCurrentThreadCompute : nil
-                if let fd = inherited[path] ?? inherited[URL(fileURLWithPath: path).standardizedFileURL.path] {
-                    logger.info("listening on a socket from systemd", metadata: ["socket": "\(path)"])
+                let key = listen.description
+                let fd: Int32? =
+                    switch listen {
+                    case .unix(let path): inherited[path] ?? inherited[URL(fileURLWithPath: path).standardizedFileURL.path]
+                    case .tcp: inherited[key]
+                    }
+                if let fd {
+                    logger.info("listening on a socket from systemd", metadata: ["socket": "\(key)"])
                     return FastCGIServer(
-                        inheritedFD: fd, socketPath: path, name: name, threads: threads, onThreadStart: onStart,
+                        inheritedFD: fd, socketPath: key, tcp: listen.isTCP, name: name, threads: threads, onThreadStart: onStart,
                         maxBodyBytes: settings.maxBodyBytes, access: access, handler: handler)
                 }
-                return try FastCGIServer(
-                    socketPath: path, name: name, threads: threads, onThreadStart: onStart, maxBodyBytes: settings.maxBodyBytes,
-                    access: access, handler: handler)
+                switch listen {
+                case .unix(let path):
+                    return try FastCGIServer(
+                        socketPath: path, name: name, threads: threads, onThreadStart: onStart, maxBodyBytes: settings.maxBodyBytes,
+                        access: access, handler: handler)
+                case .tcp(let host, let port):
+                    return try FastCGIServer(
+                        host: host, port: port, name: name, threads: threads, onThreadStart: onStart, maxBodyBytes: settings.maxBodyBytes,
+                        access: access, handler: handler)
+                }
             }
             let servers = [
-                try server(settings.syncSocket, .sync, threads: settings.syncThreads),
-                try server(settings.apiSocket, .api, threads: settings.apiThreads),
+                try server(settings.syncListen, .sync, threads: settings.syncThreads),
+                try server(settings.apiListen, .api, threads: settings.apiThreads),
             ]
             api.watch(servers)
             for server in servers { server.start() }

@@ -161,7 +161,11 @@ final class Stack: @unchecked Sendable {
     /// Starts the given services (all by default) and waits until nginx answers /healthz through workfcgi.
     func start(_ services: [Service] = Service.allCases) throws {
         for service in services { try launch(service) }
-        if services.contains(.workfcgi) {
+        // A TCP listener (HOST:PORT) has no file to wait for: the /healthz wait below covers it.
+        let unixSockets = [environment["WORKFCGI_API_SOCKET"], environment["WORKFCGI_SYNC_SOCKET"]].allSatisfy {
+            $0 == nil || $0!.contains("/") || !$0!.contains(":")
+        }
+        if services.contains(.workfcgi) && unixSockets {
             try waitFor("workfcgi sockets") {
                 FileManager.default.fileExists(atPath: self.runDirectory + "/api.sock")
                     && FileManager.default.fileExists(atPath: self.runDirectory + "/sync.sock")

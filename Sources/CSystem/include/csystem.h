@@ -58,6 +58,9 @@ void workfcgi_limit_process(int pid, unsigned long long cpu, unsigned long long 
 /* pipe2(O_CLOEXEC). */
 int workfcgi_pipe(int fds[2]);
 
+/* accept4 with SOCK_CLOEXEC: a TCP connection taken by a pool thread (the peer address is checked first). */
+int workfcgi_accept_cloexec(int fd, void *address, unsigned int *length);
+
 /* 1 when `pid` has exited (it is left a zombie, not reaped: waitid with WNOWAIT), else 0. */
 int workfcgi_has_exited(int pid);
 
