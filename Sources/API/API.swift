@@ -96,7 +96,8 @@ public final class API: Sendable {
     /// What a handler tells the slow log about the request (set for /sync and /async).
     struct Note {
         var op: String?
-        var parameters: String?
+        /// The parsed body, shaped by SlowLog.parameters only when the line is written (off the hot path).
+        var input: JSONValue?
     }
 
     /// Answers a request that came in on `pool`'s socket.
@@ -142,7 +143,7 @@ public final class API: Sendable {
             "route": "\(route)", "method": "\(request.method)", "status": "\(response.status)",
             "duration_ms": "\(Double(Int(seconds * 1e6)) / 1000)",
             "threshold_ms": "\(Int((settings.slowLogSeconds ?? 0) * 1000))",
-            "parameters": "\(note.parameters ?? SlowLog.parameters(input: nil, query: request.query))",
+            "parameters": "\(SlowLog.parameters(input: note.input, query: request.query))",
         ]
         if let op = note.op { metadata["op"] = "\(op)" }
         if let id = response.requestID { metadata["request_id"] = "\(id)" }
@@ -213,7 +214,7 @@ public final class API: Sendable {
             throw .invalidBody(error)
         }
         note.op = parsed.spec.op.rawValue
-        note.parameters = SlowLog.parameters(input: parsed.input, query: request.query)
+        note.input = parsed.input
         if case .handler(let name, _) = parsed.spec, engine.handlers?.isInstalled(name) != true { throw .unknownHandler(name) }
         switch mode {
         case .sync: return try runSync(parsed, request: request)
