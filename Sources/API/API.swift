@@ -166,7 +166,7 @@ public final class API: Sendable {
         switch route {
         case .sync: return try postWork(request, mode: .sync, note: &note)
         case .async: return try postWork(request, mode: .async, note: &note)
-        case .status: return JSONResponse.ok(200, nowView().json, headers: [("Cache-Control", "no-store")])
+        case .status: return JSONResponse.ok(200, nowView().json)
         case .requests: return try listRequests(request)
         case .request(let id): return try getRequest(id: id)
         case .redeliver(let id): return try redeliver(id: id)
