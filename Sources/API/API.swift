@@ -450,7 +450,7 @@ public final class API: Sendable {
     private func handlersView() -> OperatorPage.HandlersView? {
         guard let runner = handlerRunner else { return nil }
         let listing = runner.registry.listing
-        let async = (try? store.daemonStatus())?.stats.handlers ?? HandlerTally()
+        let async = deliverydNodes()?.handlers ?? HandlerTally()
         return OperatorPage.HandlersView(
             folder: runner.registry.folder, listing: listing.scan, refusedFolder: listing.refusedFolder, tally: runner.tally.merged(with: async))
     }
@@ -497,7 +497,7 @@ public final class API: Sendable {
     /// the counters for backlog and storage.
     func nowView() -> NowView {
         let now = WallClock.nowMillis()
-        let daemon = (try? store.daemonStatus()) ?? nil
+        let nodes = deliverydNodes(now: now)
         var storageState: String?
         let storage = try? store.storageUsage()
         if let storage { storageState = storage.state(nearlyAt: settings.syncPruneAt ?? 0.9, now: now).rawValue }
@@ -505,9 +505,14 @@ public final class API: Sendable {
             at: now, sync: syncTable.withLock { $0.running }, syncInFlight: syncInFlight.load(ordering: .relaxed),
             syncSlots: settings.syncConcurrency, syncSlotsFull: syncSlotsFull.load(ordering: .relaxed),
             pools: pools.withLock { $0 }.map { $0.status() },
-            inHand: try? store.jobsInHand(now: now, limit: NowView.inHandLimit), leaseMillis: Int64(settings.leaseSeconds * 1000),
-            deliverydRunning: daemon.map { $0.isAlive(now: now) } ?? false, backlog: try? store.backlog(), backlogLimit: settings.backlogLimit,
+            inHand: try? store.jobsInHand(now: now, limit: NowView.inHandLimit), nodes: nodes,
+            deliverydRunning: nodes?.anyAlive, backlog: try? store.backlog(), backlogLimit: settings.backlogLimit,
             oldestPendingAt: (try? store.oldestPendingCreatedAt()) ?? nil, storage: storage, storageState: storageState)
+    }
+
+    /// deliveryd's nodes as the database has them; nil: it did not answer.
+    func deliverydNodes(now: Int64 = WallClock.nowMillis()) -> DeliverydNodes? {
+        (try? store.nodes()).map { DeliverydNodes($0, now: now, timeoutMillis: Int64(settings.nodeTimeoutSeconds * 1000)) }
     }
 
     func historyView() -> HistoryView {
@@ -538,7 +543,8 @@ public final class API: Sendable {
                 if case .array(let circuits)? = daemon["circuits"] { daemon["open_circuits"] = .number(Double(circuits.count)) } else {
                     daemon["open_circuits"] = .null
                 }
-                if !forOperator { daemon["circuits"] = nil }
+                // Node names and ids are the operators' business too; the public sees how many are alive.
+                if !forOperator { (daemon["circuits"], daemon["nodes"]) = (nil, nil) }
                 body["deliveryd"] = .object(daemon)
             }
             return body["db_connected"] == true
@@ -564,16 +570,17 @@ public final class API: Sendable {
         var body: [String: JSONValue] = [:]
         do {
             body["queue_depth"] = .number(Double(try store.backlog()))
-            let daemon = try store.daemonStatus()
             let now = WallClock.nowMillis()
-            // A clean stop leaves a heartbeat at 0 (not 1970's, so the age is unknown, not 57 years).
-            let age = daemon.flatMap { $0.stoppedCleanly ? nil : now - $0.heartbeatAt }
-            let alive = daemon?.isAlive(now: now) ?? false
-            body["active_workers"] = .number(Double(alive ? daemon?.activeWorkers ?? 0 : 0))
-            // What deliveryd last reported of its circuits is stale once it is not running: unknown.
+            let nodes = DeliverydNodes(try store.nodes(), now: now, timeoutMillis: Int64(settings.nodeTimeoutSeconds * 1000))
+            // Delivering while any node is alive; the freshest heartbeat's age, unknown (null) once every node
+            // stopped cleanly.
+            let alive = nodes.anyAlive
+            body["active_workers"] = .number(Double(nodes.activeWorkers))
+            // What the nodes last reported of their circuits is stale once none is running: unknown.
             body["deliveryd"] = [
-                "running": .bool(alive), "heartbeat_age_ms": age.map { .number(Double($0)) } ?? .null,
-                "circuits": alive ? .array(daemon?.circuits.map(\.json) ?? []) : .null,
+                "running": .bool(alive), "heartbeat_age_ms": nodes.heartbeatAgeMs.map { .number(Double($0)) } ?? .null,
+                "circuits": alive ? .array(nodes.circuits.map(\.json)) : .null, "nodes_alive": .number(Double(nodes.count(.alive))),
+                "nodes": nodes.json,
             ]
             // Used plus reserved against the bound: full means new jobs are refused (deliveryd still has room).
             let storage = try store.storageUsage()

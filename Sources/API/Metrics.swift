@@ -119,18 +119,20 @@ final class Metrics: Sendable {
     func render(store: any JobStore, syncInFlight: Int, handlers: HandlerMetrics?, now: NowView) -> [UInt8] {
         gauge("sync_in_flight", "Sync computations running now.", Double(syncInFlight))
         live(now)
-        var delivery: DeliveryStats?
+        var delivery: DeliverydNodes?
         do {
             for (mode, status, count) in try store.statusCounts() {
                 gauge("requests", "Stored requests by mode and status.", labels: [("mode", mode.rawValue), ("status", status.rawValue)], Double(count))
             }
-            let daemon = try store.daemonStatus()
-            let alive = daemon?.isAlive(now: WallClock.nowMillis()) ?? false
-            gauge("deliveryd_up", "1 while deliveryd's heartbeat is fresh.", alive ? 1 : 0)
-            gauge("deliveryd_active_workers", "Jobs deliveryd is working on.", Double(alive ? daemon?.activeWorkers ?? 0 : 0))
-            let open = alive ? daemon?.circuits.count ?? 0 : 0
-            gauge("callback_circuits_open", "Callback hosts whose circuit breaker is open or half-open.", Double(open))
-            delivery = daemon?.stats
+            // The nodes as the now view read them (nil: the database did not answer it).
+            guard let nodes = now.nodes else { throw NoAnswer() }
+            gauge("deliveryd_up", "1 while any deliveryd node's heartbeat is fresh.", nodes.anyAlive ? 1 : 0)
+            gauge("deliveryd_active_workers", "Jobs the alive deliveryd nodes are working on.", Double(nodes.activeWorkers))
+            gauge("callback_circuits_open", "Callback hosts whose circuit breaker is open or half-open, summed over alive nodes.", Double(nodes.circuits.count))
+            for liveness in NodeStatus.Liveness.allCases {
+                gauge("deliveryd_nodes", "deliveryd nodes (the latest start of each name) by state.", labels: [("state", liveness.rawValue)], Double(nodes.count(liveness)))
+            }
+            delivery = nodes
             let storage = try store.storageUsage()
             gauge("storage_used_bytes", "Database pages in use, in bytes.", Double(storage.usedBytes))
             gauge("storage_reserved_bytes", "Bytes held for the results of accepted async jobs.", Double(storage.reservedBytes))
@@ -139,10 +141,9 @@ final class Metrics: Sendable {
         } catch {
             gauge("database_up", "1 when the database answered this scrape.", 0)
         }
-        let stats = delivery ?? DeliveryStats()
-        // This process's /sync runs and deliveryd's /async ones (from its last heartbeat), labelled by mode.
-        let handlerText = HandlerMetrics.prometheus((handlers?.snapshot ?? HandlerTally()).merged(with: stats.handlers))
-        return registry.emitToBuffer() + Array((Self.exposition(stats) + handlerText).utf8)
+        // This process's /sync runs and the nodes' /async ones (from their last heartbeats), labelled by mode.
+        let handlerText = HandlerMetrics.prometheus((handlers?.snapshot ?? HandlerTally()).merged(with: delivery?.handlers ?? HandlerTally()))
+        return registry.emitToBuffer() + Array((Self.exposition(delivery?.nodes ?? [], now: now.at) + handlerText).utf8)
     }
 
     /// What is happening now, by op (five values: bounded labels, never a request id). Every op is set, to 0 when
@@ -175,27 +176,49 @@ final class Metrics: Sendable {
             Double(now.oldestPendingAt.map { max(0, now.at - $0) } ?? 0) / 1000)
     }
 
-    /// deliveryd's counters as it last published them (they restart from zero with deliveryd, which
-    /// Prometheus' rate() treats as a counter reset). Written out by hand: they are snapshots, not
-    /// values this process counts.
-    static func exposition(_ stats: DeliveryStats) -> String {
-        var out = "# HELP workfcgi_delivery_attempts_total Callback attempts since deliveryd started, by what they decided.\n"
-        out += "# TYPE workfcgi_delivery_attempts_total counter\n"
-        for kind in AttemptKind.allCases {
-            out += "workfcgi_delivery_attempts_total{outcome=\"\(kind.rawValue)\"} \(stats.attempts[kind] ?? 0)\n"
+    private struct NoAnswer: Error {}
+
+    /// Each deliveryd node's state and counters as it last published them, labelled by node name (the latest
+    /// start of each name; its counters restart from zero with it, which Prometheus' rate() treats as a
+    /// counter reset). Written out by hand: they are snapshots, not values this process counts, and a node
+    /// whose row is gone leaves no series behind.
+    static func exposition(_ nodes: [DeliverydNodes.Node], now: Int64) -> String {
+        func series(_ name: String, _ help: String, _ type: String, _ values: (DeliverydNodes.Node, String) -> String) -> String {
+            var out = "# HELP workfcgi_\(name) \(help)\n# TYPE workfcgi_\(name) \(type)\n"
+            for n in nodes { out += values(n, "node=\"\(n.status.name)\"") }
+            return out
         }
-        let histograms = [
-            ("delivery_commit_to_callback_seconds", "From a job's commit (its 202) to the callback that delivered it.", stats.commitToDelivered),
-            ("delivery_claim_lag_seconds", "From when a job was due to when deliveryd claimed it.", stats.claimLag),
+        var out = series("deliveryd_node_up", "1 while the node's heartbeat is fresh (WORKFCGI_NODE_TIMEOUT).", "gauge") { n, node in
+            "workfcgi_deliveryd_node_up{\(node)} \(n.liveness == .alive ? 1 : 0)\n"
+        }
+        out += series("deliveryd_node_heartbeat_age_seconds", "Since the node's last heartbeat (or its clean stop).", "gauge") { n, node in
+            "workfcgi_deliveryd_node_heartbeat_age_seconds{\(node)} \(Double(n.ageMs) / 1000)\n"
+        }
+        out += series("deliveryd_node_active_workers", "Jobs the node is working on; 0 unless alive.", "gauge") { n, node in
+            "workfcgi_deliveryd_node_active_workers{\(node)} \(n.liveness == .alive ? n.status.activeWorkers : 0)\n"
+        }
+        out += series("delivery_attempts_total", "Callback attempts since the node started, by what they decided.", "counter") { n, node in
+            AttemptKind.allCases.map { "workfcgi_delivery_attempts_total{\(node),outcome=\"\($0.rawValue)\"} \(n.status.stats.attempts[$0] ?? 0)\n" }.joined()
+        }
+        out += series("delivery_rescued_total", "Jobs of dead nodes the node made due again (as the rescue chore's holder).", "counter") { n, node in
+            "workfcgi_delivery_rescued_total{\(node)} \(n.status.stats.rescued)\n"
+        }
+        let histograms: [(String, String, (DeliveryStats) -> DeliveryStats.Histogram)] = [
+            ("delivery_commit_to_callback_seconds", "From a job's commit (its 202) to the callback that delivered it.", \.commitToDelivered),
+            ("delivery_claim_lag_seconds", "From when a job was due to when a node claimed it.", \.claimLag),
         ]
-        for (name, help, h) in histograms {
-            out += "# HELP workfcgi_\(name) \(help)\n# TYPE workfcgi_\(name) histogram\n"
-            var cumulative = 0
-            for (bound, n) in zip(DeliveryStats.buckets, h.counts) {
-                cumulative += n
-                out += "workfcgi_\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
+        for (name, help, pick) in histograms {
+            out += series(name, help, "histogram") { n, node in
+                let h = pick(n.status.stats)
+                var text = ""
+                var cumulative = 0
+                for (bound, count) in zip(DeliveryStats.buckets, h.counts) {
+                    cumulative += count
+                    text += "workfcgi_\(name)_bucket{\(node),le=\"\(bound)\"} \(cumulative)\n"
+                }
+                return text + "workfcgi_\(name)_bucket{\(node),le=\"+Inf\"} \(h.count)\nworkfcgi_\(name)_sum{\(node)} \(h.sum)\n"
+                    + "workfcgi_\(name)_count{\(node)} \(h.count)\n"
             }
-            out += "workfcgi_\(name)_bucket{le=\"+Inf\"} \(h.count)\nworkfcgi_\(name)_sum \(h.sum)\nworkfcgi_\(name)_count \(h.count)\n"
         }
         return out
     }

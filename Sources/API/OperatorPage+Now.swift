@@ -20,7 +20,8 @@ struct NowView: Sendable {
     var pools: [FastCGIServer.Status]
     /// nil: the database did not answer.
     var inHand: [JobInHand]?
-    var leaseMillis: Int64
+    /// nil: the database did not answer.
+    var nodes: DeliverydNodes?
     var deliverydRunning: Bool?
     var backlog: Int?
     var backlogLimit: Int
@@ -28,9 +29,11 @@ struct NowView: Sendable {
     var storage: StorageUsage?
     var storageState: String?
 
-    /// When deliveryd took the job: leases are set at each claim and never renewed, so the lease's end minus its
-    /// length (WORKFCGI_LEASE, which both daemons read) is the claim.
-    func claimedAt(_ job: JobInHand) -> Int64 { job.leaseUntil - leaseMillis }
+    /// When the node took the job (its claim; heartbeats renew the lease, not this).
+    func claimedAt(_ job: JobInHand) -> Int64 { job.leasedAt }
+
+    /// The name of the node holding the job; nil when its row is gone.
+    func node(_ job: JobInHand) -> String? { nodes?.names[job.owner] }
 
     var json: JSONValue {
         let n = { (x: Int) in JSONValue.number(Double(x)) }
@@ -50,7 +53,7 @@ struct NowView: Sendable {
                     [
                         "request_id": .string(j.id), "op": .string(j.op.rawValue), "status": .string(j.status.rawValue), "attempts": n(j.attempts),
                         "age_ms": .number(Double(max(0, at - claimedAt(j)))), "claimed_at": .string(Timestamp.iso8601(millis: claimedAt(j))),
-                        "lease_until": .string(Timestamp.iso8601(millis: j.leaseUntil)),
+                        "lease_until": .string(Timestamp.iso8601(millis: j.leaseUntil)), "node": node(j).map(JSONValue.string) ?? .null,
                     ]
                 })
         } ?? .null
@@ -68,6 +71,7 @@ struct NowView: Sendable {
             "pools": .array(pools),
             "deliveryd": [
                 "running": deliverydRunning.map(JSONValue.bool) ?? .null, "jobs_in_hand": jobs, "listed_at_most": n(Self.inHandLimit),
+                "nodes": nodes?.json ?? .null,
             ],
             "backlog": [
                 "jobs": backlog.map(n) ?? .null, "limit": n(backlogLimit),
@@ -122,17 +126,33 @@ extension OperatorPage {
         if now.sync.isEmpty { body += "<tr><td colspan=3>none</td></tr>" }
         body += "</table>"
 
+        body += "<h3>deliveryd nodes</h3><table id=deliveryd-nodes><tr><th>node</th><th>state</th><th>last heartbeat</th>"
+        body += "<th>jobs in hand</th><th>open circuits</th><th>pid</th></tr>"
+        if let nodes = now.nodes {
+            for n in nodes.nodes {
+                let state = n.liveness == .alive ? "alive" : "<b class=bad>\(n.liveness.rawValue)</b>"
+                body += "<tr><td>\(HTML.escape(n.status.name))</td><td>\(state)</td><td>\(seconds(ms: n.ageMs)) ago</td>"
+                body += "<td>\(n.liveness == .alive ? n.status.activeWorkers : 0)</td><td>\(n.liveness == .alive ? n.status.circuits.count : 0)</td>"
+                body += "<td>\(n.status.pid)</td></tr>"
+            }
+            if nodes.nodes.isEmpty { body += "<tr><td colspan=6>none has run</td></tr>" }
+        } else {
+            body += "<tr><td colspan=6>unknown (the database did not answer)</td></tr>"
+        }
+        body += "</table>"
+
         body += "<h3>Jobs deliveryd has in hand</h3><table id=deliveryd-now><tr><th>request</th><th>op</th><th>status</th>"
-        body += "<th>attempts</th><th>in hand for</th></tr>"
+        body += "<th>attempts</th><th>node</th><th>in hand for</th></tr>"
         if let list = now.inHand {
             for j in list {
                 body += "<tr><td><a href=\"/ui/requests/\(HTML.escape(j.id))\"><code>\(HTML.escape(j.id))</code></a></td><td>\(j.op.rawValue)</td>"
-                body += "<td>\(j.status.rawValue)</td><td>\(j.attempts)</td><td>\(seconds(ms: max(0, now.at - now.claimedAt(j))))</td></tr>"
+                body += "<td>\(j.status.rawValue)</td><td>\(j.attempts)</td><td>\(HTML.escape(now.node(j) ?? "?"))</td>"
+                body += "<td>\(seconds(ms: max(0, now.at - now.claimedAt(j))))</td></tr>"
             }
-            if list.isEmpty { body += "<tr><td colspan=5>none</td></tr>" }
-            if list.count == NowView.inHandLimit { body += "<tr><td colspan=5>the first \(NowView.inHandLimit) only</td></tr>" }
+            if list.isEmpty { body += "<tr><td colspan=6>none</td></tr>" }
+            if list.count == NowView.inHandLimit { body += "<tr><td colspan=6>the first \(NowView.inHandLimit) only</td></tr>" }
         } else {
-            body += "<tr><td colspan=5>unknown (the database did not answer)</td></tr>"
+            body += "<tr><td colspan=6>unknown (the database did not answer)</td></tr>"
         }
         return body + "</table>"
     }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Every setting of workfcgi, deliveryd and the scripts, read from `WORKFCGI_*` environment variables.
 /// One type shared by all executables, so a variable means the same thing everywhere.
 public struct Settings: Sendable, Equatable {
@@ -38,6 +42,11 @@ public struct Settings: Sendable, Equatable {
     public var allowPrivateCallbacks: Bool
     public var callbackPorts: [ClosedRange<Int>]
     public var leaseSeconds: Double
+    /// WORKFCGI_NODE_NAME: this deliveryd node's name in /healthz, /metrics and /ui (default: the host name).
+    public var nodeName: String
+    /// WORKFCGI_NODE_TIMEOUT: a deliveryd node whose heartbeat is older than this is dead, and its jobs are
+    /// rescued by another node.
+    public var nodeTimeoutSeconds: Double
     /// How long finished requests are kept; nil keeps them forever.
     public var retentionSeconds: Double?
     public var hostConcurrency: Int
@@ -130,6 +139,14 @@ public struct Settings: Sendable, Equatable {
         allowPrivateCallbacks = try env.bool("ALLOW_PRIVATE_CALLBACKS", default: false)
         callbackPorts = try env.portList("CALLBACK_PORTS", default: [80...80, 443...443, 8000...9999])
         leaseSeconds = try env.duration("LEASE", default: 60, 1...86_400)
+        nodeName = try env.string("NODE_NAME", default: Self.hostName())
+        guard Self.isNodeName(nodeName) else {
+            throw ConfigError(
+                variable: Self.prefix + "NODE_NAME",
+                message: "must be 1 to 64 of A-Z a-z 0-9 . _ -, got '\(nodeName)'\(env.environment[Self.prefix + "NODE_NAME"] == nil ? " (the host name)" : "")")
+        }
+        // At least 2 s: heartbeats go every second, so one late heartbeat must not read as a death.
+        nodeTimeoutSeconds = try env.duration("NODE_TIMEOUT", default: 10, 2...3600)
         retentionSeconds = try env.string("RETENTION", default: "7d") == "forever"
             ? nil : try env.duration("RETENTION", default: 7 * 86_400, 60...(3650 * 86_400))
         hostConcurrency = try env.int("HOST_CONCURRENCY", default: 4, 1...1000)
@@ -206,6 +223,23 @@ public struct Settings: Sendable, Equatable {
                 variable: Self.prefix + "LEASE",
                 message: "must be longer than the longest WORKFCGI_HANDLER_TIMEOUT(S) plus \(Int(HandlerSettings.killGraceSeconds)) s, or handlers run twice")
         }
+    }
+}
+
+extension Settings {
+    /// WORKFCGI_NODE_NAME's form: it goes into /metrics labels, logs and the page unescaped by design.
+    public static func isNodeName(_ name: String) -> Bool {
+        (1...64).contains(name.utf8.count)
+            && name.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x2D
+            }
+    }
+
+    /// gethostname(2); empty when it fails (which the name check then refuses, naming the variable).
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

@@ -15,11 +15,16 @@ extension Deliverer {
         public var syncPruneAt: Double?
         /// Runs first on each worker thread (deliveryd lowers their CPU priority there).
         public var onWorkerStart: @Sendable () -> Void
+        /// WORKFCGI_NODE_NAME and WORKFCGI_NODE_TIMEOUT.
+        public var nodeName: String
+        public var nodeTimeoutSeconds: Double
         public init(
             workers: Int, deliveryConcurrency: Int = 256, leaseSeconds: Double, pollSeconds: Double, hosts: HostGate.Options,
             lookups: LookupBudget.Options = .init(total: 64, perClient: 8), lookupTimeoutSeconds: Double = 2,
-            retentionSeconds: Double?, syncPruneAt: Double? = nil, onWorkerStart: @escaping @Sendable () -> Void = {}
+            retentionSeconds: Double?, syncPruneAt: Double? = nil, nodeName: String = "deliveryd", nodeTimeoutSeconds: Double = 10,
+            onWorkerStart: @escaping @Sendable () -> Void = {}
         ) {
+            (self.nodeName, self.nodeTimeoutSeconds) = (nodeName, nodeTimeoutSeconds)
             (self.workers, self.deliveryConcurrency, self.leaseSeconds, self.pollSeconds) = (workers, deliveryConcurrency, leaseSeconds, pollSeconds)
             (self.hosts, self.lookups, self.lookupTimeoutSeconds) = (hosts, lookups, lookupTimeoutSeconds)
             (self.retentionSeconds, self.syncPruneAt, self.onWorkerStart) = (retentionSeconds, syncPruneAt, onWorkerStart)

@@ -11,9 +11,10 @@ import WorkEngine
 /// callback to the dispatcher (libcurl multi, one thread, many transfers at once), and records every
 /// attempt before scheduling the next. Every decision is `DeliveryState`'s; this is the shell that carries
 /// them out: the threads, libcurl, the resolver and the store. Compute workers never wait on the network or
-/// on DNS, so slow receivers and slow name servers cannot hold up other jobs. A job whose lease runs out (its
-/// daemon died) becomes due again, so nothing committed is lost; at worst a callback is sent twice, with the
-/// same webhook-id both times.
+/// on DNS, so slow receivers and slow name servers cannot hold up other jobs. Each start is a node with its
+/// own id, the owner of the leases it takes; its heartbeat renews them. A job whose node died is made due
+/// again by the rescue chore's holder (or when its lease runs out), so nothing committed is lost; at worst a
+/// callback is sent twice, with the same webhook-id both times.
 public final class Deliverer: Sendable {
     private let store: any JobStore
     private let policy: CallbackURLPolicy
@@ -31,14 +32,18 @@ public final class Deliverer: Sendable {
     private let workersDone = DispatchGroup()
     /// When the claim loop last went round (uptime nanoseconds).
     private let loopAt = Atomic<UInt64>(DispatchTime.now().uptimeNanoseconds)
+    /// This start's row: its id is the owner of every lease it takes.
+    public let node: NodeStatus
 
-    /// The circuits of the last heartbeat are taken back: a restart does not forget a dead receiver.
+    /// The circuits of this node name's last heartbeat are taken back: a restart does not forget a dead receiver.
     public init(
         store: any JobStore, engine: WorkEngine, client: CallbackClient, policy: CallbackURLPolicy, signer: WebhookSigner,
         retry: RetryPolicy, options: Options, logger: Logger, lookup: @escaping NameResolver.Lookup = NameResolver.system
     ) {
         (self.store, self.policy, self.options, self.logger) = (store, policy, options, logger)
-        let circuits = (try? store.daemonStatus())?.circuits ?? []
+        node = NodeStatus(
+            id: UUID().uuidString.lowercased(), name: options.nodeName, pid: Int(getpid()), startedAt: WallClock.nowMillis(), heartbeatAt: 0)
+        let circuits = ((try? store.nodes()) ?? []).filter { $0.name == options.nodeName }.max { $0.heartbeatAt < $1.heartbeatAt }?.circuits ?? []
         state = Mutex(
             DeliveryState(
                 options: .init(workers: options.workers, deliveryConcurrency: options.deliveryConcurrency, hosts: options.hosts),
@@ -75,11 +80,16 @@ public final class Deliverer: Sendable {
                 workersDone.leave()
             }.start()
         }
-        var chores = Housekeeping(store: store, retentionSeconds: options.retentionSeconds, syncPruneAt: options.syncPruneAt, logger: logger)
+        var chores = Housekeeping(
+            store: store, node: node, leaseMillis: leaseMillis, nodeTimeoutMillis: Int64(options.nodeTimeoutSeconds * 1000),
+            retentionSeconds: options.retentionSeconds, syncPruneAt: options.syncPruneAt, logger: logger)
         while !state.withLock({ $0.stopping }) {
             loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let now = WallClock.nowMillis()
-            chores.run(now: now) { published(now: now) }
+            chores.run(
+                now: now, published: { published(now: now) },
+                renewed: { ids, until in state.withLock { $0.leasesRenewed(ids, until: until) } },
+                rescued: { jobs in state.withLock { $0.rescued(jobs) } })
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {
                 if case .claim(let n) = action { limit = n } else { perform(action) }
@@ -91,7 +101,7 @@ public final class Deliverer: Sendable {
             let began = DispatchTime.now()
             var queued = 0
             do {
-                let jobs = try store.claim(limit: limit, leaseMillis: Int64(options.leaseSeconds * 1000), now: now)
+                let jobs = try store.claim(limit: limit, leaseMillis: leaseMillis, now: now, owner: node.id)
                 queued = state.withLock { $0.claimed(jobs, now: now) }
             } catch {
                 logger.error("claim failed", metadata: ["error": "\(error)"])
@@ -111,17 +121,22 @@ public final class Deliverer: Sendable {
         while !state.withLock({ $0.lookupsDone }) && DispatchTime.now() < lookupsEnd { usleep(10_000) }
         dispatcher.stopAndWait()
         recorder.closeAndWait()
-        // Jobs postponed too late to write are due again at once for the next deliveryd, rather than after their
-        // leases. This is the only deliveryd: every lease left is ours.
-        _ = try? store.releaseLeases()
-        // A heartbeat from the epoch: /healthz shows deliveryd down at once; its circuits wait for the next start.
-        let last = published(now: WallClock.nowMillis())
-        try? store.heartbeat(pid: Int(getpid()), activeWorkers: 0, circuits: last.circuits, stats: last.stats, now: 0)
+        // Jobs postponed too late to write are due again at once for the other nodes (or the next start), rather
+        // than after their leases; the row says stopped, so /healthz shows this node so at once, and its circuits
+        // wait under its name for the next start.
+        let now = WallClock.nowMillis()
+        var last = published(now: now)
+        last.inHand = 0
+        chores.stopped(last, now: now)
     }
 
+    private var leaseMillis: Int64 { Int64(options.leaseSeconds * 1000) }
+
     /// What the heartbeat publishes: the state's counters, with the handler runs' tally (the runner keeps it).
-    private func published(now: UnixMillis) -> (inHand: Int, circuits: [Circuit], stats: DeliveryStats) {
-        var p = state.withLock { (inHand: $0.inHand, circuits: $0.gate.circuits(now: now), stats: $0.stats) }
+    private func published(now: UnixMillis) -> Housekeeping.Published {
+        var p = state.withLock {
+            Housekeeping.Published(inHand: $0.inHand, circuits: $0.gate.circuits(now: now), stats: $0.stats, leases: $0.leaseIDs)
+        }
         p.stats.handlers = worker.handlerTally
         return p
     }

@@ -97,6 +97,10 @@ public struct DeliveryState: Sendable {
     private var sentUnrecorded: Set<String> = []
     /// Attempts whose record failed and waits for the recorder's next try.
     private var unrecorded = 0
+    /// The lease end of every job this node holds, from its claim until it is given back (postponed or
+    /// released) or its attempt is recorded; the heartbeat renews them (`leasesRenewed`), so a job held for
+    /// a busy endpoint or a long computation keeps its lease rather than being postponed as running short.
+    private var leases: [String: UnixMillis] = [:]
 
     /// Jobs held per concurrency slot of a busy endpoint, at most; beyond that they are postponed in the database.
     static let heldPerSlot = 8
@@ -116,6 +120,11 @@ public struct DeliveryState: Sendable {
     public var heldCount: Int { held.values.reduce(0) { $0 + $1.count } }
     /// No lookup in flight (stop waits for this, up to their deadline, before the dispatcher ends).
     public var lookupsDone: Bool { resolving == 0 }
+    /// The jobs whose leases the next heartbeat renews.
+    public var leaseIDs: [String] { Array(leases.keys) }
+
+    /// The job's lease end as the store last said: at its claim, or at its last renewal.
+    public func leaseUntil(_ job: ClaimedJob) -> UnixMillis { max(job.leaseUntil, leases[job.id] ?? 0) }
 
     // MARK: Events
 
@@ -124,30 +133,33 @@ public struct DeliveryState: Sendable {
     /// went out is not recorded: its job's lease may run out meanwhile, and a claim would send it again.
     public mutating func tick(now: UnixMillis) -> [Action] {
         var actions: [Action] = []
+        let leases = self.leases
         for endpoint in held.keys {
             held[endpoint]!.removeAll { d, _ in
-                guard d.job.leaseUntil <= now + Self.leaseMargin else { return false }
+                guard max(d.job.leaseUntil, leases[d.job.id] ?? 0) <= now + Self.leaseMargin else { return false }
                 actions.append(.postpone(d, until: now, reason: "lease running short while its endpoint was busy"))
                 return true
             }
             if held[endpoint]!.isEmpty { held[endpoint] = nil }
         }
-        guard !stopping && unrecorded == 0 else { return actions }
+        guard !stopping && unrecorded == 0 else { return settled(actions) }
         // Up to four jobs queued per worker, so claims come in batches (one transaction for many jobs) while a
         // queued long job still starts well within its lease.
         let busy = computing + queued.count
         let free = min(options.workers * 4 - busy, options.deliveryConcurrency - sending - heldCount - resolving - busy)
         if free > 0 { actions.append(.claim(limit: free)) }
-        return actions
+        return settled(actions)
     }
 
     /// Jobs leased; returns how many were queued for the workers.
     public mutating func claimed(_ jobs: [ClaimedJob], now: UnixMillis) -> Int {
-        // A job whose callback is out and not recorded yet is ours still, whatever its lease says (one
-        // deliveryd per database): sending it again now would be a send with no record.
+        // A job whose callback is out and not recorded yet is ours still, whatever its lease says (a claim
+        // returns it to this node only once its lease ran out, which renewals prevent while this node is
+        // alive): sending it again now would be a send with no record.
         let fresh = jobs.filter { !sentUnrecorded.contains($0.id) }
         for job in fresh { stats.claimLag.observe(Double(now - job.dueAt) / 1000) }
         if stopping { return 0 }
+        for job in fresh { leases[job.id] = job.leaseUntil }
         queued.append(contentsOf: fresh)
         return fresh.count
     }
@@ -161,7 +173,7 @@ public struct DeliveryState: Sendable {
     /// A worker has the job's work (run now or earlier) and its callback URL checked at this moment.
     public mutating func workDone(_ d: Delivery, checked: Result<CallbackTarget, CallbackURLRefusal>, now: UnixMillis) -> [Action] {
         computing -= 1
-        return begin(decision.start(checked: checked, admit: { gate.admit($0, now: now) }), d, now: now)
+        return settled(begin(decision.start(checked: checked, admit: { gate.admit($0, now: now) }), d, now: now))
     }
 
     /// The lookup `resolve` asked for has answered (or timed out).
@@ -169,10 +181,10 @@ public struct DeliveryState: Sendable {
         _ d: Delivery, _ target: CallbackTarget, lookup: Result<[IPAddress], LookupFailure>, policy: CallbackURLPolicy, now: UnixMillis
     ) -> [Action] {
         resolving -= 1
-        guard d.job.leaseUntil > now + Self.leaseMargin else {
-            return [.postpone(d, until: now, reason: "lease running short after its lookup")]
+        guard leaseUntil(d.job) > now + Self.leaseMargin else {
+            return settled([.postpone(d, until: now, reason: "lease running short after its lookup")])
         }
-        return begin(decision.resolved(target, lookup: lookup, policy: policy, admit: { gate.admit($0, now: now) }), d, now: now)
+        return settled(begin(decision.resolved(target, lookup: lookup, policy: policy, admit: { gate.admit($0, now: now) }), d, now: now))
     }
 
     /// A transfer `send` started has ended: its endpoint's gate learns how, the attempt is recorded, and the
@@ -180,7 +192,7 @@ public struct DeliveryState: Sendable {
     public mutating func attemptFinished(_ s: Send, _ end: AttemptEnd, durationMs: Double, now: UnixMillis) -> [Action] {
         sending -= 1
         gate.finish(s.endpoint, healthy: AttemptDecision.hostHealthy(end), now: now)
-        return [record(s.delivery, end, at: s.startedAt, durationMs: durationMs, now: now)] + hostFreed(s.endpoint, now: now)
+        return settled([record(s.delivery, end, at: s.startedAt, durationMs: durationMs, now: now)] + hostFreed(s.endpoint, now: now))
     }
 
     /// The recorder wrote these attempts.
@@ -188,6 +200,7 @@ public struct DeliveryState: Sendable {
         unrecorded = 0
         for r in records {
             sentUnrecorded.remove(r.write.id)
+            leases[r.write.id] = nil
             stats.recorded(r.write.outcome)
             if r.write.outcome == .delivered, let start = r.seriesStart { stats.commitToDelivered.observe(Double(now - start) / 1000) }
         }
@@ -198,6 +211,18 @@ public struct DeliveryState: Sendable {
         unrecorded = pending
     }
 
+    /// The heartbeat renewed these jobs' leases until `until`; ids this node no longer holds are ignored
+    /// (given back meanwhile). A job the store did not renew (another node took it after this one was
+    /// found dead) keeps the lease end it had, and is postponed, not sent, once that runs short.
+    public mutating func leasesRenewed(_ ids: [String], until: UnixMillis) {
+        for id in ids where leases[id] != nil { leases[id] = max(leases[id]!, until) }
+    }
+
+    /// The rescue chore made `jobs` jobs of dead nodes due again.
+    public mutating func rescued(_ jobs: Int) {
+        stats.rescued += jobs
+    }
+
     /// No new claims; queued jobs go back at once, held ones too (their work saved); jobs computing, being
     /// looked up or in flight finish with one attempt.
     public mutating func stop(now: UnixMillis) -> [Action] {
@@ -206,7 +231,7 @@ public struct DeliveryState: Sendable {
         queued = []
         for (_, jobs) in held { actions += jobs.map { .postpone($0.0, until: now, reason: "deliveryd stopping") } }
         held = [:]
-        return actions
+        return settled(actions)
     }
 
     // MARK: Decisions
@@ -245,7 +270,7 @@ public struct DeliveryState: Sendable {
         var actions: [Action] = []
         while let (d, target) = held[endpoint]?.first {
             let start: AttemptDecision.Start
-            if d.job.leaseUntil <= now + Self.leaseMargin {
+            if leaseUntil(d.job) <= now + Self.leaseMargin {
                 start = .postpone(until: now, reason: "lease running short while its endpoint was busy")
             } else {
                 start = decision.admitting(target, { gate.admit($0, now: now) })
@@ -255,6 +280,18 @@ public struct DeliveryState: Sendable {
             if held[endpoint]!.isEmpty { held[endpoint] = nil }
             actions += begin(start, d, now: now)
             if case .send = start { break }
+        }
+        return actions
+    }
+
+    /// What is given back (postponed or released) is no longer this node's to renew.
+    private mutating func settled(_ actions: [Action]) -> [Action] {
+        for action in actions {
+            switch action {
+            case .postpone(let d, _, _): leases[d.job.id] = nil
+            case .release(let job): leases[job.id] = nil
+            case .claim, .resolve, .send, .record: break
+            }
         }
         return actions
     }

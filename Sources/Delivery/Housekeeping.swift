@@ -2,39 +2,104 @@ import Foundation
 import Logging
 import Store
 
-/// The claim loop's chores besides claiming: the heartbeat each second (with the store's bound checked and
-/// the oldest sync records pruned near it), and retention's pruning each minute.
+/// The claim loop's chores besides claiming. Every node, each second: its heartbeat (its row, and the
+/// renewal of its jobs' leases), the store's bound checked (the oldest sync records pruned near it), and its
+/// ask for each `Chore`. Only the chore's holder: the rescue of dead nodes' jobs (every quarter of the node
+/// timeout, at least a second apart) and retention's pruning each minute (finished requests, and the rows of
+/// nodes stopped or dead for an hour).
 struct Housekeeping {
+    /// What the heartbeat publishes and renews, read from the engine's state when a heartbeat is due.
+    struct Published {
+        var inHand: Int
+        var circuits: [Circuit]
+        var stats: DeliveryStats
+        var leases: [String]
+    }
+
     var store: any JobStore
+    /// This node's row: its id, name, pid and start; the heartbeat fills in the rest.
+    private(set) var node: NodeStatus
+    var leaseMillis: Int64
+    var nodeTimeoutMillis: Int64
     /// Finished requests older than this are deleted; nil keeps them.
     var retentionSeconds: Double?
     /// The fraction of the size bound at which the oldest sync records are deleted; nil: never.
     var syncPruneAt: Double?
     var logger: Logger
+    private var chores: [Chore: ChoreLease]
     private var lastHeartbeat: UnixMillis = 0
     private var lastPrune: UnixMillis = 0
+    private var lastRescue: UnixMillis = 0
 
-    init(store: any JobStore, retentionSeconds: Double?, syncPruneAt: Double?, logger: Logger) {
-        self.store = store
-        self.retentionSeconds = retentionSeconds
-        self.syncPruneAt = syncPruneAt
-        self.logger = logger
+    /// Rows of nodes stopped or dead this long are deleted, so restarts do not pile rows up.
+    static let nodeRowsKeptMillis: Int64 = 3_600_000
+
+    init(
+        store: any JobStore, node: NodeStatus, leaseMillis: Int64, nodeTimeoutMillis: Int64, retentionSeconds: Double?, syncPruneAt: Double?,
+        logger: Logger
+    ) {
+        (self.store, self.node, self.leaseMillis, self.nodeTimeoutMillis) = (store, node, leaseMillis, nodeTimeoutMillis)
+        (self.retentionSeconds, self.syncPruneAt, self.logger) = (retentionSeconds, syncPruneAt, logger)
+        chores = Dictionary(uniqueKeysWithValues: Chore.allCases.map { ($0, ChoreLease(ttlMillis: nodeTimeoutMillis)) })
     }
 
-    /// `published` is read only when a heartbeat is due.
-    mutating func run(now: UnixMillis, published: () -> (inHand: Int, circuits: [Circuit], stats: DeliveryStats)) {
-        if now - lastHeartbeat >= 1000 {
-            let p = published()
-            try? store.heartbeat(pid: Int(getpid()), activeWorkers: p.inHand, circuits: p.circuits, stats: p.stats, now: now)
-            lastHeartbeat = now
-            pruneNearBound()
+    /// `published` is read only when a heartbeat is due; `renewed` gets the leases it renewed and their new
+    /// end, `rescued` how many jobs of dead nodes this node made due again.
+    mutating func run(
+        now: UnixMillis, published: () -> Published, renewed: ([String], UnixMillis) -> Void, rescued: (Int) -> Void
+    ) {
+        guard now - lastHeartbeat >= 1000 else { return }
+        lastHeartbeat = now
+        beat(published(), now: now, renewed: renewed)
+        pruneNearBound()
+        for chore in Chore.allCases {
+            let taken = (try? store.takeChore(chore, node: node.id, until: chores[chore]!.ask(now: now), now: now)) ?? false
+            if chores[chore]!.answered(taken: taken, askedAt: now, now: now) {
+                logger.info(taken ? "this node now does a chore for every node" : "this node no longer holds a chore",
+                    metadata: ["chore": "\(chore.rawValue)", "node": "\(node.name)"])
+            }
         }
-        if let retention = retentionSeconds, now - lastPrune >= 60_000 {
-            // In small batches, so the write lock is never held for long.
-            let cutoff = now - UnixMillis(retention * 1000)
-            while let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
+        if chores[.rescue]!.holds(now: now), now - lastRescue >= max(1000, nodeTimeoutMillis / 4) {
+            lastRescue = now
+            rescue(now: now, rescued: rescued)
+        }
+        if chores[.retention]!.holds(now: now), now - lastPrune >= 60_000 {
             lastPrune = now
+            if let retention = retentionSeconds {
+                // In small batches, so the write lock is never held for long.
+                let cutoff = now - UnixMillis(retention * 1000)
+                while chores[.retention]!.holds(now: WallClock.nowMillis()), let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
+            }
+            _ = try? store.pruneNodes(before: now - Self.nodeRowsKeptMillis)
         }
+    }
+
+    /// A clean stop: this node's leases and chores given back (due again at once for the other nodes, or the
+    /// next start), then its row marked stopped with its last circuits and counters.
+    mutating func stopped(_ p: Published, now: UnixMillis) {
+        _ = try? store.releaseLeases(owner: node.id)
+        node.stoppedAt = now
+        beat(p, now: now) { _, _ in }
+    }
+
+    private mutating func beat(_ p: Published, now: UnixMillis, renewed: ([String], UnixMillis) -> Void) {
+        (node.heartbeatAt, node.activeWorkers, node.circuits, node.stats) = (now, p.inHand, p.circuits, p.stats)
+        do {
+            let ids = try store.heartbeat(node, renew: p.leases, leaseMillis: leaseMillis, now: now)
+            renewed(ids, now + leaseMillis)
+        } catch {
+            logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func rescue(now: UnixMillis, rescued: (Int) -> Void) {
+        guard let rescues = try? store.rescue(nodeTimeoutMillis: nodeTimeoutMillis, now: now), !rescues.isEmpty else { return }
+        for r in rescues {
+            logger.notice(
+                "rescued the jobs of a dead deliveryd node: due again at once",
+                metadata: ["node": "\(r.name ?? "(no row)")", "node_id": "\(r.owner)", "jobs": "\(r.jobs)"])
+        }
+        rescued(rescues.reduce(0) { $0 + $1.jobs })
     }
 
     /// Reads how full the store is (which also picks up a bound workfcgi changed) and, at or above

@@ -15,6 +15,8 @@ public struct DeliveryStats: Sendable, Equatable {
     public var claimLag = Histogram()
     /// deliveryd's handler runs (all async), by handler.
     public var handlers = HandlerTally()
+    /// Jobs this node took back from dead nodes, as the rescue chore's holder.
+    public var rescued = 0
 
     public init() {}
 
@@ -50,7 +52,7 @@ public struct DeliveryStats: Sendable, Equatable {
     public var json: JSONValue {
         [
             "attempts": .object(Dictionary(uniqueKeysWithValues: attempts.map { ($0.key.rawValue, .number(Double($0.value))) })), "commit_to_delivered": commitToDelivered.json,
-            "claim_lag": claimLag.json, "handlers": handlers.json,
+            "claim_lag": claimLag.json, "handlers": handlers.json, "rescued": .number(Double(rescued)),
         ]
     }
 
@@ -62,5 +64,6 @@ public struct DeliveryStats: Sendable, Equatable {
         commitToDelivered = Histogram(json: json["commit_to_delivered"]) ?? Histogram()
         claimLag = Histogram(json: json["claim_lag"]) ?? Histogram()
         handlers = HandlerTally(json: json["handlers"])
+        rescued = json["rescued"]?.intValue ?? 0
     }
 }

@@ -26,8 +26,9 @@ public protocol JobStore: Sendable {
     func storageUsage() throws -> StorageUsage
     /// Deletes up to `limit` of the oldest /sync records, whatever their age (the store near its bound).
     func pruneSyncRecords(limit: Int) throws -> Int
-    /// Leases up to `limit` due jobs until `now + leaseMillis`. Jobs whose lease ran out are due again.
-    func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob]
+    /// Leases up to `limit` due jobs to `owner` (a node's id) until `now + leaseMillis`. Jobs whose lease ran
+    /// out are due again.
+    func claim(limit: Int, leaseMillis: Int64, now: UnixMillis, owner: String) throws -> [ClaimedJob]
     /// Stores the work's outcome; the job moves on to `delivering`.
     func saveResult(id: String, _ work: WorkResult) throws
     /// Records delivery attempts and what follows from each (with the work, when it was not saved yet), all in
@@ -35,9 +36,10 @@ public protocol JobStore: Sendable {
     func recordAttempts(_ writes: [AttemptWrite]) throws
     /// Gives a leased job back at once (deliveryd shutting down).
     func release(id: String) throws
-    /// Makes every leased job claimable at once; for a deliveryd that holds the instance lock, so any lease
-    /// it finds was left by a predecessor that died. Returns how many were taken back.
-    func releaseLeases() throws -> Int
+    /// Makes the jobs leased to `owner` claimable at once, and gives its chores up (a clean stop); nil: every
+    /// lease and chore, for a deliveryd that holds SQLite's instance lock, so any lease it finds was left by a
+    /// predecessor that died. Returns how many jobs were taken back.
+    func releaseLeases(owner: String?) throws -> Int
     /// Gives a leased job back to be looked at again at `until`, without counting an attempt (a host's
     /// concurrency limit or open circuit breaker).
     func postpone(id: String, until: UnixMillis) throws
@@ -62,12 +64,28 @@ public protocol JobStore: Sendable {
     func statusCounts() throws -> [(mode: RequestMode, status: JobStatus, count: Int)]
     /// Deletes up to `limit` completed or failed requests (and their attempts) finished before `before`.
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
-    /// deliveryd's sign of life, with its circuit breakers and its counters (for /healthz and /metrics).
-    func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws
-    func daemonStatus() throws -> DaemonStatus?
+    /// A node's heartbeat: writes its row (by id; `stoppedAt` set marks a clean stop) and, while it runs,
+    /// renews the leases of `renew` (its jobs in hand) that it still owns and that have not run out, until
+    /// `now + leaseMillis`. Returns the ids renewed.
+    func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String]
+    /// Every node's row, by name then start.
+    func nodes() throws -> [NodeStatus]
+    /// Deletes the rows of nodes whose last heartbeat (or clean stop) is older than `before`.
+    func pruneNodes(before: UnixMillis) throws -> Int
+    /// Takes or keeps `chore` for `node` until `until`: true when the chore was free (its holder's `until`
+    /// passed at `now`) or already `node`'s. One conditional write, so two nodes never both hold it.
+    func takeChore(_ chore: Chore, node: String, until: UnixMillis, now: UnixMillis) throws -> Bool
+    /// Makes every job leased by a node that is not alive at `now` (`NodeStatus.liveness`; no row counts as
+    /// dead) claimable at once; returns how many, per owner.
+    func rescue(nodeTimeoutMillis: Int64, now: UnixMillis) throws -> [Rescue]
 }
 
 extension JobStore {
+    /// A claim with no owner: for tests and tools, never a running node (the rescuer takes such leases back).
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+        try claim(limit: limit, leaseMillis: leaseMillis, now: now, owner: "")
+    }
+
     /// Records one delivery attempt and what follows from it, in its own transaction.
     public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
         try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)])

@@ -105,6 +105,8 @@ enum PostgresSchema {
         """
         CREATE INDEX attempts_at ON attempts(at);
         """,
+        // 3: any number of deliveryd nodes: lease owners, one row per node, chores (as SQLite's schema 12).
+        Schema.nodes(integer: "BIGINT", strict: ""),
     ]
 
     /// What a row counts against its client, as Schema.size: input, job spec and result in bytes, and the reserve.

@@ -230,7 +230,7 @@ public final class PostgresStore: JobStore {
 
     // MARK: the queue
 
-    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis, owner: String) throws -> [ClaimedJob] {
         try transaction { db in
             try db.query(
                 """
@@ -241,13 +241,13 @@ public final class PostgresStore: JobStore {
                     WHERE \(Schema.unfinished) AND next_attempt_at <= $1 AND lease_until <= $1
                     ORDER BY turn, next_attempt_at LIMIT $3
                     FOR UPDATE SKIP LOCKED)
-                UPDATE requests SET lease_until = $1 + $2,
+                UPDATE requests SET lease_until = $1 + $2, lease_owner = $4, leased_at = $1,
                     status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
                     started_at = COALESCE(started_at, $1)
                 FROM due WHERE id = due_id
                 RETURNING \(Rows.claimColumns)
                 """,
-                [.int(now), .int(leaseMillis), .int(Int64(limit))]
+                [.int(now), .int(leaseMillis), .int(Int64(limit)), .text(owner)]
             ).compactMap { row in
                 try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
             }
@@ -317,11 +317,16 @@ public final class PostgresStore: JobStore {
         try withConnection { db in try db.query("UPDATE requests SET lease_until = 0 WHERE id = $1", [.text(id)]) }
     }
 
-    /// Takes back every lease, other nodes' too: only for a single deliveryd that knows it is alone.
-    public func releaseLeases() throws -> Int {
-        try withConnection { db in
-            try db.query(
-                "UPDATE requests SET lease_until = 0 WHERE lease_until > 0 AND status IN ('processing', 'delivering') RETURNING id"
+    /// nil takes back every lease, other nodes' too: only for a deliveryd that knows it is alone.
+    public func releaseLeases(owner: String?) throws -> Int {
+        try transaction { db in
+            let bindings: [SQLValue] = owner.map { [.text($0)] } ?? []
+            try db.query("UPDATE chores SET until = 0\(owner == nil ? "" : " WHERE node = $1")", bindings)
+            return try db.query(
+                """
+                UPDATE requests SET lease_until = 0
+                WHERE lease_until > 0 AND status IN ('processing', 'delivering')\(owner == nil ? "" : " AND lease_owner = $1") RETURNING id
+                """, bindings
             ).count
         }
     }
@@ -419,7 +424,7 @@ public final class PostgresStore: JobStore {
         try withConnection { db in
             try db.query(
                 """
-                SELECT id, op, status, attempts, created_at, lease_until FROM requests
+                SELECT \(Rows.inHandColumns) FROM requests
                 WHERE status IN ('processing', 'delivering') AND lease_until > $1 LIMIT $2
                 """, [.int(now), .int(Int64(limit))]
             ).compactMap(Rows.inHand).sorted { ($0.leaseUntil, $0.id) < ($1.leaseUntil, $1.id) }
@@ -452,21 +457,73 @@ public final class PostgresStore: JobStore {
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
-        try withConnection { db in
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+        try transaction { db in
             try db.query(
                 """
-                INSERT INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, $1, $2, $3, $4, $5)
-                ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, active_workers = excluded.active_workers,
-                    heartbeat_at = excluded.heartbeat_at, circuits = excluded.circuits, stats = excluded.stats
+                INSERT INTO nodes(\(Rows.nodeColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, stopped_at = excluded.stopped_at,
+                    active_workers = excluded.active_workers, circuits = excluded.circuits, stats = excluded.stats
                 """,
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(Rows.circuitsText(circuits)), .text(stats.json.text)])
+                [
+                    .text(node.id), .text(node.name), .int(Int64(node.pid)), .int(node.startedAt), .int(node.heartbeatAt),
+                    node.stoppedAt.map(SQLValue.int) ?? .null, .int(Int64(node.activeWorkers)), .text(Rows.circuitsText(node.circuits)),
+                    .text(node.stats.json.text),
+                ])
+            guard node.stoppedAt == nil, !renew.isEmpty else { return [] }
+            // By primary key (an array of the ids in hand): the cost follows the jobs in hand, not the table.
+            let ids = "{" + renew.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+                .joined(separator: ",") + "}"
+            return try db.query(
+                """
+                UPDATE requests SET lease_until = $1 + $2
+                WHERE id = ANY($4::text::text[]) AND lease_owner = $3 AND lease_until > $1 RETURNING id
+                """, [.int(now), .int(leaseMillis), .text(node.id), .text(ids)]
+            ).compactMap { $0.text(0) }
         }
     }
 
-    public func daemonStatus() throws -> DaemonStatus? {
+    public func nodes() throws -> [NodeStatus] {
         try withConnection { db in
-            try db.query("SELECT \(Rows.daemonColumns) FROM daemon WHERE id = 1").first.map(Rows.daemon)
+            try db.query("SELECT \(Rows.nodeColumns) FROM nodes ORDER BY name, started_at, id").map(Rows.node)
+        }
+    }
+
+    public func pruneNodes(before: UnixMillis) throws -> Int {
+        try withConnection { db in
+            try db.query("DELETE FROM nodes WHERE heartbeat_at < $1 RETURNING id", [.int(before)]).count
+        }
+    }
+
+    public func takeChore(_ chore: Chore, node: String, until: UnixMillis, now: UnixMillis) throws -> Bool {
+        try withConnection { db in
+            // ON CONFLICT locks the row: of two nodes asking together, the second sees the first's `until`.
+            !(try db.query(
+                """
+                INSERT INTO chores(name, node, until) VALUES ($1, $2, $3)
+                ON CONFLICT(name) DO UPDATE SET node = excluded.node, until = excluded.until
+                WHERE chores.node = excluded.node OR chores.until <= $4
+                RETURNING node
+                """, [.text(chore.rawValue), .text(node), .int(until), .int(now)]
+            ).isEmpty)
+        }
+    }
+
+    public func rescue(nodeTimeoutMillis: Int64, now: UnixMillis) throws -> [Rescue] {
+        try transaction { db in
+            let owners = try db.query(
+                """
+                UPDATE requests SET lease_until = 0
+                WHERE status IN ('processing', 'delivering') AND lease_until > $1
+                AND lease_owner NOT IN (SELECT id FROM nodes WHERE \(NodeStatus.aliveSQL(now: "$1", timeout: "$2")))
+                RETURNING lease_owner
+                """, [.int(now), .int(nodeTimeoutMillis)]
+            ).compactMap { $0.text(0) }
+            guard !owners.isEmpty else { return [] }
+            let names = Dictionary(
+                try db.query("SELECT id, name FROM nodes").compactMap { row in row.text(0).map { ($0, row.text(1) ?? "") } },
+                uniquingKeysWith: { a, _ in a })
+            return Rows.rescues(owners, names: names)
         }
     }
 }

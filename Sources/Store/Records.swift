@@ -273,29 +273,6 @@ public struct RequestQuery: Sendable {
     }
 }
 
-/// deliveryd's last heartbeat.
-public struct DaemonStatus: Sendable {
-    public var pid: Int
-    public var activeWorkers: Int
-    public var heartbeatAt: UnixMillis
-    /// Open or half-open circuit breakers, as deliveryd last reported them.
-    public var circuits: [Circuit]
-    /// deliveryd's counters since it started.
-    public var stats: DeliveryStats
-
-    public init(pid: Int, activeWorkers: Int, heartbeatAt: UnixMillis, circuits: [Circuit], stats: DeliveryStats) {
-        (self.pid, self.activeWorkers, self.heartbeatAt, self.circuits, self.stats) = (pid, activeWorkers, heartbeatAt, circuits, stats)
-    }
-
-    /// deliveryd writes a heartbeat every second; one older than this means it is not running.
-    public static let staleAfterMillis: Int64 = 10_000
-
-    public func isAlive(now: UnixMillis) -> Bool { !stoppedCleanly && now - heartbeatAt < Self.staleAfterMillis }
-
-    /// deliveryd's clean stop writes its last heartbeat at time 0.
-    public var stoppedCleanly: Bool { heartbeatAt == 0 }
-}
-
 /// What `redeliver` did.
 public enum RedeliverOutcome: Sendable, Equatable {
     case requeued
@@ -304,8 +281,8 @@ public enum RedeliverOutcome: Sendable, Equatable {
     case notFinished(JobStatus)
 }
 
-/// A job deliveryd holds now: leased and the lease not run out (computing, or its callback being sent).
-/// Who holds it is not read: only that someone does, since when (`leaseUntil` minus the lease).
+/// A job deliveryd holds now: leased and the lease not run out (computing, or its callback being sent), by
+/// which node (its id, a `NodeStatus.id`) and since when (its claim: renewals move `leaseUntil`, not this).
 public struct JobInHand: Sendable, Equatable {
     public var id: String
     public var op: JobSpec.Op
@@ -313,9 +290,15 @@ public struct JobInHand: Sendable, Equatable {
     public var attempts: Int
     public var createdAt: UnixMillis
     public var leaseUntil: UnixMillis
+    public var owner: String
+    public var leasedAt: UnixMillis
 
-    public init(id: String, op: JobSpec.Op, status: JobStatus, attempts: Int, createdAt: UnixMillis, leaseUntil: UnixMillis) {
+    public init(
+        id: String, op: JobSpec.Op, status: JobStatus, attempts: Int, createdAt: UnixMillis, leaseUntil: UnixMillis, owner: String,
+        leasedAt: UnixMillis
+    ) {
         (self.id, self.op, self.status, self.attempts, self.createdAt, self.leaseUntil) = (id, op, status, attempts, createdAt, leaseUntil)
+        (self.owner, self.leasedAt) = (owner, leasedAt)
     }
 }
 

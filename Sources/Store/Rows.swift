@@ -9,13 +9,16 @@ enum Rows {
         created_at, started_at, completed_at, delivered_at, duration_ms
         """
 
-    /// Reads `id, op, status, attempts, created_at, lease_until`.
+    /// What `inHand` reads, in its order.
+    static let inHandColumns = "id, op, status, attempts, created_at, lease_until, lease_owner, leased_at"
+
     static func inHand(_ row: Row) -> JobInHand? {
         guard let id = row.text(0), let op = row.text(1).flatMap(JobSpec.Op.init(rawValue:)),
             let status = row.text(2).flatMap(JobStatus.init(rawValue:))
         else { return nil }
         return JobInHand(
-            id: id, op: op, status: status, attempts: Int(row.int(3) ?? 0), createdAt: row.int(4) ?? 0, leaseUntil: row.int(5) ?? 0)
+            id: id, op: op, status: status, attempts: Int(row.int(3) ?? 0), createdAt: row.int(4) ?? 0, leaseUntil: row.int(5) ?? 0,
+            owner: row.text(6) ?? "", leasedAt: row.int(7) ?? 0)
     }
 
     static func record(_ row: Row) -> RequestRecord? {
@@ -72,13 +75,21 @@ enum Rows {
             createdAt: row.int(8) ?? 0, leaseUntil: row.int(9) ?? 0, dueAt: row.int(11) ?? now, client: row.text(12) ?? "")
     }
 
-    /// What `daemon` reads, in its order.
-    static let daemonColumns = "pid, active_workers, heartbeat_at, circuits, stats"
+    /// What `node` reads, in its order.
+    static let nodeColumns = "id, name, pid, started_at, heartbeat_at, stopped_at, active_workers, circuits, stats"
 
-    static func daemon(_ row: Row) -> DaemonStatus {
-        DaemonStatus(
-            pid: Int(row.int(0) ?? 0), activeWorkers: Int(row.int(1) ?? 0), heartbeatAt: row.int(2) ?? 0,
-            circuits: circuits(row.text(3)), stats: DeliveryStats(json: row.text(4).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
+    static func node(_ row: Row) -> NodeStatus {
+        NodeStatus(
+            id: row.text(0) ?? "", name: row.text(1) ?? "", pid: Int(row.int(2) ?? 0), startedAt: row.int(3) ?? 0, heartbeatAt: row.int(4) ?? 0,
+            stoppedAt: row.int(5), activeWorkers: Int(row.int(6) ?? 0), circuits: circuits(row.text(7)),
+            stats: DeliveryStats(json: row.text(8).flatMap { try? JSONValue.parse(Array($0.utf8)) } ?? [:]))
+    }
+
+    /// The rescue's rows (`lease_owner` of each job taken back) counted per owner, named from `names`.
+    static func rescues(_ owners: [String], names: [String: String]) -> [Rescue] {
+        var counts: [String: Int] = [:]
+        for owner in owners { counts[owner, default: 0] += 1 }
+        return counts.sorted { $0.key < $1.key }.map { Rescue(owner: $0.key, name: names[$0.key], jobs: $0.value) }
     }
 
     /// The heartbeat's circuits as stored.

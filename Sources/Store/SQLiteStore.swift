@@ -241,12 +241,12 @@ public final class SQLiteStore: JobStore {
 
     // MARK: the queue
 
-    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis, owner: String) throws -> [ClaimedJob] {
         try withConnection { db in
             try db.transaction {
                 try db.query(
                     """
-                    UPDATE requests SET lease_until = ?1 + ?2,
+                    UPDATE requests SET lease_until = ?1 + ?2, lease_owner = ?4, leased_at = ?1,
                         status = CASE status WHEN 'pending' THEN 'processing' ELSE status END,
                         started_at = COALESCE(started_at, ?1)
                     WHERE id IN (
@@ -260,7 +260,7 @@ public final class SQLiteStore: JobStore {
                         ORDER BY turn, next_attempt_at LIMIT ?3)
                     RETURNING \(Rows.claimColumns)
                     """,
-                    [.int(now), .int(leaseMillis), .int(Int64(limit))]
+                    [.int(now), .int(leaseMillis), .int(Int64(limit)), .text(owner)]
                 ).compactMap { row in
                     try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
                 }
@@ -336,11 +336,19 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func releaseLeases() throws -> Int {
+    public func releaseLeases(owner: String?) throws -> Int {
         try withConnection { db in
-            try db.query(
-                "UPDATE requests SET lease_until = 0 WHERE lease_until > 0 AND status IN ('processing', 'delivering') RETURNING id"
-            ).count
+            try db.transaction {
+                let mine = owner == nil ? "" : " AND lease_owner = ?"
+                let bindings: [SQLValue] = owner.map { [.text($0)] } ?? []
+                try db.query("UPDATE chores SET until = 0 WHERE 1\(owner == nil ? "" : " AND node = ?")", bindings)
+                return try db.query(
+                    """
+                    UPDATE requests SET lease_until = 0
+                    WHERE lease_until > 0 AND status IN ('processing', 'delivering')\(mine) RETURNING id
+                    """, bindings
+                ).count
+            }
         }
     }
 
@@ -465,7 +473,7 @@ public final class SQLiteStore: JobStore {
         try withConnection { db in
             try db.query(
                 """
-                SELECT id, op, status, attempts, created_at, lease_until FROM requests INDEXED BY requests_by_status
+                SELECT \(Rows.inHandColumns) FROM requests INDEXED BY requests_by_status
                 WHERE status IN ('processing', 'delivering') AND lease_until > ? LIMIT ?
                 """, [.int(now), .int(Int64(limit))]
             ).compactMap(Rows.inHand).sorted { ($0.leaseUntil, $0.id) < ($1.leaseUntil, $1.id) }
@@ -498,17 +506,79 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
         try withConnection { db in
-            try db.query(
-                "INSERT OR REPLACE INTO daemon(id, pid, active_workers, heartbeat_at, circuits, stats) VALUES (1, ?, ?, ?, ?, ?)",
-                [.int(Int64(pid)), .int(Int64(activeWorkers)), .int(now), .text(Rows.circuitsText(circuits)), .text(stats.json.text)])
+            try db.transaction {
+                try db.query(
+                    """
+                    INSERT OR REPLACE INTO nodes(\(Rows.nodeColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(node.id), .text(node.name), .int(Int64(node.pid)), .int(node.startedAt), .int(node.heartbeatAt),
+                        node.stoppedAt.map(SQLValue.int) ?? .null, .int(Int64(node.activeWorkers)), .text(Rows.circuitsText(node.circuits)),
+                        .text(node.stats.json.text),
+                    ])
+                guard node.stoppedAt == nil else { return [] }
+                var renewed: [String] = []
+                // By primary key, in chunks (SQLite's bound parameters are limited): the cost follows the jobs in
+                // hand, not the table.
+                for start in stride(from: 0, to: renew.count, by: 500) {
+                    let chunk = renew[start..<min(renew.count, start + 500)]
+                    renewed += try db.query(
+                        """
+                        UPDATE requests SET lease_until = ?1 + ?2
+                        WHERE lease_owner = ?3 AND lease_until > ?1 AND id IN (\(chunk.indices.map { "?\($0 - start + 4)" }.joined(separator: ", ")))
+                        RETURNING id
+                        """, [.int(now), .int(leaseMillis), .text(node.id)] + chunk.map(SQLValue.text)
+                    ).compactMap { $0.text(0) }
+                }
+                return renewed
+            }
         }
     }
 
-    public func daemonStatus() throws -> DaemonStatus? {
+    public func nodes() throws -> [NodeStatus] {
         try withConnection { db in
-            try db.query("SELECT \(Rows.daemonColumns) FROM daemon WHERE id = 1").first.map(Rows.daemon)
+            try db.query("SELECT \(Rows.nodeColumns) FROM nodes ORDER BY name, started_at, id").map(Rows.node)
+        }
+    }
+
+    public func pruneNodes(before: UnixMillis) throws -> Int {
+        try withConnection { db in
+            try db.query("DELETE FROM nodes WHERE heartbeat_at < ? RETURNING id", [.int(before)]).count
+        }
+    }
+
+    public func takeChore(_ chore: Chore, node: String, until: UnixMillis, now: UnixMillis) throws -> Bool {
+        try withConnection { db in
+            !(try db.query(
+                """
+                INSERT INTO chores(name, node, until) VALUES (?1, ?2, ?3)
+                ON CONFLICT(name) DO UPDATE SET node = excluded.node, until = excluded.until
+                WHERE chores.node = excluded.node OR chores.until <= ?4
+                RETURNING node
+                """, [.text(chore.rawValue), .text(node), .int(until), .int(now)]
+            ).isEmpty)
+        }
+    }
+
+    public func rescue(nodeTimeoutMillis: Int64, now: UnixMillis) throws -> [Rescue] {
+        try withConnection { db in
+            try db.transaction {
+                let owners = try db.query(
+                    """
+                    UPDATE requests INDEXED BY requests_by_status SET lease_until = 0
+                    WHERE status IN ('processing', 'delivering') AND lease_until > ?1
+                    AND lease_owner NOT IN (SELECT id FROM nodes WHERE \(NodeStatus.aliveSQL(now: "?1", timeout: "?2")))
+                    RETURNING lease_owner
+                    """, [.int(now), .int(nodeTimeoutMillis)]
+                ).compactMap { $0.text(0) }
+                guard !owners.isEmpty else { return [] }
+                let names = Dictionary(
+                    try db.query("SELECT id, name FROM nodes").compactMap { row in row.text(0).map { ($0, row.text(1) ?? "") } },
+                    uniquingKeysWith: { a, _ in a })
+                return Rows.rescues(owners, names: names)
+            }
         }
     }
 

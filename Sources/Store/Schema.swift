@@ -133,7 +133,32 @@ enum Schema {
         """
         CREATE INDEX attempts_at ON attempts(at);
         """,
+        // 12: any number of deliveryd nodes (PostgreSQL's migration 3, the same tables): each lease has an owner
+        // (a node's id) and the time of its claim (renewals move lease_until, not leased_at); one row per node
+        // start instead of the one daemon row; one row per chore, held by one node at a time.
+        Self.nodes(integer: "INTEGER", strict: " STRICT"),
     ]
+
+    /// Schema 12 (PostgreSQL 3): the tables of nodes and chores, spelled for either database.
+    static func nodes(integer: String, strict: String) -> String {
+        """
+        ALTER TABLE requests ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+        ALTER TABLE requests ADD COLUMN leased_at \(integer) NOT NULL DEFAULT 0;
+        DROP TABLE daemon;
+        CREATE TABLE nodes(
+            id TEXT PRIMARY KEY,              -- one per start: the lease owner
+            name TEXT NOT NULL,               -- WORKFCGI_NODE_NAME
+            pid INTEGER NOT NULL,
+            started_at \(integer) NOT NULL,
+            heartbeat_at \(integer) NOT NULL,
+            stopped_at \(integer),             -- a clean stop
+            active_workers INTEGER NOT NULL,
+            circuits TEXT NOT NULL DEFAULT '[]',
+            stats TEXT NOT NULL DEFAULT '{}'
+        )\(strict);
+        CREATE TABLE chores(name TEXT PRIMARY KEY, node TEXT NOT NULL, until \(integer) NOT NULL)\(strict);
+        """
+    }
 
     /// A failed callback attempt: no 2xx answer, or an error (the same spelling in both stores).
     static let failedAttempt = "(error IS NOT NULL OR http_status IS NULL OR http_status < 200 OR http_status > 299)"

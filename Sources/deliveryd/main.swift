@@ -59,10 +59,10 @@ struct Deliveryd: ParsableCommand {
             }
             // One deliveryd per SQLite database, so any lease found now belongs to a predecessor that died: take it
             // back at once rather than waiting out WORKFCGI_LEASE. On PostgreSQL a lease may be another node's:
-            // a dead node's leases run out by themselves.
+            // the rescue chore's holder takes a dead node's back once its heartbeat is WORKFCGI_NODE_TIMEOUT old.
             if let sqlite {
                 Host.holdInstanceLock(settings.databasePath + "-deliveryd.lock", program: "deliveryd")
-                let taken = try sqlite.releaseLeases()
+                let taken = try sqlite.releaseLeases(owner: nil)
                 if taken > 0 {
                     logger.notice("took back the leases of a previous deliveryd that did not stop cleanly", metadata: ["jobs": "\(taken)"])
                 }
@@ -79,6 +79,7 @@ struct Deliveryd: ParsableCommand {
                     lookups: LookupBudget.Options(total: settings.dnsLookups, perClient: settings.dnsClientLookups),
                     lookupTimeoutSeconds: settings.dnsTimeoutSeconds,
                     retentionSeconds: settings.retentionSeconds, syncPruneAt: settings.syncPruneAt,
+                    nodeName: settings.nodeName, nodeTimeoutSeconds: settings.nodeTimeoutSeconds,
                     onWorkerStart: Priority.makeCurrentThreadCompute),
                 logger: logger)
             CallbackClient.globalInit()
@@ -86,7 +87,8 @@ struct Deliveryd: ParsableCommand {
             // The claim loop runs on the main thread; it returns once stopped and the jobs in hand are finished.
             return Service(
                 summary: [
-                    "workers": "\(settings.workers)", "db": sqlite == nil ? "postgresql" : settings.databasePath, "doorbell": settings.doorbellSocket,
+                    "workers": "\(settings.workers)", "node": settings.nodeName, "node_id": deliverer.node.id,
+                    "db": sqlite == nil ? "postgresql" : settings.databasePath, "doorbell": settings.doorbellSocket,
                     "retry_schedule": "\(settings.retrySchedule)",
                 ],
                 stop: deliverer.stop,

@@ -77,15 +77,23 @@ import WorkEngine
     }
 
     @Test func theNowViewSaysAgesFromTheClaim() {
-        let job = JobInHand(id: "j", op: .hash, status: .processing, attempts: 0, createdAt: 1000, leaseUntil: 70_000)
+        // Renewed: the lease's end says nothing of the claim.
+        let job = JobInHand(id: "j", op: .hash, status: .processing, attempts: 0, createdAt: 1000, leaseUntil: 130_000, owner: "n2", leasedAt: 10_000)
+        let nodes = DeliverydNodes(
+            [NodeStatus(id: "n2", name: "b", pid: 9, startedAt: 0, heartbeatAt: 14_500), NodeStatus(id: "n1", name: "a", pid: 8, startedAt: 0, heartbeatAt: 1_000)],
+            now: 15_000, timeoutMillis: 10_000)
         let view = NowView(
             at: 15_000, sync: [.init(requestID: "r", op: "hash", handler: nil, startedAt: 14_000)], syncInFlight: 1, syncSlots: 10,
             syncSlotsFull: 2, pools: [FastCGIServer.Status(name: "sync", threads: 64, busy: 1, queued: nil, queueLimit: nil)],
-            inHand: [job], leaseMillis: 60_000, deliverydRunning: true, backlog: 1, backlogLimit: 1000, oldestPendingAt: 5000,
+            inHand: [job], nodes: nodes, deliverydRunning: true, backlog: 1, backlogLimit: 1000, oldestPendingAt: 5000,
             storage: nil, storageState: nil)
         let json = view.json
         #expect(json["sync"]?["computations"]?.arrayValue?.first?["age_ms"] == 1000)
-        #expect(json["deliveryd"]?["jobs_in_hand"]?.arrayValue?.first?["age_ms"] == 5000, "claimed at lease end minus the lease")
+        #expect(json["deliveryd"]?["jobs_in_hand"]?.arrayValue?.first?["age_ms"] == 5000, "from its claim")
+        #expect(json["deliveryd"]?["jobs_in_hand"]?.arrayValue?.first?["node"] == "b", "held by node b")
+        let listed = json["deliveryd"]?["nodes"]?.arrayValue ?? []
+        #expect(listed.map { $0["name"] } == ["a", "b"] && listed.map { $0["state"] } == ["dead", "alive"], "\(listed)")
+        #expect(listed.map { $0["heartbeat_age_ms"] } == [14_000, 500])
         #expect(json["backlog"]?["oldest_pending_age_ms"] == 10_000)
         #expect(json["pools"]?.arrayValue?.first?["queued"] == .null, "unreadable is null, not 0")
         #expect(json["sync"]?["slots_full_total"] == 2)

@@ -160,10 +160,15 @@ import WorkEngine
 
     @Test func publicHealthCountsCircuitsButNamesNoHost() throws {
         let circuits = [Circuit(host: "hooks.private.example:443", state: .open, consecutiveFailures: 5, retryAt: WallClock.nowMillis() + 60_000)]
-        try store.heartbeat(pid: 1, activeWorkers: 0, circuits: circuits, stats: DeliveryStats(), now: WallClock.nowMillis())
+        let now = WallClock.nowMillis()
+        _ = try store.heartbeat(
+            NodeStatus(id: "n1", name: "delivery-7.internal", pid: 1, startedAt: now, heartbeatAt: now, circuits: circuits), renew: [], leaseMillis: 1000,
+            now: now)
         let open = String(decoding: call("GET", "/healthz").body, as: UTF8.self)
         #expect(!open.contains("hooks.private.example") && open.contains(#""open_circuits":1"#), "\(open)")
+        #expect(!open.contains("delivery-7.internal") && open.contains(#""nodes_alive":1"#), "nodes by count only: \(open)")
         let operatorView = String(decoding: call("GET", "/healthz", client: "127.0.0.1").body, as: UTF8.self)
         #expect(operatorView.contains("hooks.private.example"))
+        #expect(operatorView.contains(#""name":"delivery-7.internal""#) && operatorView.contains(#""state":"alive""#), "\(operatorView)")
     }
 }

@@ -110,6 +110,39 @@ import WorkEngine
         #expect(store.row(ids[1])?.leaseUntil == 0 && store.row(ids[1])?.work != nil, "due again at once, its work saved")
     }
 
+    /// A heartbeat's renewal reaches the held job: the tick that would have postponed it as running short
+    /// (as above) keeps it, and the job goes out when its endpoint frees, 50 s after its claim.
+    @Test mutating func aRenewedLeaseKeepsAHeldJob() throws {
+        let ids = try enqueue(2)
+        let sends = try claimAndWork(at: now)
+        #expect(state.heldCount == 1 && Set(state.leaseIDs) == Set(ids), "both jobs' leases are the heartbeat's to renew")
+        state.leasesRenewed(ids + ["not-ours"], until: now + 29_000 + 30_000)
+        #expect(!state.leaseIDs.contains("not-ours"), "a job this node does not hold is not taken up")
+        let tick = state.tick(now: now + 29_500).filter { if case .claim = $0 { false } else { true } }
+        #expect(tick.isEmpty && state.heldCount == 1, "not postponed: renewed")
+        let next = try apply(state.attemptFinished(sends[0], .transfer(.init(httpStatus: 200, error: nil)), durationMs: 3, now: now + 50_000), at: now + 50_000)
+        #expect(next.map(\.delivery.job.id) == [ids[1]], "sent on the renewed lease")
+        #expect(state.leaseIDs == [ids[1]], "a recorded job is no longer renewed")
+        #expect(state.leaseUntil(next[0].delivery.job) == now + 59_000)
+    }
+
+    /// A renewal the store refused (another node took the job) changes nothing: the job goes back once its
+    /// own lease runs short, given back rather than sent.
+    @Test mutating func anUnrenewedLeaseStillRunsShort() throws {
+        let ids = try enqueue(2)
+        _ = try claimAndWork(at: now)
+        state.leasesRenewed([ids[0]], until: now + 60_000)
+        _ = try apply(state.tick(now: now + 29_500).filter { if case .claim = $0 { false } else { true } }, at: now + 29_500)
+        #expect(state.heldCount == 0 && !state.leaseIDs.contains(ids[1]), "postponed, and no longer this node's to renew")
+    }
+
+    @Test mutating func rescuedJobsAreCounted() {
+        state.rescued(3)
+        state.rescued(2)
+        #expect(state.stats.rescued == 5)
+        #expect(DeliveryStats(json: state.stats.json).rescued == 5, "published with the heartbeat")
+    }
+
     @Test mutating func nothingIsClaimedWhileAnAttemptIsUnrecorded() throws {
         _ = try enqueue(1)
         #expect(state.tick(now: now).contains { if case .claim = $0 { true } else { false } })

@@ -14,6 +14,8 @@ public final class MemoryStore: JobStore {
         public var attemptBase = 0
         public var nextAttemptAt: UnixMillis
         public var leaseUntil: UnixMillis = 0
+        public var leaseOwner = ""
+        public var leasedAt: UnixMillis = 0
         public var deliveredAt: UnixMillis?
         public var deliveryError: String?
         public var trace: [AttemptRecord] = []
@@ -23,7 +25,8 @@ public final class MemoryStore: JobStore {
         var rows: [String: Row] = [:]
         var order: [String] = []
         var syncRecords: [SyncRecord] = []
-        var daemon: DaemonStatus?
+        var nodes: [String: NodeStatus] = [:]
+        var chores: [Chore: (node: String, until: UnixMillis)] = [:]
     }
 
     private let state = Mutex(State())
@@ -54,14 +57,14 @@ public final class MemoryStore: JobStore {
         }
     }
 
-    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis) throws -> [ClaimedJob] {
+    public func claim(limit: Int, leaseMillis: Int64, now: UnixMillis, owner: String) throws -> [ClaimedJob] {
         state.withLock { s in
             var claimed: [ClaimedJob] = []
             for id in s.order where claimed.count < limit {
                 guard var row = s.rows[id], [.pending, .processing, .delivering].contains(row.status), row.nextAttemptAt <= now,
                     row.leaseUntil <= now
                 else { continue }
-                row.leaseUntil = now + leaseMillis
+                (row.leaseUntil, row.leaseOwner, row.leasedAt) = (now + leaseMillis, owner, now)
                 if row.status == .pending { row.status = .processing }
                 s.rows[id] = row
                 claimed.append(
@@ -106,9 +109,10 @@ public final class MemoryStore: JobStore {
 
     public func release(id: String) throws { state.withLock { $0.rows[id]?.leaseUntil = 0 } }
 
-    public func releaseLeases() throws -> Int {
+    public func releaseLeases(owner: String?) throws -> Int {
         state.withLock { s in
-            let leased = s.rows.filter { $0.value.leaseUntil > 0 }.map(\.key)
+            for (chore, holder) in s.chores where owner == nil || holder.node == owner { s.chores[chore]!.until = 0 }
+            let leased = s.rows.filter { $0.value.leaseUntil > 0 && (owner == nil || $0.value.leaseOwner == owner) }.map(\.key)
             for id in leased { s.rows[id]!.leaseUntil = 0 }
             return leased.count
         }
@@ -170,7 +174,8 @@ public final class MemoryStore: JobStore {
             s.order.compactMap { id -> JobInHand? in
                 guard let row = s.rows[id], row.status == .processing || row.status == .delivering, row.leaseUntil > now else { return nil }
                 return JobInHand(
-                    id: id, op: row.job.spec.op, status: row.status, attempts: row.attempts, createdAt: row.job.createdAt, leaseUntil: row.leaseUntil)
+                    id: id, op: row.job.spec.op, status: row.status, attempts: row.attempts, createdAt: row.job.createdAt, leaseUntil: row.leaseUntil,
+                    owner: row.leaseOwner, leasedAt: row.leasedAt)
             }.prefix(limit).sorted { ($0.leaseUntil, $0.id) < ($1.leaseUntil, $1.id) }
         }
     }
@@ -205,9 +210,47 @@ public final class MemoryStore: JobStore {
 
     public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int { 0 }
 
-    public func heartbeat(pid: Int, activeWorkers: Int, circuits: [Circuit], stats: DeliveryStats, now: UnixMillis) throws {
-        state.withLock { $0.daemon = DaemonStatus(pid: pid, activeWorkers: activeWorkers, heartbeatAt: now, circuits: circuits, stats: stats) }
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+        state.withLock { s in
+            s.nodes[node.id] = node
+            guard node.stoppedAt == nil else { return [] }
+            return renew.filter { id in
+                guard let row = s.rows[id], row.leaseOwner == node.id, row.leaseUntil > now else { return false }
+                s.rows[id]!.leaseUntil = now + leaseMillis
+                return true
+            }
+        }
     }
 
-    public func daemonStatus() throws -> DaemonStatus? { state.withLock { $0.daemon } }
+    public func nodes() throws -> [NodeStatus] {
+        state.withLock { s in s.nodes.values.sorted { ($0.name, $0.startedAt, $0.id) < ($1.name, $1.startedAt, $1.id) } }
+    }
+
+    public func pruneNodes(before: UnixMillis) throws -> Int {
+        state.withLock { s in
+            let old = s.nodes.values.filter { $0.heartbeatAt < before }.map(\.id)
+            for id in old { s.nodes[id] = nil }
+            return old.count
+        }
+    }
+
+    public func takeChore(_ chore: Chore, node: String, until: UnixMillis, now: UnixMillis) throws -> Bool {
+        state.withLock { s in
+            if let holder = s.chores[chore], holder.node != node, holder.until > now { return false }
+            s.chores[chore] = (node, until)
+            return true
+        }
+    }
+
+    public func rescue(nodeTimeoutMillis: Int64, now: UnixMillis) throws -> [Rescue] {
+        state.withLock { s in
+            var counts: [String: Int] = [:]
+            for (id, row) in s.rows where (row.status == .processing || row.status == .delivering) && row.leaseUntil > now {
+                guard s.nodes[row.leaseOwner]?.liveness(now: now, timeoutMillis: nodeTimeoutMillis) != .alive else { continue }
+                s.rows[id]!.leaseUntil = 0
+                counts[row.leaseOwner, default: 0] += 1
+            }
+            return counts.sorted { $0.key < $1.key }.map { Rescue(owner: $0.key, name: s.nodes[$0.key]?.name, jobs: $0.value) }
+        }
+    }
 }

@@ -92,6 +92,7 @@ import WorkEngine
             var held = try store.jobsInHand(now: now + 20, limit: 10)
             #expect(Set(held.map(\.id)) == Set(claimed.map(\.id)))
             #expect(held.allSatisfy { $0.op == .hash && $0.status == .processing && $0.leaseUntil == now + 1010 })
+            #expect(held.allSatisfy { $0.owner == "" && $0.leasedAt == now + 10 }, "who holds it and since when")
             #expect(try store.jobsInHand(now: now + 20, limit: 2).count == 2, "bounded by the limit")
             #expect(try store.oldestPendingCreatedAt() == now + 3, "the one left pending")
             #expect(try store.jobsInHand(now: now + 1010, limit: 10).isEmpty, "a lease run out is in nobody's hand")
@@ -294,6 +295,107 @@ import WorkEngine
         }
     }
 
+    func node(_ id: String, _ name: String, heartbeat: UnixMillis, started: UnixMillis = 0, stopped: UnixMillis? = nil) -> NodeStatus {
+        NodeStatus(id: id, name: name, pid: 42, startedAt: started, heartbeatAt: heartbeat, stoppedAt: stopped)
+    }
+
+    /// One claim per owner, in order: returns each owner's job id.
+    func claimOne(_ store: any JobStore, owners: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+        try owners.map { owner in try #require(try store.claim(limit: 1, leaseMillis: leaseMillis, now: now, owner: owner).first).id }
+    }
+
+    /// A heartbeat renews the leases of its jobs in hand that it still owns and that have not run out, and no
+    /// other: not another node's, not one given back, not once stopped.
+    @Test(arguments: Backend.allCases) func aHeartbeatRenewsOnlyItsOwnLiveLeases(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            for i in 0..<4 { _ = try store.enqueue(job(now - 10 + Int64(i)), backlogLimit: 10) }
+            let ids = try claimOne(store, owners: ["a", "a", "b", "a"], leaseMillis: 1000, now: now)
+            try store.release(id: ids[3])
+            let renewed = try store.heartbeat(node("a", "node-a", heartbeat: now + 500), renew: ids + ["nope"], leaseMillis: 1000, now: now + 500)
+            #expect(Set(renewed) == Set(ids[0...1]), "b's job and the released one are not a's to renew")
+            let held = try store.jobsInHand(now: now + 1200, limit: 10)
+            #expect(held.map(\.id).sorted() == ids[0...1].sorted(), "b's lease ran out at its end; a's runs on")
+            #expect(held.allSatisfy { $0.leaseUntil == now + 1500 && $0.owner == "a" && $0.leasedAt == now }, "renewal moves the end, not the claim")
+            #expect(try store.heartbeat(node("a", "node-a", heartbeat: now + 1600), renew: ids, leaseMillis: 1000, now: now + 1600).isEmpty,
+                "a lease run out is not renewed: another node may have it")
+            _ = try store.claim(limit: 1, leaseMillis: 1000, now: now + 1600, owner: "a")
+            #expect(
+                try store.heartbeat(node("a", "node-a", heartbeat: now + 1700, stopped: now + 1700), renew: ids, leaseMillis: 1000, now: now + 1700)
+                    .isEmpty, "a stopped node renews nothing")
+        }
+    }
+
+    /// The rescuer takes back the leases of nodes that are not alive (dead, stopped, or with no row) and
+    /// leaves the alive node's alone; its jobs are due at once.
+    @Test(arguments: Backend.allCases) func theRescueTakesBackOnlyDeadNodesJobs(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            for i in 0..<4 { _ = try store.enqueue(job(now - 10 + Int64(i)), backlogLimit: 10) }
+            for n in [node("alive", "a", heartbeat: now), node("dead", "d", heartbeat: now - 10_000), node("stopped", "s", heartbeat: now, stopped: now)] {
+                _ = try store.heartbeat(n, renew: [], leaseMillis: 60_000, now: n.heartbeatAt)
+            }
+            let ids = try claimOne(store, owners: ["alive", "dead", "stopped", "ghost"], leaseMillis: 60_000, now: now)
+            #expect(try store.claim(limit: 10, leaseMillis: 60_000, now: now, owner: "alive").isEmpty, "every job is leased")
+            let rescued = try store.rescue(nodeTimeoutMillis: 10_000, now: now + 1)
+            #expect(
+                rescued.sorted { $0.owner < $1.owner }
+                    == [Rescue(owner: "dead", name: "d", jobs: 1), Rescue(owner: "ghost", name: nil, jobs: 1), Rescue(owner: "stopped", name: "s", jobs: 1)])
+            #expect(try store.jobsInHand(now: now + 1, limit: 10).map(\.id) == [ids[0]], "the alive node keeps its job")
+            let again = try store.claim(limit: 10, leaseMillis: 60_000, now: now + 2, owner: "alive")
+            #expect(Set(again.map(\.id)) == Set(ids[1...]), "due at once, not after their 60 s leases")
+            #expect(try store.rescue(nodeTimeoutMillis: 10_000, now: now + 3).isEmpty, "nothing left to rescue")
+            #expect(try store.rescue(nodeTimeoutMillis: 10_000, now: now + 10_000).count == 1, "the alive node, once silent for the timeout, is dead too")
+        }
+    }
+
+    /// A chore has one holder: it keeps it by asking again, and another node gets it only once its time passed
+    /// or its holder gave it up.
+    @Test(arguments: Backend.allCases) func aChoreHasOneHolderAtATime(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let t = WallClock.nowMillis()
+            #expect(try store.takeChore(.rescue, node: "a", until: t + 1000, now: t), "free: taken")
+            #expect(try !store.takeChore(.rescue, node: "b", until: t + 1500, now: t + 500), "held by a")
+            #expect(try store.takeChore(.rescue, node: "a", until: t + 1500, now: t + 500), "its holder keeps it")
+            #expect(try !store.takeChore(.rescue, node: "b", until: t + 2400, now: t + 1400))
+            #expect(try store.takeChore(.retention, node: "b", until: t + 2400, now: t + 1400), "each chore on its own")
+            #expect(try store.takeChore(.rescue, node: "b", until: t + 2500, now: t + 1500), "a's time passed: b's now")
+            #expect(try !store.takeChore(.rescue, node: "a", until: t + 2600, now: t + 1600))
+            #expect(try store.releaseLeases(owner: "b") == 0)
+            #expect(try store.takeChore(.rescue, node: "a", until: t + 2600, now: t + 1600), "b gave its chores up when it stopped")
+            #expect(try store.takeChore(.retention, node: "a", until: t + 2600, now: t + 1600))
+        }
+    }
+
+    /// One row per node start, written again by each heartbeat; a clean stop gives back only that node's
+    /// leases; rows stopped or silent past the cut are pruned.
+    @Test(arguments: Backend.allCases) func nodeRowsAndACleanStop(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            // On a whole second: a circuit's time is stored as ISO 8601.
+            let circuit = Circuit(host: "10.0.0.1:443", state: .open, consecutiveFailures: 5, retryAt: (now / 1000 + 30) * 1000)
+            var b = node("b2", "b", heartbeat: now, started: now)
+            (b.activeWorkers, b.circuits) = (3, [circuit])
+            for n in [node("b1", "b", heartbeat: now - 7_200_000, started: now - 9_000_000, stopped: now - 7_200_000), node("a1", "a", heartbeat: now - 10), b] {
+                _ = try store.heartbeat(n, renew: [], leaseMillis: 1000, now: n.heartbeatAt)
+            }
+            b.heartbeatAt = now + 1000
+            _ = try store.heartbeat(b, renew: [], leaseMillis: 1000, now: now + 1000)
+            let rows = try store.nodes()
+            #expect(rows.map(\.id) == ["a1", "b1", "b2"], "one row per start, by name then start")
+            #expect(rows.last == b, "every field read back as written, the heartbeat's time moved")
+            #expect(rows[1].stoppedAt == now - 7_200_000)
+
+            for i in 0..<3 { _ = try store.enqueue(job(now - 10 + Int64(i)), backlogLimit: 10) }
+            _ = try claimOne(store, owners: ["a1", "b2", "b2"], leaseMillis: 60_000, now: now)
+            #expect(try store.releaseLeases(owner: "b2") == 2, "its own two")
+            #expect(try store.jobsInHand(now: now, limit: 10).map(\.owner) == ["a1"])
+            #expect(try store.pruneNodes(before: now - 3_600_000) == 1)
+            #expect(try store.nodes().map(\.id) == ["a1", "b2"])
+            #expect(try store.releaseLeases(owner: nil) == 1, "nil: every lease")
+        }
+    }
+
     @Test(arguments: Backend.allCases) func deliveryStatsRideOnTheHeartbeat(_ backend: Backend) throws {
         try Fixture.with(backend) { store, _ throws in
             var stats = DeliveryStats()
@@ -303,8 +405,9 @@ import WorkEngine
             stats.commitToDelivered.observe(0.004)  // first bucket (<= 5 ms)
             stats.commitToDelivered.observe(7200)  // above every bound
             stats.claimLag.observe(-1)  // clock skew reads as no lag
-            try store.heartbeat(pid: 7, activeWorkers: 1, circuits: [], stats: stats, now: WallClock.nowMillis())
-            let read = try #require(try store.daemonStatus()).stats
+            let now = WallClock.nowMillis()
+            _ = try store.heartbeat(NodeStatus(id: "n1", name: "a", pid: 7, startedAt: now, heartbeatAt: now, stats: stats), renew: [], leaseMillis: 1000, now: now)
+            let read = try #require(try store.nodes().first).stats
             #expect(read == stats)
             #expect(read.attempts == [.delivered: 1, .retry: 1, .gaveUp: 1])
             #expect(read.commitToDelivered.counts.first == 1 && read.commitToDelivered.counts.last == 1 && read.commitToDelivered.count == 2)
