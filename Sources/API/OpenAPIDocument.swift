@@ -1097,12 +1097,30 @@ enum OpenAPIDocument {
            "minimum": 0
           },
           "claimed_at": {
-           "type": "string"
+           "type": "string",
+           "description": "when the node claimed it (heartbeats renew its lease, not this)"
           },
           "lease_until": {
            "type": "string"
+          },
+          "node": {
+           "type": [
+            "string",
+            "null"
+           ],
+           "description": "the name of the deliveryd node holding it; null when that node's row is gone"
           }
          }
+        }
+       },
+       "nodes": {
+        "type": [
+         "array",
+         "null"
+        ],
+        "description": "every deliveryd node (the latest start of each name); null when the database did not answer",
+        "items": {
+         "$ref": "#/components/schemas/DeliverydNode"
         }
        }
       }
@@ -1239,7 +1257,7 @@ enum OpenAPIDocument {
          "integer",
          "null"
         ],
-        "description": "since deliveryd's last heartbeat; null when it never ran or stopped cleanly"
+        "description": "since the freshest heartbeat of a node not stopped; null when none ran or every one stopped cleanly"
        },
        "open_circuits": {
         "type": [
@@ -1253,12 +1271,76 @@ enum OpenAPIDocument {
          "array",
          "null"
         ],
-        "description": "those hosts in detail; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS); null (unknown) while deliveryd is not running",
+        "description": "those hosts in detail, summed over the alive nodes; shown to operators only (WORKFCGI_OPERATOR_ADDRESSES, WORKFCGI_OPERATOR_HOSTS); null (unknown) while no node is running",
         "items": {
          "type": "object"
         }
+       },
+       "nodes_alive": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "deliveryd nodes whose heartbeat is younger than WORKFCGI_NODE_TIMEOUT; the service is degraded when none is"
+       },
+       "nodes": {
+        "type": "array",
+        "description": "every deliveryd node (the latest start of each name); shown to operators only",
+        "items": {
+         "$ref": "#/components/schemas/DeliverydNode"
+        }
        }
       }
+     }
+    }
+   },
+   "DeliverydNode": {
+    "type": "object",
+    "required": [
+     "name",
+     "id",
+     "pid",
+     "state",
+     "heartbeat_age_ms",
+     "jobs_in_hand",
+     "open_circuits",
+     "started_at"
+    ],
+    "properties": {
+     "name": {
+      "type": "string",
+      "description": "WORKFCGI_NODE_NAME"
+     },
+     "id": {
+      "type": "string",
+      "description": "this start's id, the owner of the leases it takes"
+     },
+     "pid": {
+      "type": "integer"
+     },
+     "state": {
+      "enum": [
+       "alive",
+       "stopped",
+       "dead"
+      ],
+      "description": "dead: not stopped cleanly and no heartbeat for WORKFCGI_NODE_TIMEOUT (its jobs are rescued)"
+     },
+     "heartbeat_age_ms": {
+      "type": "integer",
+      "minimum": 0,
+      "description": "since its last heartbeat, or its clean stop"
+     },
+     "jobs_in_hand": {
+      "type": "integer",
+      "minimum": 0,
+      "description": "jobs it is working on; 0 unless alive"
+     },
+     "open_circuits": {
+      "type": "integer",
+      "minimum": 0,
+      "description": "its own open or half-open circuit breakers (each node keeps its own); 0 unless alive"
+     },
+     "started_at": {
+      "type": "string"
      }
     }
    }

@@ -76,6 +76,12 @@ import Testing
         ("WORKFCGI_SLOW_LOG", "fast"),
         ("WORKFCGI_SLOW_LOG", "0s"),
         ("WORKFCGI_BACKLOG_LIMT", "10"),
+        ("WORKFCGI_NODE_NAME", "node a"),
+        ("WORKFCGI_NODE_NAME", "nöde"),
+        ("WORKFCGI_NODE_NAME", "a\"}"),
+        ("WORKFCGI_NODE_NAME", String(repeating: "n", count: 65)),
+        ("WORKFCGI_NODE_TIMEOUT", "1s"),
+        ("WORKFCGI_NODE_TIMEOUT", "10"),
     ])
     func refusesNamingTheVariable(name: String, value: String) {
         #expect {
@@ -83,6 +89,15 @@ import Testing
         } throws: { error in
             (error as? ConfigError)?.variable == name
         }
+    }
+
+    /// The node's name goes into /metrics labels and logs as it is: 1 to 64 of a host name's characters.
+    @Test func nodeNameAndTimeout() throws {
+        let s = try Settings(environment: ["WORKFCGI_NODE_NAME": "deliveryd-2.eu_west", "WORKFCGI_NODE_TIMEOUT": "3s"])
+        #expect(s.nodeName == "deliveryd-2.eu_west" && s.nodeTimeoutSeconds == 3)
+        let defaults = try Settings(environment: [:])
+        #expect(defaults.nodeTimeoutSeconds == 10 && defaults.nodeName == Settings.hostName(), "the host name by default")
+        #expect(Settings.isNodeName(String(repeating: "n", count: 64)) && !Settings.isNodeName(""))
     }
 
     @Test func durations() {
