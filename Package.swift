@@ -92,7 +92,7 @@ let package = Package(
             name: "deliveryd",
             dependencies: [
                 "CallbackPolicy", "Config", "Delivery", "Doorbell", "Handlers", "Lifecycle", "Store", "WorkEngine",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .executableTarget(

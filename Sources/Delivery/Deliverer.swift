@@ -64,7 +64,7 @@ public final class Deliverer: Sendable {
     public func stop() { handle { $0.stop(now: WallClock.nowMillis()) } }
 
     /// Runs the claim loop on the calling thread until `stop()`, then waits for the jobs in hand.
-    public func run(doorbell: DoorbellListener) {
+    public func run(wakeup: any Wakeup) {
         dispatcher.start()
         recorder.start(
             recorded: { [self] records in handle { $0.recorded(records, now: WallClock.nowMillis()); return [] } },
@@ -107,7 +107,7 @@ public final class Deliverer: Sendable {
                 logger.error("claim failed", metadata: ["error": "\(error)"])
             }
             guard queued > 0 else {
-                doorbell.wait(timeout: options.pollSeconds)
+                wakeup.wait(timeout: options.pollSeconds)
                 continue
             }
             for _ in 0..<queued { work.signal() }

@@ -72,6 +72,13 @@ public final class PostgresCluster: Sendable {
         return url(searchPath: schema)
     }
 
+    /// The rows `sql` returns (psql's unaligned output: one line a row, columns split by `|`), run as the
+    /// superuser: for what a test does to the server itself (pg_stat_activity, pg_terminate_backend).
+    public func query(_ sql: String) throws -> [String] {
+        try run([Self.bin + "/psql", "-X", "-q", "-A", "-t", "-h", directory, "-U", "postgres", "-d", "postgres", "-c", sql])
+            .split(separator: "\n").map(String.init)
+    }
+
     /// `postgresql:///postgres?host=<folder>&user=postgres`, with a search_path when given.
     public func url(searchPath: String? = nil) -> String {
         let host = directory.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~"))) ?? directory
@@ -83,7 +90,8 @@ public final class PostgresCluster: Sendable {
     /// open in the child closes, and the server `pg_ctl start` leaves behind inherits it, so waitUntilExit
     /// never returned (the store tests hung on their first PostgreSQL test). Output goes to a file, and the
     /// tool gets no other descriptor of ours, for the same reason.
-    private func run(_ arguments: [String]) throws {
+    @discardableResult
+    private func run(_ arguments: [String]) throws -> String {
         let command = runAs + arguments
         let outputPath = directory + "/tool-\(UUID().uuidString.prefix(8)).out"
         let output = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -103,9 +111,8 @@ public final class PostgresCluster: Sendable {
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         // WIFEXITED and WEXITSTATUS, which Swift does not import.
         let exitCode = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        guard exitCode == 0 else {
-            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-            throw Failure(description: "\(arguments.first ?? "") exited \(exitCode): \(text)")
-        }
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard exitCode == 0 else { throw Failure(description: "\(arguments.first ?? "") exited \(exitCode): \(text)") }
+        return text
     }
 }

@@ -18,15 +18,18 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 final class PostgresConnection: @unchecked Sendable {
     private let url: String
     private let sessionSettings: [String]
+    private let parameters: [(String, String)]
     private var handle: OpaquePointer?
     /// Prepared statements by SQL text; forgotten when the connection is reset (the server forgot them too).
     private var statements: [String: String] = [:]
 
     /// `url` is a libpq connection URI or keyword string. `sessionSettings` are run after every connect
-    /// (e.g. `SET synchronous_commit = on`).
-    init(url: String, sessionSettings: [String] = []) throws {
+    /// (e.g. `SET synchronous_commit = on`). `parameters` are libpq keywords given before the URL's own (which
+    /// win), after the defaults (which they replace).
+    init(url: String, sessionSettings: [String] = [], parameters: [(String, String)] = []) throws {
         self.url = url
         self.sessionSettings = sessionSettings
+        self.parameters = parameters
         try connect()
     }
 
@@ -37,8 +40,8 @@ final class PostgresConnection: @unchecked Sendable {
         handle = nil
         statements = [:]
         // Given first, so the URL's own values win: a bounded connect, and a name in pg_stat_activity.
-        let keywords = ["connect_timeout", "application_name", "dbname"]
-        let values = ["5", "workfcgi", url]
+        let keywords = ["connect_timeout", "application_name"] + parameters.map(\.0) + ["dbname"]
+        let values = ["5", "workfcgi"] + parameters.map(\.1) + [url]
         handle = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
         guard let handle, PQstatus(handle) == CONNECTION_OK else {
             let message = handle.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
@@ -142,13 +145,19 @@ final class PostgresConnection: @unchecked Sendable {
         return (Self.rows(result), result.flatMap { PQcmdStatus($0) }.map { String(cString: $0) } ?? "")
     }
 
+    /// A channel to notify when the current transaction commits (deliveryd's listeners, PostgresListener):
+    /// set by a write that made a job due, so a batch of them notifies once. PostgreSQL delivers the
+    /// notification at commit and drops it on rollback, so a listener is never woken for a job not committed.
+    var notifyAtCommit: String?
+
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     func transaction<T>(_ body: () throws -> T) throws -> T {
         try query("BEGIN")
         inTransaction = true
-        defer { inTransaction = false }
+        defer { (inTransaction, notifyAtCommit) = (false, nil) }
         do {
             let value = try body()
+            if let channel = notifyAtCommit { try query("SELECT pg_notify($1, '')", [.text(channel)]) }
             // COMMIT of a transaction that failed half-way answers ROLLBACK, without an error.
             guard try run("COMMIT", []).tag == "COMMIT" else {
                 throw PostgresError(sqlState: "40000", message: "the transaction was rolled back")
@@ -194,6 +203,30 @@ final class PostgresConnection: @unchecked Sendable {
             rows.append(Row(values: values))
         }
         return rows
+    }
+}
+
+// What a listening connection needs (PostgresListener): its socket to poll, and the notifications read off it.
+extension PostgresConnection {
+    /// The connection's socket, to poll for input (-1 when not connected).
+    var socket: Int32 { handle.map(PQsocket) ?? -1 }
+
+    /// The server's process id for this connection (pg_stat_activity.pid; 0 when not connected).
+    var backendPID: Int32 { handle.map(PQbackendPID) ?? 0 }
+
+    /// Reads what the server sent, without blocking, and returns how many notifications arrived (freed: the
+    /// listener needs only that there were some). Throws when the connection is lost.
+    func takeNotifications() throws -> Int {
+        guard let handle, PQconsumeInput(handle) == 1, PQstatus(handle) == CONNECTION_OK else {
+            let message = handle.map { String(cString: PQerrorMessage($0)).trimmingTrailingNewlines } ?? "not connected"
+            throw PostgresError(sqlState: "", message: message.isEmpty ? "the connection was lost" : message)
+        }
+        var count = 0
+        while let notification = PQnotifies(handle) {
+            PQfreemem(notification)
+            count += 1
+        }
+        return count
     }
 }
 

@@ -11,6 +11,8 @@ import WorkEngine
 /// - every such write first locks the `counters` row, so the backlog bound, the per-client bounds, the size
 ///   bound and the idempotency check see every node's commits: two nodes cannot both take the last slot;
 /// - claims take due rows `FOR UPDATE SKIP LOCKED`, so nodes claiming together never wait on each other;
+/// - every commit that makes a job due (an /async batch, a redeliver) notifies the database's jobs channel
+///   (`PostgresNotify`), which every deliveryd node listens on (`PostgresListener`);
 /// - the size bound counts the rows' bytes (input, spec, result, and every unfinished job's reserve), kept in
 ///   the same row by a trigger, not the files: PostgreSQL's files also hold WAL, indexes and dead rows until
 ///   vacuum, which are the database's operator's to size.
@@ -25,6 +27,8 @@ public final class PostgresStore: JobStore {
     /// Bounds this process's connections besides the writer's (PostgreSQL's max_connections is shared by all nodes).
     private let slots: DispatchSemaphore
     private let writer: GroupCommitWriter<PostgresConnection>
+    /// Where deliveryd's listeners wait (per schema: `PostgresNotify`).
+    private let channel: String
 
     /// Connects to `url` (a libpq connection URI or keyword string) and migrates the schema if needed.
     /// `durability` as for SQLiteStore: `full` waits for every commit's WAL flush (`synchronous_commit = on`, the
@@ -40,6 +44,7 @@ public final class PostgresStore: JobStore {
         slots = DispatchSemaphore(value: max(1, connections))
         let writeConnection = try PostgresConnection(url: url, sessionSettings: sessionSettings)
         try PostgresSchema.migrate(writeConnection)
+        channel = try PostgresNotify.channel(writeConnection)
         switch sizeBound {
         case nil: break
         case .sets(let bytes):
@@ -158,6 +163,8 @@ public final class PostgresStore: JobStore {
                     job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .text(job.client),
                     .int(room.highTurn.map { $0 + 1 } ?? 0), .text(specText), .int(reserve),
                 ])
+            // One notification for the batch, at its commit, whatever the number of jobs in it.
+            db.notifyAtCommit = channel
             return EnqueueOutcome.accepted(id: job.id)
         }
     }
@@ -349,6 +356,8 @@ public final class PostgresStore: JobStore {
                     delivery_error = NULL, delivered_at = NULL
                 WHERE id = $2
                 """, [.int(now), .text(id)])
+            // An operator on one node wakes deliveryd on every node.
+            db.notifyAtCommit = channel
             return .requeued
         }
     }
@@ -380,6 +389,7 @@ public final class PostgresStore: JobStore {
                     """, [.int(now), .text(id)])
                 if !rows.isEmpty { requeued.append(id) }
             }
+            if !requeued.isEmpty { db.notifyAtCommit = channel }
             return BulkRedeliverResult(requeued: requeued, more: chosen.more)
         }
     }

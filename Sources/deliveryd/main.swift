@@ -84,16 +84,30 @@ struct Deliveryd: ParsableCommand {
                 logger: logger)
             CallbackClient.globalInit()
             let doorbell = try DoorbellListener(path: settings.doorbellSocket)
+            // On PostgreSQL every node's commits wake the claim loop (LISTEN/NOTIFY), and this host's doorbell still
+            // does: it needs no connection, so local jobs wake it at once while the listener reconnects.
+            let wakeup: any Wakeup = settings.databaseURL.map { url in
+                let signal = WakeSignal()
+                doorbell.forward(to: signal)
+                // Kept by its own thread, for the process's life.
+                _ = PostgresListener(url: url, wake: signal.ring) { logger.listener($0) }
+                return signal
+            } ?? doorbell
             // The claim loop runs on the main thread; it returns once stopped and the jobs in hand are finished.
             return Service(
                 summary: [
                     "workers": "\(settings.workers)", "node": settings.nodeName, "node_id": deliverer.node.id,
                     "db": sqlite == nil ? "postgresql" : settings.databasePath, "doorbell": settings.doorbellSocket,
+                    "wakeup": sqlite == nil ? "doorbell, LISTEN" : "doorbell",
                     "retry_schedule": "\(settings.retrySchedule)",
                 ],
-                stop: deliverer.stop,
+                // Rung so the claim loop sees the stop at once, not after its poll interval.
+                stop: { [ownBell = Doorbell(path: settings.doorbellSocket)] in
+                    deliverer.stop()
+                    ownBell.ring()
+                },
                 wait: {
-                    deliverer.run(doorbell: doorbell)
+                    deliverer.run(wakeup: wakeup)
                     doorbell.removeSocketFile()
                     store.close()
                 },

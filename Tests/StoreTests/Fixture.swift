@@ -20,7 +20,8 @@ final class Fixture: Sendable {
     private let directory: String
     /// The SQLite database's file.
     var sqlitePath: String { directory + "/t.db" }
-    private let postgresURL: String?
+    /// The PostgreSQL database's URL (its own schema), for what opens a connection besides the stores.
+    let postgresURL: String?
     private let stores = Mutex<[any JobStore]>([])
 
     init(_ backend: Backend) throws {
