@@ -212,12 +212,12 @@ import Testing
         var port: Int
     }
 
-    /// One request straight to a node, as nginx sends it from 127.0.0.1 (an operator's address).
+    /// One request straight to a node, as nginx sends it from 127.0.0.1 for 127.0.0.1 (an operator's address and host).
     static func fastCGI(_ node: Node, _ method: String, _ path: String, body: String = "", key: String? = nil) throws -> (status: Int, body: String) {
         let bytes = Array(body.utf8)
         var params = [
             ("REQUEST_METHOD", method), ("SCRIPT_NAME", path), ("REQUEST_URI", path), ("REMOTE_ADDR", "127.0.0.1"),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"), ("HTTP_HOST", "127.0.0.1"),
         ]
         if method == "POST" { params += [("CONTENT_TYPE", "application/json"), ("CONTENT_LENGTH", "\(bytes.count)")] }
         if let key { params.append(("HTTP_IDEMPOTENCY_KEY", key)) }
