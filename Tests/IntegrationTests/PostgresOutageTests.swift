@@ -8,7 +8,7 @@ import Testing
 /// Retry-After, never a 202; /healthz says the database is not connected; /sync still answers, its record
 /// lost and counted. Once it is back /async is 202 again and deliveryd claims again, neither restarted, and
 /// every job acknowledged before the outage (some in flight to the receiver, some between retries) is
-/// delivered.
+/// delivered. The outage outlasts the lease (4 s) of the jobs deliveryd holds.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct PostgresOutageTests {
     @Test(arguments: PostgresCluster.StopMode.allCases)
     func databaseDownAndBack(mode: PostgresCluster.StopMode) async throws {
@@ -48,24 +48,30 @@ import Testing
         #expect(health?.headers["retry-after"] != nil, "\(health?.text ?? "")")
         #expect(health?.json?["status"] as? String != "ok", "\(health?.text ?? "")")
 
-        // Every /async while it is down: 503 store_unavailable with Retry-After, never a 202.
-        var refusals = 0
-        for i in 0..<20 {
+        // Every /async while it is down: 503 store_unavailable with Retry-After, never a 202. For 5 s, past the
+        // 4 s lease of the jobs deliveryd holds (their callbacks sent, their attempts not recorded).
+        var (refusals, probes) = (0, 0)
+        while Date().timeIntervalSince(stopped) < 5 {
+            let i = probes
+            probes += 1
             let r = try client.postJSON(stack.baseURL + "/async", job("ok/during-\(i)"))
             if r.status == 202 { Issue.record("a 202 while the database was down: \(r.text)") }
             let error = r.json?["error"] as? [String: Any]
             #expect(r.status == 503 && error?["code"] as? String == "store_unavailable", "\(i): \(r.status) \(r.text)")
             #expect(r.headers["retry-after"] == "1", "\(i): \(r.headers)")
             if r.status == 503 { refusals += 1 }
-            usleep(50_000)
+            usleep(100_000)
         }
+        #expect(probes >= 10, "probed while down: \(probes)")
         // The records cannot be read either; /sync is computed and answered, its record lost and counted.
         #expect(try client.get(stack.baseURL + "/requests/\(warm)").status == 503)
         let sync = try client.postJSON(stack.baseURL + "/sync", #"{"text": "while down"}"#)
         #expect(sync.status == 200 && sync.json?["status"] as? String == "completed", "\(sync.text)")
 
-        let restarted = Date()
+        let starting = Date()
         try cluster.start()
+        let startTook = Date().timeIntervalSince(starting)
+        let restarted = Date()
         // The same processes: no restart of workfcgi or deliveryd.
         var after: String?
         var answers: [String] = []
@@ -98,8 +104,8 @@ import Testing
         let duplicates = receiver.delivered.filter { expected.contains($0.webhookID) }.count - expected.count
         print(
             "outage (\(mode)): pg_ctl stop took \(String(format: "%.2f", stopTook)) s, /healthz down after "
-                + "\(String(format: "%.2f", healthTook)) s, \(refusals)/20 /async refused 503 while down, 202 again "
-                + "\(String(format: "%.2f", acceptTook)) s after the start (answers: \(answers)), \(expected.count) acknowledged jobs delivered, "
+                + "\(String(format: "%.2f", healthTook)) s, \(refusals)/\(probes) /async refused 503 while down, pg_ctl start took "
+                + "\(String(format: "%.2f", startTook)) s, 202 again \(String(format: "%.2f", acceptTook)) s after it (answers: \(answers)), \(expected.count) acknowledged jobs delivered, "
                 + "\(duplicates) duplicate deliveries (same webhook-id)")
         await receiver.stop()
     }
