@@ -25,6 +25,13 @@ public final class PostgresCluster: Sendable {
 
     private static let started = Result { try PostgresCluster() }
 
+    /// A cluster of the caller's own, for a test that stops and starts the server under a running stack
+    /// without disturbing the other tests on the shared one. `remove()` ends it (the watcher also does, when
+    /// the process ends).
+    public static func privateCluster() throws -> PostgresCluster {
+        try PostgresCluster()
+    }
+
     private init() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.bin + "/initdb") else {
             throw Failure(description: "\(Self.bin)/initdb is missing: scripts/setup --for-tests installs postgresql-15")
@@ -60,9 +67,24 @@ public final class PostgresCluster: Sendable {
         ])
     }
 
-    /// Stops the server at once (connections are cut, as when a database host goes down).
-    public func stop() throws {
-        try run([Self.bin + "/pg_ctl", "-D", directory + "/data", "-w", "-t", "30", "stop", "-m", "immediate"])
+    /// How `stop` ends the server (pg_ctl's `-m`).
+    public enum StopMode: String, Sendable, CaseIterable, CustomStringConvertible {
+        /// Sessions are ended with an error, a checkpoint is written, then the server exits: an operator's stop.
+        case fast
+        /// Every process is killed at once, no checkpoint; the next start replays the WAL: a crash.
+        case immediate
+        public var description: String { rawValue }
+    }
+
+    /// Stops the server; `immediate` (the default) cuts connections at once, as when a database host goes down.
+    public func stop(_ mode: StopMode = .immediate) throws {
+        try run([Self.bin + "/pg_ctl", "-D", directory + "/data", "-w", "-t", "30", "stop", "-m", mode.rawValue])
+    }
+
+    /// Stops the server and deletes its folder (a private cluster, once its test is done).
+    public func remove() {
+        try? stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// A fresh schema of its own for one test, and the connection URI that works in it.

@@ -237,6 +237,12 @@ final class Stack: @unchecked Sendable {
         }
     }
 
+    /// Whether the service this stack started is still the process running (not exited, not restarted).
+    func isRunning(_ service: Service) -> Bool {
+        if service == .nginx { return frontEndPID.map { kill($0, 0) == 0 } ?? false }
+        return processes[service]?.isRunning ?? false
+    }
+
     /// kill -9: no chance to clean up.
     func crash(_ service: Service) {
         if service == .nginx, let pid = frontEndPID {

@@ -1,5 +1,6 @@
 import Foundation
 import Harness
+import Synchronization
 import Testing
 
 /// FastCGI over TCP (WORKFCGI_API_SOCKET / WORKFCGI_SYNC_SOCKET as HOST:PORT) behind the real nginx, with
@@ -170,16 +171,21 @@ import Testing
         #expect(directives.filter { $0.contains("max_fails=") }.count == 4)
     }
 
-    /// Two workfcgi nodes (127.0.0.11, 127.0.0.12) on one PostgreSQL behind nginx/upstream.conf: an
-    /// idempotency key is one job whichever node it reaches, and with node 1 killed /async is still 202.
-    @Test func twoNodesBehindOneUpstream() async throws {
+    /// Two workfcgi nodes on one PostgreSQL behind nginx/upstream.conf: the stack's own workfcgi on 127.0.0.11
+    /// (node 1) and a second one spawned on 127.0.0.12 (node 2, `workfcgi-2.log`), each answering /healthz
+    /// itself. Returns once both do; the caller ends node 2 (its pid). `settings` go to both nodes and deliveryd.
+    static func twoNodes(
+        settings: [String: String] = [:]
+    ) throws -> (stack: Stack, one: (api: Int, sync: Int), two: (api: Int, sync: Int), node2: pid_t) {
         let url = try PostgresCluster.shared().freshDatabase()
         let one = (api: try Stack.freePort(), sync: try Stack.freePort())
         let two = (api: try Stack.freePort(), sync: try Stack.freePort())
-        let stack = try Stack(settings: [
+        var all = [
             "WORKFCGI_DATABASE_URL": url, "WORKFCGI_API_SOCKET": "127.0.0.11:\(one.api)", "WORKFCGI_SYNC_SOCKET": "127.0.0.11:\(one.sync)",
             "WORKFCGI_FRONTEND_ADDRESSES": "127.0.0.1/32",
-        ])
+        ]
+        for (k, v) in settings { all[k] = v }
+        let stack = try Stack(settings: all)
         try Self.upstreamConfig(port: stack.port, nodes: [one, two])
             .write(to: stack.directory.appendingPathComponent("nginx/site.conf"), atomically: true, encoding: .utf8)
         var second = stack.environment
@@ -188,46 +194,168 @@ import Testing
         let node2 = try Stack.spawn(
             Stack.binDirectory.appendingPathComponent("workfcgi").path, [], environment: second, directory: stack.directory.path,
             log: stack.runDirectory + "/workfcgi-2.log")
+        do {
+            try stack.start()
+            // nginx's /healthz may have been node 2's answer: wait for each node itself.
+            try stack.waitFor("node 1") { (try? Self.fastCGI(.init(host: "127.0.0.11", port: one.api), "GET", "/healthz"))?.status == 200 }
+            try stack.waitFor("node 2") { (try? Self.fastCGI(.init(host: "127.0.0.12", port: two.api), "GET", "/healthz"))?.status == 200 }
+        } catch {
+            kill(node2, SIGKILL)
+            _ = Stack.reap(node2, timeout: 10)
+            throw error
+        }
+        return (stack, one, two, node2)
+    }
+
+    struct Node {
+        var host: String
+        var port: Int
+    }
+
+    /// One request straight to a node, as nginx sends it from 127.0.0.1 for 127.0.0.1 (an operator's address and host).
+    static func fastCGI(_ node: Node, _ method: String, _ path: String, body: String = "", key: String? = nil) throws -> (status: Int, body: String) {
+        let bytes = Array(body.utf8)
+        var params = [
+            ("REQUEST_METHOD", method), ("SCRIPT_NAME", path), ("REQUEST_URI", path), ("REMOTE_ADDR", "127.0.0.1"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"), ("HTTP_HOST", "127.0.0.1"),
+        ]
+        if method == "POST" { params += [("CONTENT_TYPE", "application/json"), ("CONTENT_LENGTH", "\(bytes.count)")] }
+        if let key { params.append(("HTTP_IDEMPOTENCY_KEY", key)) }
+        return try FastCGIClient.request(host: node.host, port: node.port, params: params, body: bytes)
+    }
+
+    static func requestID(_ text: String) -> String? {
+        ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any])?["request_id"] as? String
+    }
+
+    /// Issue 19's topology: two workfcgi nodes (127.0.0.11, 127.0.0.12) behind nginx/upstream.conf, two deliveryd
+    /// on the same PostgreSQL, one receiver. An idempotency key through node 1 then node 2 is one job; a
+    /// redeliver through each node is sent again with the same webhook-id. Then an /async storm from 16 client
+    /// addresses, each job with its own Idempotency-Key that its client retries until a 202 (as a client whose
+    /// answer was lost does), with deliveryd 1 and then workfcgi node 1 killed with SIGKILL midway: every
+    /// acknowledged job's callback arrives, duplicates only under the job's own webhook-id, counted. The lease
+    /// is short (3 s): a dead deliveryd's jobs come back to the other when their leases run out.
+    @Test func twoNodesAndTwoDeliverydWithOneOfEachKilledMidStorm() async throws {
+        let (stack, one, two, node2) = try Self.twoNodes(settings: [
+            "WORKFCGI_LEASE": "3s", "WORKFCGI_CALLBACK_TIMEOUT": "1s", "WORKFCGI_BACKLOG_LIMIT": "100000", "WORKFCGI_DURABILITY": "full",
+        ])
         defer {
             kill(node2, SIGKILL)
             _ = Stack.reap(node2, timeout: 10)
         }
-        try stack.start()
+        // deliveryd 2: the same database, its own doorbell (workfcgi rings deliveryd 1's; 2 claims on its 200 ms poll).
+        var env = stack.environment
+        env["WORKFCGI_DOORBELL_SOCKET"] = stack.runDirectory + "/deliveryd-2.sock"
+        let deliveryd2 = try Stack.spawn(
+            Stack.binDirectory.appendingPathComponent("deliveryd").path, [], environment: env, directory: stack.directory.path,
+            log: stack.runDirectory + "/deliveryd-2.log")
+        defer {
+            kill(deliveryd2, SIGKILL)
+            _ = Stack.reap(deliveryd2, timeout: 10)
+        }
+        try stack.waitFor("deliveryd 2") { FileManager.default.fileExists(atPath: stack.runDirectory + "/deliveryd-2.sock") }
         let receiver = try CallbackReceiver()
         let port = try await receiver.start()
-        let health = [("REQUEST_METHOD", "GET"), ("SCRIPT_NAME", "/healthz"), ("REMOTE_ADDR", "127.0.0.1")]
-        // nginx's /healthz may have been node 2's answer: wait for each node itself.
-        try stack.waitFor("node 1") { (try? FastCGIClient.request(host: "127.0.0.11", port: one.api, params: health))?.status == 200 }
-        try stack.waitFor("node 2") { (try? FastCGIClient.request(host: "127.0.0.12", port: two.api, params: health))?.status == 200 }
+        defer { receiver.stopNow() }
+        let (node1, node2API) = (Node(host: "127.0.0.11", port: one.api), Node(host: "127.0.0.12", port: two.api))
+        func deliveries(_ id: String) -> Int { receiver.delivered.filter { $0.webhookID == id }.count }
 
         // The same key through node 1, then node 2: one job, the second answer a replay.
-        let body = Array(#"{"text": "one job", "callback_url": "http://127.0.0.1:\#(port)/ok/key"}"#.utf8)
-        let post = [
-            ("REQUEST_METHOD", "POST"), ("SCRIPT_NAME", "/async"), ("CONTENT_TYPE", "application/json"), ("REMOTE_ADDR", "127.0.0.1"),
-            ("CONTENT_LENGTH", "\(body.count)"), ("HTTP_IDEMPOTENCY_KEY", "order-7"),
-        ]
-        let first = try FastCGIClient.request(host: "127.0.0.11", port: one.api, params: post, body: body)
-        let replay = try FastCGIClient.request(host: "127.0.0.12", port: two.api, params: post, body: body)
+        let body = #"{"text": "one job", "callback_url": "http://127.0.0.1:\#(port)/ok/key"}"#
+        let first = try Self.fastCGI(node1, "POST", "/async", body: body, key: "order-7")
+        let replay = try Self.fastCGI(node2API, "POST", "/async", body: body, key: "order-7")
         #expect(first.status == 202 && replay.status == 202, "\(first) \(replay)")
-        func id(_ text: String) -> String? {
-            ((try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any])?["request_id"] as? String
-        }
-        let job = try #require(id(first.body))
-        #expect(id(replay.body) == job)
+        let job = try #require(Self.requestID(first.body))
+        #expect(Self.requestID(replay.body) == job)
+        let other = try stack.submit(#"{"text": "two", "callback_url": "http://127.0.0.1:\#(port)/ok/other"}"#)
 
-        // Node 1 dies: nginx's connection to it fails before anything is sent, so the POST goes to node 2.
-        stack.crash(.workfcgi)
-        let client = HTTPClient()
-        var ids: [String] = []
-        for i in 0..<6 {
-            let response = try client.postJSON(
-                stack.baseURL + "/async", #"{"text": "after \#(i)", "callback_url": "http://127.0.0.1:\#(port)/ok/\#(i)"}"#)
-            #expect(response.status == 202, "\(i): \(response.text)")
-            if let id = response.json?["request_id"] as? String { ids.append(id) }
+        // A redeliver through each node: sent again, the same webhook-id.
+        for (id, node) in [(job, node2API), (other, node1)] {
+            try stack.waitForStatus(id, "completed")
+            #expect(deliveries(id) == 1)
+            let redeliver = try Self.fastCGI(node, "POST", "/requests/\(id)/redeliver")
+            #expect(redeliver.status == 202, "\(node.host): \(redeliver)")
+            #expect(await receiver.wait(timeout: 20) { calls in calls.filter { $0.webhookID == id && $0.answered == 200 }.count == 2 }, "\(node.host)")
         }
-        #expect(ids.count == 6)
-        let expected = Set(ids + [job])
-        #expect(await receiver.wait(timeout: 30) { calls in expected.isSubset(of: Set(calls.map(\.webhookID))) })
-        await receiver.stop()
+
+        // The storm.
+        let total = 800
+        let next = Atomic<Int>(0)
+        let acked = Mutex<Set<String>>([])
+        let retried = Atomic<Int>(0)
+        let unacked = Atomic<Int>(0)
+        let stormDone = DispatchGroup()
+        for t in 0..<16 {
+            stormDone.enter()
+            Thread {
+                let client = HTTPClient(timeoutSeconds: 10, sourceAddress: "127.0.1.\(t + 1)")
+                while true {
+                    let i = next.add(1, ordering: .relaxed).oldValue
+                    guard i < total else { break }
+                    let body = #"{"text": "job \#(i)", "callback_url": "http://127.0.0.1:\#(port)/ok/storm"}"#
+                    var id: String?
+                    for attempt in 0..<100 {
+                        if attempt > 0 {
+                            _ = retried.add(1, ordering: .relaxed)
+                            usleep(30_000)
+                        }
+                        if let r = try? client.postJSON(stack.baseURL + "/async", body, headers: ["Idempotency-Key": "storm-\(i)"]),
+                            r.status == 202
+                        {
+                            id = r.json?["request_id"] as? String
+                            break
+                        }
+                    }
+                    if let id { acked.withLock { _ = $0.insert(id) } } else { unacked.add(1, ordering: .relaxed) }
+                }
+                stormDone.leave()
+            }.start()
+        }
+        func whenAcked(_ n: Int) async {
+            while acked.withLock({ $0.count }) < n && next.load(ordering: .relaxed) < total {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        await whenAcked(total / 4)
+        stack.crash(.deliveryd)
+        await whenAcked(total / 2)
+        stack.crash(.workfcgi)
+        let killedAt = acked.withLock { $0.count }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in stormDone.notify(queue: .global()) { c.resume() } }
+
+        let acknowledged = acked.withLock { $0 }
+        let all = await receiver.wait(timeout: 60) { calls in
+            Set(calls.filter { $0.answered == 200 }.map(\.webhookID)).isSuperset(of: acknowledged)
+        }
+        let storm = receiver.delivered.filter { $0.path == "/ok/storm" }
+        let delivered = Set(storm.map(\.webhookID))
+        let missing = acknowledged.subtracting(delivered)
+        // A duplicate is the same job again: its body names the request its webhook-id does.
+        let mismatched = storm.filter { call in
+            ((try? JSONSerialization.jsonObject(with: Data(call.body))) as? [String: Any])?["request_id"] as? String != call.webhookID
+        }
+        print(
+            "two nodes: \(total) jobs from 16 addresses, \(acknowledged.count) acknowledged (\(killedAt) when node 1 was killed), "
+                + "\(unacked.load(ordering: .relaxed)) never acknowledged, \(retried.load(ordering: .relaxed)) retries, "
+                + "\(delivered.intersection(acknowledged).count) delivered, \(missing.count) missing, \(storm.count - delivered.count) duplicate "
+                + "deliveries (same webhook-id), \(delivered.subtracting(acknowledged).count) delivered without a 202 seen")
+        #expect(acknowledged.count == total, "every job is acknowledged once its client retries with its key")
+        #expect(all && missing.isEmpty, "acknowledged but never delivered: \(missing.prefix(5))")
+        #expect(mismatched.isEmpty, "a callback whose webhook-id is not its job's: \(mismatched.prefix(3).map(\.webhookID))")
+        #expect(delivered.subtracting(acknowledged).isEmpty, "a job nobody got a 202 for: the key made every retry the same job")
+
+        // After the kills: node 2 and deliveryd 2 alone. A redeliver through nginx (node 2) still goes out.
+        let last = try #require(acknowledged.first)
+        let before = deliveries(last)
+        #expect(try HTTPClient().request("POST", stack.baseURL + "/requests/\(last)/redeliver").status == 202)
+        #expect(await receiver.wait(timeout: 20) { calls in calls.filter { $0.webhookID == last && $0.answered == 200 }.count > before })
+        try stack.waitFor("the queue to drain", timeout: 20) {
+            (try? Self.fastCGI(node2API, "GET", "/healthz")).flatMap { Self.json($0.body)?["queue_depth"] as? Int } == 0
+        }
+        #expect(kill(deliveryd2, 0) == 0 && kill(node2, 0) == 0, "the survivors still run")
+    }
+
+    static func json(_ text: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
     }
 }
