@@ -111,6 +111,17 @@ public struct Settings: Sendable, Equatable {
         frontendAddresses = FrontendAddresses(
             try CIDR.list(try env.list("FRONTEND_ADDRESSES", default: FrontendAddresses.loopback), variable: Self.prefix + "FRONTEND_ADDRESSES"))
         doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")
+        // Two pools on one socket: the second bind fails, or (a path) the second server removes the first's socket.
+        if syncListen.overlaps(apiListen) {
+            throw ConfigError(
+                variable: Self.prefix + "SYNC_SOCKET",
+                message: "'\(syncSocket)' is the same socket as WORKFCGI_API_SOCKET='\(apiSocket)': each pool needs its own")
+        }
+        for (name, listen, text) in [("SYNC_SOCKET", syncListen, syncSocket), ("API_SOCKET", apiListen, apiSocket)]
+        where listen.overlaps(.unix(path: doorbellSocket)) {
+            throw ConfigError(
+                variable: Self.prefix + name, message: "'\(text)' is the same socket as WORKFCGI_DOORBELL_SOCKET='\(doorbellSocket)'")
+        }
         syncConcurrency = try env.int("SYNC_CONCURRENCY", default: 10, 1...1000)
         syncWaitMilliseconds = Int(try env.duration("SYNC_WAIT", default: 2, 0...300) * 1000)
         syncThreads = try env.int("SYNC_THREADS", default: 64, 1...4096)
