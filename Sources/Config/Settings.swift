@@ -13,6 +13,8 @@ public struct Settings: Sendable, Equatable {
     public var apiListen: ListenAddress
     /// The peers a TCP FastCGI socket admits (WORKFCGI_FRONTEND_ADDRESSES); unix sockets check uids instead.
     public var frontendAddresses: FrontendAddresses
+    /// How long a FastCGI connection has from its accept to a complete request (BEGIN_REQUEST, params, body).
+    public var fastcgiReadTimeoutSeconds: Double
     public var doorbellSocket: String
     public var syncConcurrency: Int
     public var syncWaitMilliseconds: Int
@@ -110,6 +112,9 @@ public struct Settings: Sendable, Equatable {
         apiListen = try listen("API_SOCKET", apiSocket)
         frontendAddresses = FrontendAddresses(
             try CIDR.list(try env.list("FRONTEND_ADDRESSES", default: FrontendAddresses.loopback), variable: Self.prefix + "FRONTEND_ADDRESSES"))
+        // A front end that buffers the request (nginx, by default) sends it in one go: a peer still sending
+        // after 5 s is dripping it, and holds a pool thread meanwhile.
+        fastcgiReadTimeoutSeconds = try env.duration("FASTCGI_READ_TIMEOUT", default: 5, 0.1...3600)
         doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")
         // Two pools on one socket: the second bind fails, or (a path) the second server removes the first's socket.
         if syncListen.overlaps(apiListen) {
