@@ -54,7 +54,7 @@ final class Metrics: Sendable {
             refused[reason] = registry.makeCounter(
                 descriptor: Self.name(
                     "fastcgi_refused_peers", "total",
-                    "FastCGI connections refused: user (a unix socket peer not in WORKFCGI_FRONTEND_USERS, 403) or address (a TCP peer outside WORKFCGI_FRONTEND_ADDRESSES, closed unread)."),
+                    "FastCGI connections refused: user (a unix socket peer not in WORKFCGI_FRONTEND_USERS, 403), address (a TCP peer outside WORKFCGI_FRONTEND_ADDRESSES, closed unread) or local_user (a TCP peer on this machine whose socket's user is not in WORKFCGI_FRONTEND_USERS or cannot be looked up, closed unread)."),
                 labels: [("reason", reason.rawValue)])
         }
         refusedPeers = refused

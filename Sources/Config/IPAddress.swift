@@ -77,11 +77,37 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
     public var prefix: Int
 
     public init?(_ text: String) {
-        let parts = text.split(separator: "/", maxSplits: 1)
-        guard let address = IPAddress(String(parts[0])) else { return nil }
-        let maxPrefix = address.bytes.count * 8
-        let prefix = parts.count == 2 ? Int(parts[1]) : maxPrefix
-        guard let prefix, (0...maxPrefix).contains(prefix) else { return nil }
+        guard let cidr = try? CIDR(parsing: text) else { return nil }
+        self = cidr
+    }
+
+    /// The network form only, as a typo guard: a prefix of plain decimal digits (no sign, no leading zero) and
+    /// no host bits set (`10.0.0.5/8` is refused, naming `10.0.0.0/8`). An IPv4-mapped range
+    /// (`::ffff:10.0.0.0/104`) is the IPv4 range it maps (`10.0.0.0/8`): peers are matched as IPv4 addresses.
+    public init(parsing text: String) throws(CIDRError) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard var address = IPAddress(String(parts[0])) else {
+            throw CIDRError(message: "'\(text)' is not an address or a CIDR like 10.1.0.0/16")
+        }
+        var maxPrefix = address.bytes.count * 8
+        var prefix = maxPrefix
+        if parts.count == 2 {
+            let digits = parts[1].utf8
+            guard !digits.isEmpty, digits.count <= 3, digits.allSatisfy({ (48...57).contains($0) }), digits.count == 1 || digits.first != 48,
+                let value = Int(parts[1]), value <= maxPrefix
+            else {
+                throw CIDRError(message: "'\(text)': the prefix must be a number from 0 to \(maxPrefix), without a sign or leading zeros")
+            }
+            prefix = value
+        }
+        if let ipv4 = address.unmappedIPv4, prefix >= 96 {
+            (address, prefix, maxPrefix) = (ipv4, prefix - 96, 32)
+        }
+        let network = address.masked(to: prefix)
+        guard network == address else {
+            throw CIDRError(
+                message: "'\(text)' has host bits set: the network is \(network)/\(prefix) (one address is \(address)/\(maxPrefix))")
+        }
         self.address = address
         self.prefix = prefix
     }
@@ -89,15 +115,32 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(address)/\(prefix)" }
 }
 
+public struct CIDRError: Error, Sendable, Equatable {
+    public var message: String
+}
+
+extension IPAddress {
+    /// The address with every bit past the first `prefix` cleared.
+    public func masked(to prefix: Int) -> IPAddress {
+        var bytes = self.bytes
+        for i in 0..<bytes.count {
+            let keep = min(8, max(0, prefix - i * 8))
+            bytes[i] &= keep == 8 ? 0xff : ~(0xff >> UInt8(keep))
+        }
+        return IPAddress(bytes: bytes)!
+    }
+}
+
 extension CIDR {
     /// Ranges from a setting's list; a malformed one is refused naming the variable.
     public static func list(_ texts: [String], variable: String) throws(ConfigError) -> [CIDR] {
         var cidrs: [CIDR] = []
         for text in texts {
-            guard let cidr = CIDR(text) else {
-                throw ConfigError(variable: variable, message: "'\(text)' is not an address or a CIDR like 10.1.0.0/16")
+            do throws(CIDRError) {
+                cidrs.append(try CIDR(parsing: text))
+            } catch {
+                throw ConfigError(variable: variable, message: error.message)
             }
-            cidrs.append(cidr)
         }
         return cidrs
     }

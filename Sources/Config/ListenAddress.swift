@@ -41,6 +41,30 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     public var isTCP: Bool { if case .tcp = self { true } else { false } }
 
+    /// Whether two listeners would be one socket: the same path (`run/api.sock`, `./run//api.sock`), or the
+    /// same port on an address both take (equal hosts, or a wildcard covering the other: 0.0.0.0 every IPv4
+    /// address, [::] every address, IPv4 included, as it listens dual-stack).
+    public func overlaps(_ other: ListenAddress) -> Bool {
+        switch (self, other) {
+        case (.unix(let a), .unix(let b)):
+            return Self.lexical(a) == Self.lexical(b)
+        case (.tcp(let hostA, let portA), .tcp(let hostB, let portB)):
+            guard portA == portB else { return false }
+            let (a, b) = (hostA.unmappedIPv4 ?? hostA, hostB.unmappedIPv4 ?? hostB)
+            func covers(_ wildcard: IPAddress, _ other: IPAddress) -> Bool {
+                wildcard.bytes.allSatisfy { $0 == 0 } && (!wildcard.isIPv4 || other.isIPv4)
+            }
+            return a == b || covers(a, b) || covers(b, a)
+        default:
+            return false
+        }
+    }
+
+    /// A path without its `.` components and repeated slashes (`..` is left: it depends on links).
+    static func lexical(_ path: String) -> String {
+        (path.hasPrefix("/") ? "/" : "") + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
+
     public var description: String {
         switch self {
         case .unix(let path): path
@@ -74,6 +98,12 @@ public struct FrontendAddresses: Sendable, Equatable {
 }
 
 extension IPAddress {
+    /// 127.0.0.0/8 or ::1 (an IPv4-mapped address as the IPv4 address it is): always this machine.
+    public var isLoopback: Bool {
+        let address = unmappedIPv4 ?? self
+        return address.isIPv4 ? address.bytes[0] == 127 : address.bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
     /// The IPv4 address inside `::ffff:a.b.c.d`; nil for any other address.
     public var unmappedIPv4: IPAddress? {
         guard bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff else { return nil }

@@ -17,6 +17,8 @@ public struct Settings: Sendable, Equatable {
     public var apiListen: ListenAddress
     /// The peers a TCP FastCGI socket admits (WORKFCGI_FRONTEND_ADDRESSES); unix sockets check uids instead.
     public var frontendAddresses: FrontendAddresses
+    /// How long a FastCGI connection has from its accept to a complete request (BEGIN_REQUEST, params, body).
+    public var fastcgiReadTimeoutSeconds: Double
     public var doorbellSocket: String
     public var syncConcurrency: Int
     public var syncWaitMilliseconds: Int
@@ -119,7 +121,21 @@ public struct Settings: Sendable, Equatable {
         apiListen = try listen("API_SOCKET", apiSocket)
         frontendAddresses = FrontendAddresses(
             try CIDR.list(try env.list("FRONTEND_ADDRESSES", default: FrontendAddresses.loopback), variable: Self.prefix + "FRONTEND_ADDRESSES"))
+        // A front end that buffers the request (nginx, by default) sends it in one go: a peer still sending
+        // after 5 s is dripping it, and holds a pool thread meanwhile.
+        fastcgiReadTimeoutSeconds = try env.duration("FASTCGI_READ_TIMEOUT", default: 5, 0.1...3600)
         doorbellSocket = try env.string("DOORBELL_SOCKET", default: runDirectory + "/deliveryd.sock")
+        // Two pools on one socket: the second bind fails, or (a path) the second server removes the first's socket.
+        if syncListen.overlaps(apiListen) {
+            throw ConfigError(
+                variable: Self.prefix + "SYNC_SOCKET",
+                message: "'\(syncSocket)' is the same socket as WORKFCGI_API_SOCKET='\(apiSocket)': each pool needs its own")
+        }
+        for (name, listen, text) in [("SYNC_SOCKET", syncListen, syncSocket), ("API_SOCKET", apiListen, apiSocket)]
+        where listen.overlaps(.unix(path: doorbellSocket)) {
+            throw ConfigError(
+                variable: Self.prefix + name, message: "'\(text)' is the same socket as WORKFCGI_DOORBELL_SOCKET='\(doorbellSocket)'")
+        }
         syncConcurrency = try env.int("SYNC_CONCURRENCY", default: 10, 1...1000)
         syncWaitMilliseconds = Int(try env.duration("SYNC_WAIT", default: 2, 0...300) * 1000)
         syncThreads = try env.int("SYNC_THREADS", default: 64, 1...4096)

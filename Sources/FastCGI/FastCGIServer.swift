@@ -30,7 +30,8 @@ public final class FastCGIServer: Sendable {
     /// Who may talk FastCGI to this server. FastCGI params are believed (REMOTE_ADDR is the client's address
     /// for the operator rule, idempotency keys and bounds), so only the front end may be a peer: the socket
     /// file is 0660 with the front end's group, and every connection's peer uid (SO_PEERCRED) is checked as well.
-    /// Over TCP the peer's address is checked instead (`addresses`), before any FastCGI record is read.
+    /// Over TCP the peer's address is checked, before any FastCGI record is read, and a peer on this machine
+    /// must be a front-end user too: the kernel tells which user owns its socket.
     public struct Access: Sendable {
         /// The socket file's group (the front end's); nil keeps this process's group.
         public var group: gid_t?
@@ -38,24 +39,98 @@ public final class FastCGIServer: Sendable {
         public var peers: Set<uid_t>?
         /// Peer addresses a TCP socket admits (WORKFCGI_FRONTEND_ADDRESSES).
         public var addresses: FrontendAddresses
+        /// How long a connection has, from its accept (or a kept-alive one from its next request's first byte),
+        /// to send a complete request: BEGIN_REQUEST, the params and the body (WORKFCGI_FASTCGI_READ_TIMEOUT).
+        public var readTimeout: Duration
         /// Told of a refused peer (its uid and pid), at most once every 10 s, with how many refusals since.
         public var onRefused: @Sendable (_ uid: uid_t, _ pid: pid_t, _ count: Int) -> Void
         /// Told of a refused TCP peer (its address), at most once every 10 s, with how many refusals since.
         public var onRefusedAddress: @Sendable (_ address: String, _ count: Int) -> Void
+        /// Told of a refused TCP peer on this machine (its address, and who owns its socket or why that is not
+        /// known), at most once every 10 s, with how many refusals since.
+        public var onRefusedLocalPeer: @Sendable (_ address: String, _ owner: LocalPeer, _ count: Int) -> Void
+        /// Told of connections closed because their request was not complete within `readTimeout`, at most
+        /// once every 10 s, with how many since.
+        public var onReadTimeout: @Sendable (_ count: Int) -> Void
         /// Told of every refusal, for the metrics.
         public var counted: @Sendable (PeerRefusal) -> Void
         public init(
-            group: gid_t?, peers: Set<uid_t>?, addresses: FrontendAddresses = .loopbackOnly,
+            group: gid_t?, peers: Set<uid_t>?, addresses: FrontendAddresses = .loopbackOnly, readTimeout: Duration = .seconds(5),
             onRefused: @escaping @Sendable (uid_t, pid_t, Int) -> Void = { _, _, _ in },
             onRefusedAddress: @escaping @Sendable (String, Int) -> Void = { _, _ in },
+            onRefusedLocalPeer: @escaping @Sendable (String, LocalPeer, Int) -> Void = { _, _, _ in },
+            onReadTimeout: @escaping @Sendable (Int) -> Void = { _ in },
             counted: @escaping @Sendable (PeerRefusal) -> Void = { _ in }
         ) {
             self.group = group
             self.peers = peers
             self.addresses = addresses
+            self.readTimeout = readTimeout
             self.onRefused = onRefused
             self.onRefusedAddress = onRefusedAddress
+            self.onRefusedLocalPeer = onRefusedLocalPeer
+            self.onReadTimeout = onReadTimeout
             self.counted = counted
+        }
+
+        /// The one rule for a peer's user, on a unix socket (SO_PEERCRED) and over TCP from this machine
+        /// (sock_diag): a front-end user, this process's own user or root (the set given), or anyone when no set is.
+        public func admitsUser(_ uid: uid_t) -> Bool {
+            peers?.contains(uid) ?? true
+        }
+
+        /// What becomes of a TCP connection from `peer`, decided before any byte of it is read. `isLocal` and
+        /// `owner` ask the kernel, and are asked only when needed: a loopback peer is on this machine without
+        /// asking, and a peer on another machine has no owner this machine could know.
+        func tcpVerdict(peer: IPAddress, isLocal: () -> Result<Bool, LookupFailure>, owner: () -> LocalPeer) -> TCPVerdict {
+            let peer = peer.unmappedIPv4 ?? peer
+            guard addresses.admits(peer) else { return .refuse(.address, nil) }
+            if !peer.isLoopback {
+                switch isLocal() {
+                case .success(false): return .admit  // another machine: its users cannot be told apart (README)
+                case .failure(let failure): return .refuse(.localUser, .lookupFailed(failure))
+                case .success(true): break
+                }
+            }
+            let owner = owner()
+            if case .user(let uid) = owner, admitsUser(uid) { return .admit }
+            return .refuse(.localUser, owner)
+        }
+    }
+
+    /// A TCP connection's fate on accept.
+    enum TCPVerdict: Equatable {
+        case admit
+        /// Closed unread: why, and for a peer on this machine what the kernel said of its socket.
+        case refuse(PeerRefusal, LocalPeer?)
+    }
+
+    /// A kernel lookup (sock_diag, the route to an address) that did not answer.
+    public struct LookupFailure: Swift.Error, Sendable, Equatable, CustomStringConvertible {
+        /// What was asked: `sock_diag` or `route`.
+        public var lookup: String
+        public var errno: Int32
+        public var description: String { "\(lookup) lookup failed: \(String(cString: strerror(errno)))" }
+    }
+
+    /// Who owns the socket at the other end of a TCP connection from this machine, as the kernel tells it.
+    public enum LocalPeer: Sendable, Equatable, CustomStringConvertible {
+        /// The user that created the socket.
+        case user(uid_t)
+        /// The socket is there, but no process holds it (closed, time-wait): nobody to vouch for what was sent.
+        case unowned
+        /// The address is this machine's but no such socket is (it was closed and reset meanwhile).
+        case gone
+        /// The kernel did not answer: refused, as nobody could be told apart.
+        case lookupFailed(LookupFailure)
+
+        public var description: String {
+            switch self {
+            case .user(let uid): "uid \(uid)"
+            case .unowned: "its socket is no process's (closed)"
+            case .gone: "its socket is gone"
+            case .lookupFailed(let failure): "its user could not be looked up (\(failure))"
+            }
         }
     }
 
@@ -65,14 +140,32 @@ public final class FastCGIServer: Sendable {
         case user
         /// A TCP peer outside WORKFCGI_FRONTEND_ADDRESSES (closed unread).
         case address
+        /// A TCP peer on this machine whose socket's user is not a front-end user's, or could not be looked
+        /// up (closed unread).
+        case localUser = "local_user"
     }
 
-    /// One pool thread's FastCGI request and whether it is waiting for the next request.
+    /// One pool thread's FastCGI request and what it is doing.
     private final class Slot: @unchecked Sendable {
         var request = FCGX_Request()
-        let idle = Mutex(false)
+        let state = Mutex(SlotState())
         /// The pool thread serving this slot (pthread_t), once it runs.
         let thread = Atomic<UInt>(0)
+    }
+
+    /// What `stop()` and the watchdog act on. `connection` is the slot's own descriptor of its connection, a
+    /// dup of libfcgi's: libfcgi closes its own inside FCGX_Accept_r when a request is malformed, and that
+    /// number may be another connection's by the time anyone acts on it. This one is closed only by the pool
+    /// thread, after it is cleared here, so a shutdown through it always reaches the right connection.
+    private struct SlotState {
+        /// Waiting for a connection or, on a kept-alive one, for the next request.
+        var idle = false
+        var connection: Int32 = -1
+        /// Uptime ns by which the watchdog shuts the connection down; 0: none.
+        var deadline: UInt64 = 0
+        /// The deadline is the request's (not the close's): expiring, it is logged.
+        var reading = false
+        var expired = false
     }
 
     /// Wakes pool threads out of accept on an inherited socket (see `stop`).
@@ -94,8 +187,18 @@ public final class FastCGIServer: Sendable {
     /// Threads between accepting a request and finishing its answer.
     private let busy = Atomic<Int>(0)
     private let finished = DispatchGroup()
-    /// When a refused peer was last reported (uptime ns), and the refusals since.
-    private let refusals = Mutex<(reportedAt: UInt64, count: Int)>((0, 0))
+    /// When each kind of refusal (and a read timeout, as nil) was last reported (uptime ns), and how many since.
+    private let refusals = Mutex<[PeerRefusal?: (reportedAt: UInt64, count: Int)]>([:])
+    /// The read deadline in ns, and how long an idle kept-alive connection may wait for its next request.
+    private let readTimeout: UInt64
+    static let keptAliveIdle: Int32 = 30_000
+    /// How long closing a connection may wait for the peer's end (libfcgi reads until EOF, 2 s between reads
+    /// but without a total: a peer sending a byte a second held it for ever).
+    static let closeTimeout: UInt64 = 2_000_000_000
+    /// The watchdog sleeps on this when no deadline is armed; arming one wakes it.
+    private let watchdogWake = DispatchSemaphore(value: 0)
+    private let watchdogParked = Atomic<Bool>(false)
+    private let watchdogDone = Atomic<Bool>(false)
 
     /// Must run once per process before any server is created.
     public static func initialize() {
@@ -137,6 +240,16 @@ public final class FastCGIServer: Sendable {
         var one: Int32 = 1
         // A restart must not wait for the old connections' TIME_WAIT to end.
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if !host.isIPv4 {
+            // Dual stack, whatever net.ipv6.bindv6only says: [::] takes IPv4 peers too (as ::ffff:a.b.c.d, checked
+            // as the IPv4 address they are), as PHP-FPM's `listen = [::]:9000`; a specific IPv6 address is IPv6 only anyway.
+            var zero: Int32 = 0
+            guard setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &zero, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+                let reason = String(cString: strerror(errno))
+                close(fd)
+                throw Error(description: "cannot listen on \(label): IPV6_V6ONLY: \(reason)")
+            }
+        }
         var storage = sockaddr_storage()
         let length: Int
         if host.isIPv4 {
@@ -193,15 +306,24 @@ public final class FastCGIServer: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.access = access
         self.handler = handler
+        let (seconds, attoseconds) = access.readTimeout.components
+        readTimeout = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
         slots = (0..<threads).map { _ in Slot() }
     }
 
     /// Starts the pool threads.
     public func start() {
+        let watchdog = Thread { [self] in
+            workfcgi_name_thread("deadline-\(name)")
+            watch()
+        }
+        watchdog.stackSize = 1 << 18
+        watchdog.start()
         for (i, slot) in slots.enumerated() {
-            // TCP: libfcgi gets no listening socket, so that no path of its own (a retry after a malformed
-            // request) can accept a connection past the address check.
-            FCGX_InitRequest(&slot.request, tcp ? -1 : listenFD, 0)
+            // libfcgi gets no listening socket: the pool threads accept (TCP: checking the peer before libfcgi
+            // reads a byte; both: starting the read deadline), and no path of libfcgi's own (a retry after a
+            // malformed request) can accept a connection past that.
+            FCGX_InitRequest(&slot.request, -1, 0)
             finished.enter()
             let thread = Thread { [self] in
                 workfcgi_name_thread("\(name)-\(i)")  // for ps, top and /proc
@@ -230,9 +352,9 @@ public final class FastCGIServer: Sendable {
             shutdown(listenFD, Int32(SHUT_RDWR))
         }
         for slot in slots {
-            slot.idle.withLock { idle in
-                // An idle thread may be parked on a kept-alive connection from nginx: wake its read.
-                if idle && slot.request.ipcFd >= 0 { shutdown(slot.request.ipcFd, Int32(SHUT_RDWR)) }
+            slot.state.withLock { state in
+                // An idle thread may be waiting on a kept-alive connection from the front end: wake it.
+                if state.idle && state.connection >= 0 { shutdown(state.connection, Int32(SHUT_RDWR)) }
             }
         }
     }
@@ -243,12 +365,14 @@ public final class FastCGIServer: Sendable {
         while finished.wait(timeout: .now() + .milliseconds(50)) == .timedOut {
             if inherited && stopping.load(ordering: .sequentiallyConsistent) { wakeAcceptingThreads() }
         }
+        watchdogDone.store(true, ordering: .sequentiallyConsistent)
+        watchdogWake.signal()
         close(listenFD)
         if !inherited && !tcp { unlink(socketPath) }
     }
 
     private func wakeAcceptingThreads() {
-        for slot in slots where slot.idle.withLock({ $0 }) {
+        for slot in slots where slot.state.withLock({ $0.idle }) {
             let thread = slot.thread.load(ordering: .sequentiallyConsistent)
             if thread != 0 { _ = workfcgi_signal_thread(thread, Self.wakeSignal) }
         }
@@ -256,46 +380,68 @@ public final class FastCGIServer: Sendable {
 
     private func serve(_ slot: Slot) {
         while true {
-            let proceed = slot.idle.withLock { idle -> Bool in
+            let proceed = slot.state.withLock { state -> Bool in
                 if stopping.load(ordering: .sequentiallyConsistent) { return false }
-                idle = true
+                state.idle = true
                 return true
             }
             guard proceed else { break }
-            // A connection the front end kept alive (FCGI_KEEP_CONN) was admitted when it was accepted.
-            if tcp && slot.request.ipcFd < 0 {
-                let accepted = acceptAdmitted()
-                slot.idle.withLock { $0 = false }
-                guard let fd = accepted else {
+            if slot.request.ipcFd < 0 {
+                guard let fd = acceptAdmitted() else {
+                    slot.state.withLock { $0.idle = false }
                     if stopping.load(ordering: .sequentiallyConsistent) { break }
+                    continue
+                }
+                let own = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                guard own >= 0 else {
+                    close(fd)
+                    slot.state.withLock { $0.idle = false }
                     continue
                 }
                 // libfcgi reads the request from this connection as from one it kept alive.
                 slot.request.ipcFd = fd
                 slot.request.keepConnection = 1
+                arm(slot, connection: own, after: readTimeout, reading: true)
+            } else {
+                // A connection the front end keeps alive (FCGI_KEEP_CONN): the next request may take as long as
+                // an idle connection may stay, then has the read deadline from its first byte.
+                guard nextRequestArrives(slot) else {
+                    drop(slot)
+                    if stopping.load(ordering: .sequentiallyConsistent) { break }
+                    continue
+                }
+                arm(slot, connection: nil, after: readTimeout, reading: true)
             }
             let rc = FCGX_Accept_r(&slot.request)
-            slot.idle.withLock { $0 = false }
             guard rc >= 0 else {
+                // Malformed, cut short, or past the deadline: libfcgi closed its descriptor; ours goes too.
+                drop(slot)
                 if stopping.load(ordering: .sequentiallyConsistent) { break }
-                // A connection that failed mid-request: drop it and keep serving.
-                FCGX_Free(&slot.request, 1)
                 continue
             }
             busy.add(1, ordering: .relaxed)
             defer { busy.subtract(1, ordering: .relaxed) }
-            // A peer that never finishes sending its body must not hold this thread for ever.
-            var timeout = timeval(tv_sec: 30, tv_usec: 0)
-            setsockopt(slot.request.ipcFd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let request = read(&slot.request)
+            let expired = slot.state.withLock { state -> Bool in
+                state.deadline = 0
+                state.reading = false
+                return state.expired
+            }
+            // A request cut short (the peer went away, or the deadline shut it down) is not a request: a
+            // truncated body must never be taken for the whole one.
+            guard let request, !expired else {
+                drop(slot)
+                continue
+            }
             let response: HTTPResponse
-            // Over TCP the address was checked on accept; SO_PEERCRED means nothing there.
-            if !tcp, let peers = access.peers, let peer = Self.peer(slot.request.ipcFd), !peers.contains(peer.uid) {
+            // Over TCP the peer was checked on accept; SO_PEERCRED means nothing there.
+            if !tcp, access.peers != nil, let peer = Self.peer(slot.request.ipcFd), !access.admitsUser(peer.uid) {
                 access.counted(.user)
-                if let count = noteRefusal() { access.onRefused(peer.uid, peer.pid, count) }
+                if let count = noteRefusal(.user) { access.onRefused(peer.uid, peer.pid, count) }
                 response = HTTPResponse.error(
                     403, code: "forbidden", message: "this FastCGI peer's user is not a front-end user (WORKFCGI_FRONTEND_USERS)")
             } else {
-                response = handler(read(&slot.request))
+                response = handler(request)
             }
             let bytes = response.wireBytes
             bytes.withUnsafeBufferPointer { buffer in
@@ -303,10 +449,112 @@ public final class FastCGIServer: Sendable {
                     _ = FCGX_PutStr($0, Int32(buffer.count), slot.request.out)
                 }
             }
-            FCGX_Finish_r(&slot.request)
+            finish(slot)
         }
         // Close a kept-alive connection that the loop left open.
+        if slot.request.ipcFd >= 0 { drop(slot) }
+    }
+
+    /// Sets the slot's deadline (and, for a new connection, its own descriptor), and wakes the watchdog if it sleeps.
+    private func arm(_ slot: Slot, connection: Int32?, after nanoseconds: UInt64, reading: Bool) {
+        let deadline = DispatchTime.now().uptimeNanoseconds + nanoseconds
+        slot.state.withLock { state in
+            state.idle = false
+            if let connection { state.connection = connection }
+            state.deadline = deadline
+            state.reading = reading
+            state.expired = false
+        }
+        if watchdogParked.load(ordering: .sequentiallyConsistent) && watchdogParked.exchange(false, ordering: .sequentiallyConsistent) {
+            watchdogWake.signal()
+        }
+    }
+
+    /// Whether the next request's first byte arrives on a kept-alive connection before it has been idle too long.
+    private func nextRequestArrives(_ slot: Slot) -> Bool {
+        let fd = slot.state.withLock { $0.connection }
+        guard fd >= 0 else { return false }
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let n = poll(&entry, 1, Self.keptAliveIdle)
+            if n < 0 && errno == EINTR && !stopping.load(ordering: .sequentiallyConsistent) { continue }
+            return n > 0 && entry.revents & Int16(POLLIN) != 0 && !stopping.load(ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// The slot's connection is abandoned unanswered: closed at once (libfcgi would first wait to read the
+    /// peer's end), with the slot's own descriptor.
+    private func drop(_ slot: Slot) {
+        slot.request.detached = 1
         FCGX_Free(&slot.request, 1)
+        release(slot)
+    }
+
+    /// Clears the slot's state, then closes its own descriptor (no shutdown can reach it after this).
+    private func release(_ slot: Slot) {
+        let fd = slot.state.withLock { state -> Int32 in
+            let fd = state.connection
+            state = SlotState()
+            return fd
+        }
+        if fd >= 0 { close(fd) }
+    }
+
+    /// FCGX_Finish_r, with the close bounded: flushes the answer and the end-of-request record, then keeps the
+    /// connection (FCGI_KEEP_CONN) or closes it, reading the peer's end for at most `closeTimeout`.
+    private func finish(_ slot: Slot) {
+        var close = slot.request.keepConnection == 0
+        if FCGX_FClose(slot.request.err) != 0 { close = true }
+        if FCGX_FClose(slot.request.out) != 0 { close = true }
+        if FCGX_GetError(slot.request.in) != 0 { close = true }
+        guard close else {
+            FCGX_Free(&slot.request, 0)
+            return
+        }
+        arm(slot, connection: nil, after: Self.closeTimeout, reading: false)
+        FCGX_Free(&slot.request, 1)
+        release(slot)
+    }
+
+    /// The watchdog: shuts down every connection past its deadline, which wakes its pool thread's read with an
+    /// end of file. Sleeps until the nearest deadline, or until one is armed when none is.
+    private func watch() {
+        while !watchdogDone.load(ordering: .sequentiallyConsistent) {
+            var (next, timedOut) = expire()
+            if timedOut > 0, let count = noteRefusal(nil, by: timedOut) { access.onReadTimeout(count) }
+            if next == .max {
+                watchdogParked.store(true, ordering: .sequentiallyConsistent)
+                // A deadline armed between the scan and parking saw no parked watchdog: look again.
+                (next, timedOut) = expire()
+                if timedOut > 0, let count = noteRefusal(nil, by: timedOut) { access.onReadTimeout(count) }
+                if next == .max && !watchdogDone.load(ordering: .sequentiallyConsistent) { watchdogWake.wait() }
+                watchdogParked.store(false, ordering: .sequentiallyConsistent)
+            } else {
+                _ = watchdogWake.wait(timeout: DispatchTime(uptimeNanoseconds: next))
+            }
+        }
+    }
+
+    /// Shuts down the connections past their deadline; returns the nearest deadline still armed (.max: none)
+    /// and how many requests timed out.
+    private func expire() -> (next: UInt64, timedOut: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        var next = UInt64.max
+        var timedOut = 0
+        for slot in slots {
+            slot.state.withLock { state in
+                guard state.deadline != 0 else { return }
+                guard state.deadline <= now else {
+                    next = min(next, state.deadline)
+                    return
+                }
+                if state.connection >= 0 { shutdown(state.connection, Int32(SHUT_RDWR)) }
+                if state.reading { timedOut += 1 }
+                state.deadline = 0
+                state.expired = true
+            }
+        }
+        return (next, timedOut)
     }
 
     /// What the pool is doing now, for /status, /metrics and /ui (PHP-FPM's status page: active, total,
@@ -338,19 +586,23 @@ public final class FastCGIServer: Sendable {
         return workfcgi_peer_credentials(fd, &credentials) == 0 ? (credentials.uid, credentials.pid) : nil
     }
 
-    /// Counts a refusal; returns the refusals to report when the last report is 10 s old (or there was none).
-    private func noteRefusal() -> Int? {
+    /// Counts refusals of one kind (nil: read timeouts); returns how many to report when that kind's last
+    /// report is 10 s old (or there was none). Each kind has its own window, so one flood hides no other.
+    private func noteRefusal(_ kind: PeerRefusal?, by count: Int = 1) -> Int? {
         let now = DispatchTime.now().uptimeNanoseconds
-        return refusals.withLock { state -> Int? in
-            state.count += 1
+        return refusals.withLock { all -> Int? in
+            var state = all[kind] ?? (0, 0)
+            state.count += count
+            defer { all[kind] = state }
             guard state.reportedAt == 0 || now &- state.reportedAt >= 10_000_000_000 else { return nil }
             defer { state = (now, 0) }
             return state.count
         }
     }
 
-    /// The next TCP connection from an admitted address; others are closed unread (counted, reported).
-    /// nil when accept fails (the socket was shut down, or a connection vanished before it was taken).
+    /// The next connection. Over TCP only one from an admitted peer (address, and on this machine user); others
+    /// are closed unread (counted, reported). nil when accept fails (the socket was shut down, or a connection
+    /// vanished before it was taken).
     private func acceptAdmitted() -> Int32? {
         while true {
             var storage = sockaddr_storage()
@@ -363,41 +615,87 @@ public final class FastCGIServer: Sendable {
                 if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) { usleep(10_000) }
                 return nil
             }
-            if let peer = Self.address(storage), access.addresses.admits(peer) {
+            // A unix socket peer's user is checked once its request is read (answered 403).
+            guard tcp else { return fd }
+            let peer = Self.endpoint(storage)
+            let verdict: TCPVerdict =
+                if let peer {
+                    access.tcpVerdict(
+                        peer: peer.address, isLocal: { Self.isLocal(peer.address) }, owner: { Self.owner(of: fd, peer: peer) })
+                } else {
+                    .refuse(.address, nil)
+                }
+            switch verdict {
+            case .admit:
                 // libfcgi writes the end-of-request record apart from the body: without this, Nagle's algorithm
                 // holds it until the front end's delayed ACK (40 ms).
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                // A front end on another machine can vanish without a FIN: its half-open connection must not
-                // hold this thread in libfcgi's read of the params for ever.
-                var timeout = timeval(tv_sec: 30, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
                 return fd
+            case .refuse(let reason, let owner):
+                close(fd)
+                access.counted(reason)
+                guard let count = noteRefusal(reason) else { continue }
+                let address = peer?.address.description ?? "?"
+                if let owner { access.onRefusedLocalPeer(address, owner, count) } else { access.onRefusedAddress(address, count) }
             }
-            close(fd)
-            access.counted(.address)
-            if let count = noteRefusal() { access.onRefusedAddress(Self.address(storage)?.description ?? "?", count) }
         }
     }
 
-    /// The IP address in an accepted connection's peer address.
-    static func address(_ storage: sockaddr_storage) -> IPAddress? {
+    /// Whether an address is this machine's (asked only for a peer outside loopback).
+    static func isLocal(_ address: IPAddress) -> Result<Bool, LookupFailure> {
+        let address = address.unmappedIPv4 ?? address
+        let rc = address.bytes.withUnsafeBufferPointer { workfcgi_is_local_address(address.isIPv4 ? AF_INET : AF_INET6, $0.baseAddress) }
+        return rc < 0 ? .failure(LookupFailure(lookup: "route", errno: -rc)) : .success(rc == 1)
+    }
+
+    /// Who owns the peer's socket of an accepted connection from this machine (sock_diag, by the 4-tuple).
+    static func owner(of fd: Int32, peer: (address: IPAddress, port: UInt16)) -> LocalPeer {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0, let local = endpoint(storage) else {
+            return .lookupFailed(LookupFailure(lookup: "sock_diag", errno: errno))
+        }
+        // An IPv4 peer of a dual-stack [::] socket: both ends are IPv4 to the kernel's lookup.
+        var (peerAddress, localAddress) = (peer.address, local.address)
+        if let p = peerAddress.unmappedIPv4, let l = localAddress.unmappedIPv4 { (peerAddress, localAddress) = (p, l) }
+        var uid: UInt32 = 0
+        let rc = peerAddress.bytes.withUnsafeBufferPointer { p in
+            localAddress.bytes.withUnsafeBufferPointer { l in
+                workfcgi_tcp_peer_owner(peerAddress.isIPv4 ? AF_INET : AF_INET6, p.baseAddress, peer.port, l.baseAddress, local.port, &uid)
+            }
+        }
+        switch rc {
+        case 0: return .user(uid_t(uid))
+        case 1: return .unowned
+        case 2: return .gone
+        default: return .lookupFailed(LookupFailure(lookup: "sock_diag", errno: -rc))
+        }
+    }
+
+    /// The IP address and port of a socket address.
+    static func endpoint(_ storage: sockaddr_storage) -> (address: IPAddress, port: UInt16)? {
         var storage = storage
-        return withUnsafeBytes(of: &storage) { raw -> IPAddress? in
+        return withUnsafeBytes(of: &storage) { raw -> (IPAddress, UInt16)? in
             switch Int32(raw.load(fromByteOffset: 0, as: sa_family_t.self)) {
             case AF_INET:
                 let a = raw.load(as: sockaddr_in.self)
-                return withUnsafeBytes(of: a.sin_addr) { IPAddress(bytes: Array($0)) }
+                return withUnsafeBytes(of: a.sin_addr) { IPAddress(bytes: Array($0)) }.map { ($0, UInt16(bigEndian: a.sin_port)) }
             case AF_INET6:
                 let a = raw.load(as: sockaddr_in6.self)
-                return withUnsafeBytes(of: a.sin6_addr) { IPAddress(bytes: Array($0)) }
+                return withUnsafeBytes(of: a.sin6_addr) { IPAddress(bytes: Array($0)) }.map { ($0, UInt16(bigEndian: a.sin6_port)) }
             default:
                 return nil
             }
         }
     }
 
-    private func read(_ request: inout FCGX_Request) -> HTTPRequest {
+    /// The request's params and body; nil when the body was cut short (the stream failed before its end: the
+    /// peer went away, or the read deadline shut the connection down).
+    private func read(_ request: inout FCGX_Request) -> HTTPRequest? {
         var params: [(name: String, value: String)] = []
         params.reserveCapacity(32)
         var env = request.envp
@@ -451,6 +749,8 @@ public final class FastCGIServer: Sendable {
                 drained += Int(n)
             }
             request.keepConnection = 0
+        } else if FCGX_GetError(request.in) != 0 {
+            return nil
         }
         return http
     }

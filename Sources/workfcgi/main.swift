@@ -47,6 +47,7 @@ struct Workfcgi: ParsableCommand {
 
             let access = FastCGIServer.Access(
                 group: frontend.group, peers: Set([geteuid(), 0] + frontend.uids), addresses: settings.frontendAddresses,
+                readTimeout: .milliseconds(Int64(settings.fastcgiReadTimeoutSeconds * 1000)),
                 onRefused: { uid, pid, count in
                     logger.warning(
                         "refused a FastCGI peer that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
@@ -56,6 +57,22 @@ struct Workfcgi: ParsableCommand {
                     logger.warning(
                         "refused a FastCGI connection from outside WORKFCGI_FRONTEND_ADDRESSES",
                         metadata: ["peer": "\(address)", "refusals": "\(count)"])
+                },
+                onRefusedLocalPeer: { address, owner, count in
+                    if case .user(let uid) = owner {
+                        logger.warning(
+                            "refused a FastCGI connection over TCP from a local user that is not a front-end user (WORKFCGI_FRONTEND_USERS)",
+                            metadata: ["peer": "\(address)", "uid": "\(uid)", "refusals": "\(count)"])
+                    } else {
+                        logger.warning(
+                            "refused a FastCGI connection over TCP from this machine: its user is not known, so it is refused",
+                            metadata: ["peer": "\(address)", "why": "\(owner)", "refusals": "\(count)"])
+                    }
+                },
+                onReadTimeout: { count in
+                    logger.warning(
+                        "closed FastCGI connections whose request was not complete in time (WORKFCGI_FASTCGI_READ_TIMEOUT)",
+                        metadata: ["timeout": "\(settings.fastcgiReadTimeoutSeconds)s", "connections": "\(count)"])
                 },
                 counted: { api.peerRefused($0) })
 

@@ -75,3 +75,70 @@ import Testing
         #expect(IPAddress("::1")!.unmappedIPv4 == nil)
     }
 }
+
+@Suite struct ListenAddressRuleTests {
+    @Test func cidrsAreTheNetworkFormOnly() throws {
+        for bad in ["10.0.0.0/+8", "10.0.0.0/08", "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/ 8", "10.0.0.0/8 ", "10.0.0.0/0008", "::/+0", "::1/0128"] {
+            #expect(throws: CIDRError.self, "\(bad)") { try CIDR(parsing: bad) }
+        }
+        do {
+            _ = try CIDR(parsing: "10.0.0.5/8")
+            Issue.record("host bits were accepted")
+        } catch {
+            #expect(error.message.contains("10.0.0.0/8") && error.message.contains("10.0.0.5/32"), "\(error.message)")
+        }
+        #expect(throws: CIDRError.self) { try CIDR(parsing: "fd00::1/8") }
+        #expect(throws: CIDRError.self) { try CIDR(parsing: "192.168.1.1/24") }
+        #expect(try CIDR(parsing: "10.0.0.0/8") == CIDR("10.0.0.0/8"))
+        #expect(try CIDR(parsing: "10.0.0.5").prefix == 32)
+        #expect(try CIDR(parsing: "0.0.0.0/0").prefix == 0)
+        #expect(try CIDR(parsing: "fc00::/7").description == "fc00::/7")
+        do {
+            _ = try Settings(environment: ["WORKFCGI_FRONTEND_ADDRESSES": "10.0.0.5/8"])
+            Issue.record("host bits were accepted")
+        } catch {
+            #expect(error.variable == "WORKFCGI_FRONTEND_ADDRESSES" && error.message.contains("10.0.0.0/8"), "\(error)")
+        }
+        // The operator and callback lists are read by the same rule.
+        #expect(throws: ConfigError.self) { try CIDR.list(["127.0.0.1/+32"], variable: "WORKFCGI_OPERATOR_ADDRESSES") }
+    }
+
+    /// `::ffff:10.0.0.0/104` is 10.0.0.0/8: peers are matched as IPv4 addresses, so the mapped form matched none.
+    @Test func mappedRangesAreTheirIPv4Ranges() throws {
+        #expect(try CIDR(parsing: "::ffff:10.0.0.0/104") == CIDR("10.0.0.0/8"))
+        #expect(try CIDR(parsing: "::ffff:10.0.0.7") == CIDR("10.0.0.7/32"))
+        #expect(throws: CIDRError.self) { try CIDR(parsing: "::ffff:10.0.0.7/104") }
+        let s = try Settings(environment: ["WORKFCGI_FRONTEND_ADDRESSES": "::ffff:10.0.0.0/104"])
+        #expect(s.frontendAddresses.admits(IPAddress("10.1.2.3")!))
+        #expect(s.frontendAddresses.admits(IPAddress("::ffff:10.1.2.3")!))
+        #expect(!s.frontendAddresses.admits(IPAddress("11.0.0.1")!))
+    }
+
+    @Test func theTwoPoolsNeedTwoSockets() throws {
+        for (sync, api) in [
+            ("127.0.0.11:9000", "127.0.0.11:9000"), ("0.0.0.0:9000", "127.0.0.11:9000"), ("[::]:9000", "10.0.0.5:9000"),
+            ("[::1]:9000", "[::]:9000"), ("run/x.sock", "run/x.sock"), ("run/x.sock", "./run//x.sock"), ("/run/w/a.sock", "/run/w/./a.sock"),
+        ] {
+            do {
+                _ = try Settings(environment: ["WORKFCGI_SYNC_SOCKET": sync, "WORKFCGI_API_SOCKET": api])
+                Issue.record("\(sync) and \(api) were accepted")
+            } catch {
+                #expect(error.variable == "WORKFCGI_SYNC_SOCKET" && error.message.contains("WORKFCGI_API_SOCKET"), "\(error)")
+            }
+        }
+        for (sync, api) in [("127.0.0.11:9001", "127.0.0.11:9000"), ("127.0.0.12:9000", "127.0.0.11:9000"), ("0.0.0.0:9000", "[::1]:9000")] {
+            #expect(throws: Never.self) { try Settings(environment: ["WORKFCGI_SYNC_SOCKET": sync, "WORKFCGI_API_SOCKET": api]) }
+        }
+        do {
+            _ = try Settings(environment: ["WORKFCGI_API_SOCKET": "run/deliveryd.sock"])
+            Issue.record("the doorbell's path was accepted")
+        } catch {
+            #expect(error.variable == "WORKFCGI_API_SOCKET" && error.message.contains("WORKFCGI_DOORBELL_SOCKET"), "\(error)")
+        }
+    }
+
+    @Test func loopbackAddresses() {
+        for a in ["127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"] { #expect(IPAddress(a)!.isLoopback, "\(a)") }
+        for a in ["10.0.0.1", "::", "::2", "::ffff:10.0.0.1", "128.0.0.1"] { #expect(!IPAddress(a)!.isLoopback, "\(a)") }
+    }
+}

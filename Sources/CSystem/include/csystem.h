@@ -73,4 +73,16 @@ int workfcgi_pidfd_open(int pid);
  * the kernel does not answer (no sock_diag). One netlink round trip for the one socket (by inode). */
 int workfcgi_unix_accept_queue(int listen_fd, unsigned int *queued, unsigned int *limit);
 
+/* The user owning the TCP socket at the other end of a connection when that end is on this machine, asked of the
+ * kernel with sock_diag (NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, inet_diag by the exact 4-tuple: the peer's
+ * address and port, then this end's; `family` AF_INET (4-byte addresses) or AF_INET6 (16), ports in host order).
+ * 0: found, *uid set; 1: found but no process holds it (time-wait or orphaned: no owner to tell); 2: no such
+ * socket here; -errno: the kernel did not answer. One netlink round trip. */
+int workfcgi_tcp_peer_owner(int family, const unsigned char *peer, unsigned short peer_port, const unsigned char *local,
+    unsigned short local_port, unsigned int *uid);
+
+/* Whether `address` is one of this machine's (the kernel's route to it is RTN_LOCAL: loopback, an interface's
+ * address, a local route): 1 yes, 0 no, -errno when the kernel did not answer. One netlink round trip. */
+int workfcgi_is_local_address(int family, const unsigned char *address);
+
 #endif
