@@ -7,8 +7,9 @@ import WorkEngine
 /// `JobStore` on PostgreSQL (WORKFCGI_DATABASE_URL), for several workfcgi and deliveryd nodes on one database.
 /// The same semantics as `SQLiteStore`, decided by the database rather than by one process:
 /// - /async and /sync writes go through the same group-commit writer (one transaction and one WAL flush for
-///   every write queued meanwhile), on one connection per process;
-/// - every such write first locks the `counters` row, so the backlog bound, the per-client bounds, the size
+///   every write queued meanwhile), on one connection per process, all of a batch's rows in a few statements
+///   (PostgresStore.insert);
+/// - every such batch first locks the `counters` row, so the backlog bound, the per-client bounds, the size
 ///   bound and the idempotency check see every node's commits: two nodes cannot both take the last slot;
 /// - claims take due rows `FOR UPDATE SKIP LOCKED`, so nodes claiming together never wait on each other;
 /// - every commit that makes a job due (an /async batch, a redeliver) notifies the database's jobs channel
@@ -26,7 +27,7 @@ public final class PostgresStore: JobStore {
     private let pool = Mutex<[PostgresConnection]>([])
     /// Bounds this process's connections besides the writer's (PostgreSQL's max_connections is shared by all nodes).
     private let slots: DispatchSemaphore
-    private let writer: GroupCommitWriter<PostgresConnection>
+    private let writer: GroupCommitWriter<PostgresConnection, NewRow, InsertAdmission.Decision>
     /// Where deliveryd's listeners wait (per schema: `PostgresNotify`).
     private let channel: String
 
@@ -55,7 +56,16 @@ public final class PostgresStore: JobStore {
         case .follows(let fallback):
             bound.store(try Self.storedBound(writeConnection) ?? fallback, ordering: .relaxed)
         }
-        writer = GroupCommitWriter(db: writeConnection)
+        let limit: Int64? = if case .sets(let bytes) = sizeBound { bytes } else { nil }
+        writer = GroupCommitWriter(db: writeConnection) { [channel] db, rows in
+            let decisions = try Self.insert(db, rows, bound: limit)
+            // One notification for the batch, at its commit, whatever the number of jobs in it.
+            let jobQueued = zip(rows, decisions).contains { row, decision in
+                if case .job = row.kind, case .insert = decision { true } else { false }
+            }
+            if jobQueued { db.notifyAtCommit = channel }
+            return decisions.map { .success($0) }
+        }
     }
 
     deinit { writer.stop() }
@@ -89,43 +99,32 @@ public final class PostgresStore: JobStore {
 
     // MARK: writes through the group commit
 
-    /// What an insert meets, read under the lock of the counters row (held until the batch commits, so every
-    /// node's enqueues and sync records take turns here): the backlog, the store's and the client's bytes,
-    /// and the span of the client's unfinished turns.
-    private struct Room {
-        var backlog: Int
-        var usage: StorageUsage
-        var clientBytes: Int64
-        var lowTurn: Int64?
-        var highTurn: Int64?
+    /// Common table expressions that move every committed `counter_deltas` row into `counters` (as `totals`,
+    /// the new values; no row when there was nothing to fold) and `client_storage` (`folded`: each client's
+    /// sum). Run only under the counters lock, so two folds never meet.
+    static let fold = """
+        gone AS (DELETE FROM counter_deltas RETURNING client, backlog, stored, reserved),
+        folded AS (SELECT client, sum(stored)::bigint AS stored FROM gone GROUP BY client),
+        shares AS (INSERT INTO client_storage SELECT client, stored FROM folded WHERE stored <> 0
+            ON CONFLICT(client) DO UPDATE SET bytes = client_storage.bytes + excluded.bytes),
+        totals AS (UPDATE counters SET backlog = counters.backlog + t.backlog, stored = counters.stored + t.stored,
+                reserved = counters.reserved + t.reserved
+            FROM (SELECT sum(backlog) AS backlog, sum(stored) AS stored, sum(reserved) AS reserved FROM gone) t
+            WHERE id = 1 AND t.backlog IS NOT NULL RETURNING counters.backlog, counters.stored, counters.reserved)
+        """
+
+    /// Folds the deltas when no writer holds the counters (they fold themselves): the deltas of a node that
+    /// only delivers stay few. With `tidy`, also drops clients' rows that hold nothing.
+    private static func settle(_ db: PostgresConnection, wait: Bool, tidy: Bool = false) throws {
+        guard !(try db.query("SELECT 1 FROM counters WHERE id = 1 FOR UPDATE\(wait ? "" : " SKIP LOCKED")").isEmpty) else { return }
+        try db.query("WITH \(fold) SELECT 1")
+        if tidy { try db.query("DELETE FROM client_storage WHERE bytes <= 0") }
     }
 
-    private func room(_ db: PostgresConnection, client: String) throws -> Room {
-        // Two statements: READ COMMITTED reads a statement's rows as of its start, and only the locked row is
-        // read again once the lock is granted. The client's rows read in the locking statement missed what the
-        // node that held the lock had just committed (two nodes took 12 turns under a bound of 7).
-        let counters = try db.query("SELECT backlog, stored, reserved FROM counters WHERE id = 1 FOR UPDATE").first
-        let row = try db.query(
-            """
-            SELECT (SELECT bytes FROM client_storage WHERE client = $1),
-                (SELECT min(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished)),
-                (SELECT max(turn) FROM requests WHERE client = $1 AND \(Schema.unfinished))
-            """, [.text(client)]
-        ).first
-        let limit: Int64? = if case .sets(let bytes) = sizeBound { bytes } else { nil }
-        let (stored, reserved) = (counters?.int(1) ?? 0, counters?.int(2) ?? 0)
-        return Room(
-            backlog: Int(counters?.int(0) ?? 0),
-            usage: StorageUsage(usedBytes: max(0, stored - reserved), reservedBytes: max(0, reserved), boundBytes: limit),
-            clientBytes: row?.int(0) ?? 0, lowTurn: row?.int(1), highTurn: row?.int(2))
-    }
-
-    /// Throws `StoreFull` when this store sets the bound and a new row of `bytes` would pass it.
-    private func checkBound(_ room: Room, bytes: Int64) throws {
-        guard room.usage.boundBytes != nil, !room.usage.admits(bytes) else { return }
-        let usage = room.usage
+    /// Throws `StoreFull` for a row refused for the size bound (and remembers the refusal for /status).
+    private func refused(_ usage: StorageUsage) -> StoreFull {
         lastRefusal.withLock { $0 = .init(at: WallClock.nowMillis(), bytes: usage.usedBytes + usage.reservedBytes) }
-        throw StoreFull(message: "\(usage.usedBytes) bytes used and \(usage.reservedBytes) reserved of \(usage.boundBytes ?? 0)")
+        return StoreFull(message: "\(usage.usedBytes) bytes used and \(usage.reservedBytes) reserved of \(usage.boundBytes ?? 0)")
     }
 
     public func enqueue(
@@ -133,70 +132,39 @@ public final class PostgresStore: JobStore {
     ) throws -> EnqueueOutcome {
         let (inputText, specText) = (job.input.text, job.spec.stored.text)
         let reserve = Int64(job.spec.resultBytesBound)
-        let bytes = Int64(inputText.utf8.count + specText.utf8.count) + reserve
-        return try writer.submit { [self] db in
-            let room = try room(db, client: job.client)
-            if let key = job.idempotencyKey {
-                let existing = try db.query("SELECT id, created_at, input FROM requests WHERE idempotency_key = $1", [.text(key)])
-                if let row = existing.first, let id = row.text(0) {
-                    let dayMs: Int64 = 24 * 3600 * 1000
-                    if (row.int(1) ?? 0) > job.createdAt - dayMs {
-                        return row.text(2) == inputText ? EnqueueOutcome.duplicate(id: id) : .keyReused(id: id)
-                    }
-                    // Older than a day: the key may be used again.
-                    try db.query("UPDATE requests SET idempotency_key = NULL WHERE id = $1", [.text(id)])
-                }
-            }
-            guard room.backlog < backlogLimit else { return EnqueueOutcome.backlogFull(depth: room.backlog) }
-            let open = room.lowTurn.flatMap { l in room.highTurn.map { Int($0 - l + 1) } } ?? 0
-            guard open < clientLimit else { return EnqueueOutcome.clientBacklogFull(depth: open) }
-            try checkBound(room, bytes: bytes)
-            if room.clientBytes + bytes > clientStorageLimit { return EnqueueOutcome.clientStorageFull(storedBytes: room.clientBytes) }
-            try db.query(
-                """
-                INSERT INTO requests(id, mode, op, status, input, callback_url, idempotency_key, created_at, next_attempt_at, client, turn,
-                    spec, reserve)
-                VALUES ($1, 'async', $2, 'pending', $3, $4, $5, $6, $6, $7, $8, $9, $10)
-                """,
-                [
-                    .text(job.id), .text(job.spec.op.rawValue), .text(inputText), .text(job.callbackURL),
-                    job.idempotencyKey.map(SQLValue.text) ?? .null, .int(job.createdAt), .text(job.client),
-                    .int(room.highTurn.map { $0 + 1 } ?? 0), .text(specText), .int(reserve),
-                ])
-            // One notification for the batch, at its commit, whatever the number of jobs in it.
-            db.notifyAtCommit = channel
-            return EnqueueOutcome.accepted(id: job.id)
+        let row = NewRow(
+            kind: .job(job, spec: specText, backlogLimit: backlogLimit, clientLimit: clientLimit), input: inputText,
+            bytes: Int64(inputText.utf8.count + specText.utf8.count) + reserve, reserve: reserve, clientStorageLimit: clientStorageLimit)
+        switch try writer.submit(combined: row) {
+        case .insert: return .accepted(id: job.id)
+        case .answer(let outcome): return outcome
+        case .storeFull(let usage): throw refused(usage)
+        case .clientStorageFull(let stored): return .clientStorageFull(storedBytes: stored)
         }
     }
 
     public func recordSync(_ record: SyncRecord, clientStorageLimit: Int64 = .max) throws {
         let inputText = record.input.text
         let resultText = record.error == nil ? record.result.text : nil
-        let bytes = Int64(inputText.utf8.count + (resultText ?? record.error ?? "").utf8.count)
-        try writer.submit { [self] db in
-            let room = try room(db, client: record.client)
-            try checkBound(room, bytes: bytes)
-            if room.clientBytes + bytes > clientStorageLimit {
-                throw ClientStorageFull(storedBytes: room.clientBytes, limitBytes: clientStorageLimit)
-            }
-            try db.query(
-                """
-                INSERT INTO requests(id, mode, op, status, input, result, error, created_at, started_at, completed_at, duration_ms, client)
-                VALUES ($1, 'sync', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                """,
-                [
-                    .text(record.id), .text(record.op.rawValue), .text(record.error == nil ? "completed" : "failed"), .text(inputText),
-                    resultText.map(SQLValue.text) ?? .null, record.error.map(SQLValue.text) ?? .null,
-                    .int(record.createdAt), .int(record.startedAt), .int(record.completedAt), .double(record.durationMs),
-                    .text(record.client),
-                ])
-            return true
+        let row = NewRow(
+            kind: .sync(record, result: resultText), input: inputText,
+            bytes: Int64(inputText.utf8.count + (resultText ?? record.error ?? "").utf8.count), reserve: 0,
+            clientStorageLimit: clientStorageLimit)
+        switch try writer.submit(combined: row) {
+        case .insert, .answer: return
+        case .storeFull(let usage): throw refused(usage)
+        case .clientStorageFull(let stored): throw ClientStorageFull(storedBytes: stored, limitBytes: clientStorageLimit)
         }
     }
 
     public func clientStorage(_ client: String) throws -> Int64 {
         try withConnection { db in
-            try db.query("SELECT bytes FROM client_storage WHERE client = $1", [.text(client)]).first?.int(0) ?? 0
+            try db.query(
+                """
+                SELECT (COALESCE((SELECT bytes FROM client_storage WHERE client = $1), 0)
+                    + COALESCE((SELECT sum(stored) FROM counter_deltas WHERE client = $1), 0))::bigint
+                """, [.text(client)]
+            ).first?.int(0) ?? 0
         }
     }
 
@@ -204,7 +172,12 @@ public final class PostgresStore: JobStore {
         try withConnection { db in
             if case .follows = sizeBound, let stored = try Self.storedBound(db) { bound.store(stored, ordering: .relaxed) }
             let limit = bound.load(ordering: .relaxed)
-            let row = try db.query("SELECT stored, reserved FROM counters WHERE id = 1").first
+            let row = try db.query(
+                """
+                SELECT (c.stored + COALESCE(d.stored, 0))::bigint, (c.reserved + COALESCE(d.reserved, 0))::bigint FROM counters c,
+                    (SELECT sum(stored) AS stored, sum(reserved) AS reserved FROM counter_deltas) d WHERE c.id = 1
+                """
+            ).first
             let (stored, reserved) = (row?.int(0) ?? 0, row?.int(1) ?? 0)
             return StorageUsage(
                 usedBytes: max(0, stored - reserved), reservedBytes: max(0, reserved), boundBytes: limit > 0 ? limit : nil,
@@ -213,11 +186,15 @@ public final class PostgresStore: JobStore {
     }
 
     /// `DELETE … WHERE id IN (the first `limit`)`, counted.
+    /// Then folds the deltas the deletes left and drops the clients left with nothing (after the writer's
+    /// batch, if one holds the counters).
     private func deleteCounted(_ selection: String, _ bindings: [SQLValue]) throws -> Int {
         try withConnection { db in
-            Int(
+            let count = Int(
                 try db.query("WITH gone AS (DELETE FROM requests WHERE id IN (\(selection)) RETURNING 1) SELECT count(*) FROM gone", bindings)
                     .first?.int(0) ?? 0)
+            if count > 0 { try db.transaction { try Self.settle(db, wait: true, tidy: true) } }
+            return count
         }
     }
 
@@ -427,7 +404,9 @@ public final class PostgresStore: JobStore {
     }
 
     public func backlog() throws -> Int {
-        try withConnection { db in Int(try db.query("SELECT backlog FROM counters WHERE id = 1").first?.int(0) ?? 0) }
+        try withConnection { db in
+            Int(try db.query("SELECT (backlog + COALESCE((SELECT sum(backlog) FROM counter_deltas), 0))::bigint FROM counters WHERE id = 1").first?.int(0) ?? 0)
+        }
     }
 
     public func jobsInHand(now: UnixMillis, limit: Int) throws -> [JobInHand] {
@@ -480,16 +459,29 @@ public final class PostgresStore: JobStore {
                     node.stoppedAt.map(SQLValue.int) ?? .null, .int(Int64(node.activeWorkers)), .text(Rows.circuitsText(node.circuits)),
                     .text(node.stats.json.text),
                 ])
-            guard node.stoppedAt == nil, !renew.isEmpty else { return [] }
-            // By primary key (an array of the ids in hand): the cost follows the jobs in hand, not the table.
-            let ids = "{" + renew.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
-                .joined(separator: ",") + "}"
-            return try db.query(
-                """
-                UPDATE requests SET lease_until = $1 + $2
-                WHERE id = ANY($4::text::text[]) AND lease_owner = $3 AND lease_until > $1 RETURNING id
-                """, [.int(now), .int(leaseMillis), .text(node.id), .text(ids)]
-            ).compactMap { $0.text(0) }
+            guard node.stoppedAt == nil else { return [] }
+            var renewed: [String] = []
+            if !renew.isEmpty {
+                // By primary key (an array of the ids in hand): the cost follows the jobs in hand, not the table.
+                // SKIP LOCKED: a row locked now is its worker's result or attempt being written; waiting for it
+                // made every other worker's next write wait for this heartbeat's commit (one renewal of 426
+                // leases took 853 ms, nearly all of it behind those writes, and results 1 s behind it). A
+                // lease skipped is renewed by the next heartbeat, a second later.
+                let ids = "{" + renew.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+                    .joined(separator: ",") + "}"
+                renewed = try db.query(
+                    """
+                    WITH mine AS (
+                        SELECT id AS mine_id FROM requests
+                        WHERE id = ANY($4::text::text[]) AND lease_owner = $3 AND lease_until > $1
+                        FOR UPDATE SKIP LOCKED)
+                    UPDATE requests SET lease_until = $1 + $2 FROM mine WHERE id = mine_id RETURNING id
+                    """, [.int(now), .int(leaseMillis), .text(node.id), .text(ids)]
+                ).compactMap { $0.text(0) }
+            }
+            // Last, so the counters are held (when free) only until this commit.
+            try Self.settle(db, wait: false)
+            return renewed
         }
     }
 

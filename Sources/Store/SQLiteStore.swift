@@ -15,7 +15,7 @@ public final class SQLiteStore: JobStore {
     /// The writer's estimate of used plus reserved bytes between exact readings (sets-bound stores only).
     private let room = Mutex<RoomEstimate?>(nil)
     private let pool = Mutex<[Database]>([])
-    private let writer: GroupCommitWriter<Database>
+    private let writer: GroupCommitWriter<Database, Never, Never>
 
     /// Opens (creating and migrating if needed) the database at `path`.
     /// `durability` is what a commit survives: power loss (`full`, SQLite's synchronous=FULL) or a process crash (`normal`).

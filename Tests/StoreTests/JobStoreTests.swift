@@ -498,6 +498,66 @@ import WorkEngine
         withExtendedLifetime(fixture) {}
     }
 
+    /// Jobs and sync records of several clients from many threads at once (PostgreSQL inserts each batch in
+    /// one statement, its counters updated once per statement): every client's share and the reserve equal
+    /// what the accepted rows hold, and each job's turn is its own.
+    @Test(arguments: Backend.allCases) func countersFollowConcurrentInserts(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let nodes = [try fixture.open(), try fixture.open()]
+        let now = WallClock.nowMillis()
+        let jobs = Mutex<[NewJob]>([])
+        let records = Mutex<[SyncRecord]>([])
+        DispatchQueue.concurrentPerform(iterations: 12) { t in
+            for i in 0..<10 {
+                let client = "c\((t + i) % 3)"
+                if i % 3 == 0 {
+                    let record = sync(now + Int64(t * 10 + i), client: client, bytes: 100 + t)
+                    if (try? nodes[t % 2].recordSync(record, clientStorageLimit: .max)) != nil { records.withLock { $0.append(record) } }
+                } else {
+                    let j = textJob(now + Int64(t * 10 + i), client: client, count: 1 + i)
+                    if case .accepted? = try? nodes[t % 2].enqueue(j, backlogLimit: 1000) { jobs.withLock { $0.append(j) } }
+                }
+            }
+        }
+        let (accepted, recorded) = (jobs.withLock { $0 }, records.withLock { $0 })
+        #expect(accepted.count == 12 * 6 && recorded.count == 12 * 4)
+        for c in 0..<3 {
+            let client = "c\(c)"
+            let expected =
+                accepted.filter { $0.client == client }.reduce(Int64(0)) {
+                    $0 + Int64($1.input.text.utf8.count + $1.spec.stored.text.utf8.count + $1.spec.resultBytesBound)
+                } + recorded.filter { $0.client == client }.reduce(Int64(0)) { $0 + Int64($1.input.text.utf8.count + $1.result.text.utf8.count) }
+            #expect(try nodes[0].clientStorage(client) == expected, "\(client)")
+        }
+        #expect(try nodes[1].storageUsage().reservedBytes == accepted.reduce(Int64(0)) { $0 + Int64($1.spec.resultBytesBound) })
+        #expect(try nodes[1].backlog() == accepted.count)
+        let claimed = try nodes[0].claim(limit: 1000, leaseMillis: 30_000, now: now + 1000)
+        #expect(claimed.count == accepted.count)
+        withExtendedLifetime(fixture) {}
+    }
+
+    /// A write that fails in the database (here a job whose id is taken) fails alone: the others of its batch
+    /// are committed.
+    @Test(arguments: Backend.allCases) func aFailingWriteFailsAlone(_ backend: Backend) throws {
+        let fixture = try Fixture(backend)
+        let store = try fixture.open()
+        let now = WallClock.nowMillis()
+        let taken = job(now)
+        #expect(try store.enqueue(taken, backlogLimit: 1000) == .accepted(id: taken.id))
+        let outcomes = Mutex<[Int: Bool]>([:])
+        DispatchQueue.concurrentPerform(iterations: 16) { t in
+            var j = job(now + 1 + Int64(t))
+            if t % 4 == 0 { j.id = taken.id }
+            let ok = (try? store.enqueue(j, backlogLimit: 1000)).map { $0 == .accepted(id: j.id) } ?? false
+            outcomes.withLock { $0[t] = ok }
+        }
+        let all = outcomes.withLock { $0 }
+        #expect(all.filter { $0.key % 4 == 0 }.allSatisfy { !$0.value }, "the taken id is refused every time")
+        #expect(all.filter { $0.key % 4 != 0 }.allSatisfy { $0.value }, "\(all)")
+        #expect(try store.backlog() == 13)
+        withExtendedLifetime(fixture) {}
+    }
+
     @Test(arguments: Backend.allCases) func sizeBoundThrowsStoreFull(_ backend: Backend) throws {
         let fixture = try Fixture(backend)
         let small = try fixture.open(bound: .sets(1 << 20))
