@@ -60,6 +60,11 @@ struct Deliveryd: ParsableCommand {
             // One deliveryd per SQLite database, so any lease found now belongs to a predecessor that died: take it
             // back at once rather than waiting out WORKFCGI_LEASE. On PostgreSQL a lease may be another node's:
             // the rescue chore's holder takes a dead node's back once its heartbeat is WORKFCGI_NODE_TIMEOUT old.
+            if sqlite == nil {
+                // Many nodes per database, but one per doorbell: a second start on this run folder would take over
+                // the first one's socket, and the first would never hear this host's commits again.
+                Host.holdInstanceLock(settings.doorbellSocket + ".lock", program: "deliveryd")
+            }
             if let sqlite {
                 Host.holdInstanceLock(settings.databasePath + "-deliveryd.lock", program: "deliveryd")
                 let taken = try sqlite.releaseLeases(owner: nil)

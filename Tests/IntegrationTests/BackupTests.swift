@@ -6,7 +6,7 @@ import Testing
 /// The README's online backup, taken with the stack under an /async storm: the copy is consistent and holds
 /// every job acknowledged before the backup began.
 @Suite(.serialized) struct BackupTests {
-    @Test func vacuumIntoDuringAStormKeepsEveryAcknowledgedJob() throws {
+    @Test(.disabled(if: Stack.onPostgres, "VACUUM INTO is SQLite's backup; PostgreSQL's is pg_dump or a base backup")) func vacuumIntoDuringAStormKeepsEveryAcknowledgedJob() throws {
         let stack = try Stack(settings: ["WORKFCGI_BACKLOG_LIMIT": "1000000", "WORKFCGI_CLIENT_BACKLOG_LIMIT": "1000000"],
             rate: "100000r/s", burst: 100_000)
         try stack.start()

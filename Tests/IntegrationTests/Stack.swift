@@ -133,8 +133,21 @@ final class Stack: @unchecked Sendable {
         // Caddy's workers are its own user (in www-data's group, which the sockets get).
         if frontEnd == .caddy { env["WORKFCGI_FRONTEND_USERS"] = "www-data,caddy" }
         for (k, v) in settings { env[k] = v }
+        // TEST_STORE=postgres: every stack that does not choose its store runs on a fresh schema of the
+        // tests' private PostgreSQL, so the same integration tests prove both stores.
+        if Self.onPostgres && env["WORKFCGI_DATABASE_URL"] == nil { env["WORKFCGI_DATABASE_URL"] = try PostgresCluster.shared().freshDatabase() }
         environment = env
     }
+
+    /// The test run's store for stacks that do not choose one (`TEST_STORE`: `sqlite`, the default, or
+    /// `postgres`). Tests that read the SQLite file itself are `.disabled(if: Stack.onPostgres)`.
+    static let onPostgres: Bool = {
+        switch ProcessInfo.processInfo.environment["TEST_STORE"] ?? "sqlite" {
+        case "postgres": return true
+        case "sqlite", "": return false
+        case let other: fatalError("TEST_STORE is sqlite or postgres, not \(other)")
+        }
+    }()
 
     /// The repository's frontends/ (configs and error files) in `directory`, the config listening on `port`;
     /// for Caddy also a home it can write to (its autosave and storage), so no test writes to /var/lib/caddy.
