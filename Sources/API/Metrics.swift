@@ -203,6 +203,9 @@ final class Metrics: Sendable {
         out += series("delivery_rescued_total", "Jobs of dead nodes the node made due again (as the rescue chore's holder).", "counter") { n, node in
             "workfcgi_delivery_rescued_total{\(node)} \(n.status.stats.rescued)\n"
         }
+        out += series("delivery_leases_lost_total", "Jobs the node dropped because another node had claimed them.", "counter") { n, node in
+            "workfcgi_delivery_leases_lost_total{\(node)} \(n.status.stats.leasesLost)\n"
+        }
         let histograms: [(String, String, (DeliveryStats) -> DeliveryStats.Histogram)] = [
             ("delivery_commit_to_callback_seconds", "From a job's commit (its 202) to the callback that delivered it.", \.commitToDelivered),
             ("delivery_claim_lag_seconds", "From when a job was due to when a node claimed it.", \.claimLag),

@@ -48,8 +48,9 @@ public final class Deliverer: Sendable {
             DeliveryState(
                 options: .init(workers: options.workers, deliveryConcurrency: options.deliveryConcurrency, hosts: options.hosts),
                 retry: retry, circuits: circuits))
-        recorder = Recorder(store: store, logger: logger)
-        worker = JobWorker(engine: engine, store: store, policy: policy, logger: logger)
+        // Every write about a claimed job names this node, its owner: the store refuses it once another node has the job.
+        recorder = Recorder(store: store, owner: node.id, logger: logger)
+        worker = JobWorker(engine: engine, store: store, owner: node.id, policy: policy, logger: logger)
         sender = CallbackSender(client: client, signer: signer, dispatcher: dispatcher)
         resolver = NameResolver(budget: options.lookups, timeoutSeconds: options.lookupTimeoutSeconds, lookup: lookup)
     }
@@ -88,7 +89,7 @@ public final class Deliverer: Sendable {
             let now = WallClock.nowMillis()
             chores.run(
                 now: now, published: { published(now: now) },
-                renewed: { ids, until in state.withLock { $0.leasesRenewed(ids, until: until) } },
+                renewed: { renewal, until in state.withLock { $0.leasesRenewed(renewal, until: until) } },
                 rescued: { jobs in state.withLock { $0.rescued(jobs) } })
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {

@@ -101,6 +101,9 @@ public struct DeliveryState: Sendable {
     /// released) or its attempt is recorded; the heartbeat renews them (`leasesRenewed`), so a job held for
     /// a busy endpoint or a long computation keeps its lease rather than being postponed as running short.
     private var leases: [String: UnixMillis] = [:]
+    /// Jobs computing or being looked up when the heartbeat found them another node's: dropped when their
+    /// worker or lookup reports back, with nothing sent or written.
+    private var lost: Set<String> = []
 
     /// Jobs held per concurrency slot of a busy endpoint, at most; beyond that they are postponed in the database.
     static let heldPerSlot = 8
@@ -173,6 +176,7 @@ public struct DeliveryState: Sendable {
     /// A worker has the job's work (run now or earlier) and its callback URL checked at this moment.
     public mutating func workDone(_ d: Delivery, checked: Result<CallbackTarget, CallbackURLRefusal>, now: UnixMillis) -> [Action] {
         computing -= 1
+        if lost.remove(d.job.id) != nil { return [] }
         return settled(begin(decision.start(checked: checked, admit: { gate.admit($0, now: now) }), d, now: now))
     }
 
@@ -181,6 +185,7 @@ public struct DeliveryState: Sendable {
         _ d: Delivery, _ target: CallbackTarget, lookup: Result<[IPAddress], LookupFailure>, policy: CallbackURLPolicy, now: UnixMillis
     ) -> [Action] {
         resolving -= 1
+        if lost.remove(d.job.id) != nil { return [] }
         guard leaseUntil(d.job) > now + Self.leaseMargin else {
             return settled([.postpone(d, until: now, reason: "lease running short after its lookup")])
         }
@@ -201,6 +206,8 @@ public struct DeliveryState: Sendable {
         for r in records {
             sentUnrecorded.remove(r.write.id)
             leases[r.write.id] = nil
+            // Lost while its refused attempt (no send: its URL was refused) was on its way to the recorder.
+            lost.remove(r.write.id)
             stats.recorded(r.write.outcome)
             if r.write.outcome == .delivered, let start = r.seriesStart { stats.commitToDelivered.observe(Double(now - start) / 1000) }
         }
@@ -211,11 +218,31 @@ public struct DeliveryState: Sendable {
         unrecorded = pending
     }
 
-    /// The heartbeat renewed these jobs' leases until `until`; ids this node no longer holds are ignored
-    /// (given back meanwhile). A job the store did not renew (another node took it after this one was
-    /// found dead) keeps the lease end it had, and is postponed, not sent, once that runs short.
-    public mutating func leasesRenewed(_ ids: [String], until: UnixMillis) {
-        for id in ids where leases[id] != nil { leases[id] = max(leases[id]!, until) }
+    /// The heartbeat renewed `renewal.renewed` until `until`; ids this node no longer holds are ignored
+    /// (given back meanwhile). A job neither renewed nor lost (its row was locked at that moment) keeps the
+    /// lease end it had, and is postponed, not sent, once that runs short.
+    /// `renewal.lost` are another node's now (this one was found dead, or their lease ran out, and they were
+    /// claimed again): dropped wherever they are, with nothing sent and nothing written (the store would
+    /// refuse the write; a postponement or release would only have undone the new owner's lease before).
+    /// One whose callback is already out keeps its record, which the store refuses as well.
+    public mutating func leasesRenewed(_ renewal: LeaseRenewal, until: UnixMillis) {
+        for id in renewal.renewed where leases[id] != nil { leases[id] = max(leases[id]!, until) }
+        for id in renewal.lost where leases.removeValue(forKey: id) != nil {
+            stats.leasesLost += 1
+            if sentUnrecorded.contains(id) { continue }
+            let queuedBefore = queued.count
+            queued.removeAll { $0.id == id }
+            if queued.count < queuedBefore { continue }
+            var wasHeld = false
+            for endpoint in held.keys {
+                let before = held[endpoint]!.count
+                held[endpoint]!.removeAll { $0.0.job.id == id }
+                wasHeld = wasHeld || held[endpoint]!.count < before
+                if held[endpoint]!.isEmpty { held[endpoint] = nil }
+            }
+            // Neither queued nor held nor sent: a worker is computing it or its host is being looked up.
+            if !wasHeld { lost.insert(id) }
+        }
     }
 
     /// The rescue chore made `jobs` jobs of dead nodes due again.

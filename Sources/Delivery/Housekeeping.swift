@@ -43,10 +43,10 @@ struct Housekeeping {
         chores = Dictionary(uniqueKeysWithValues: Chore.allCases.map { ($0, ChoreLease(ttlMillis: nodeTimeoutMillis)) })
     }
 
-    /// `published` is read only when a heartbeat is due; `renewed` gets the leases it renewed and their new
-    /// end, `rescued` how many jobs of dead nodes this node made due again.
+    /// `published` is read only when a heartbeat is due; `renewed` gets the leases it renewed (and those this
+    /// node lost) and their new end, `rescued` how many jobs of dead nodes this node made due again.
     mutating func run(
-        now: UnixMillis, published: () -> Published, renewed: ([String], UnixMillis) -> Void, rescued: (Int) -> Void
+        now: UnixMillis, published: () -> Published, renewed: (LeaseRenewal, UnixMillis) -> Void, rescued: (Int) -> Void
     ) {
         guard now - lastHeartbeat >= 1000 else { return }
         lastHeartbeat = now
@@ -82,11 +82,16 @@ struct Housekeeping {
         beat(p, now: now) { _, _ in }
     }
 
-    private mutating func beat(_ p: Published, now: UnixMillis, renewed: ([String], UnixMillis) -> Void) {
+    private mutating func beat(_ p: Published, now: UnixMillis, renewed: (LeaseRenewal, UnixMillis) -> Void) {
         (node.heartbeatAt, node.activeWorkers, node.circuits, node.stats) = (now, p.inHand, p.circuits, p.stats)
         do {
-            let ids = try store.heartbeat(node, renew: p.leases, leaseMillis: leaseMillis, now: now)
-            renewed(ids, now + leaseMillis)
+            let renewal = try store.heartbeat(node, renew: p.leases, leaseMillis: leaseMillis, now: now)
+            if !renewal.lost.isEmpty {
+                logger.warning(
+                    "jobs now leased by another node (this one was found dead, or their leases ran out): dropped, not written",
+                    metadata: ["jobs": "\(renewal.lost.count)", "node": "\(node.name)"])
+            }
+            renewed(renewal, now + leaseMillis)
         } catch {
             logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
         }

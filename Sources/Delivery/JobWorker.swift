@@ -9,6 +9,8 @@ import WorkEngine
 struct JobWorker: Sendable {
     let engine: WorkEngine
     let store: any JobStore
+    /// This node's id: a result is saved only while the job is still its own.
+    let owner: String
     let policy: CallbackURLPolicy
     let logger: Logger
 
@@ -45,7 +47,7 @@ struct JobWorker: Sendable {
         let work = compute(spec, id: job.id)
         guard work.durationMs >= Self.saveOnItsOwnAfterMs else { return .init(job: job, work: work, unsaved: true) }
         do {
-            try store.saveResult(id: job.id, work)
+            try store.saveResult(id: job.id, owner: owner, work)
             return .init(job: job, work: work, unsaved: false)
         } catch {
             logger.error("result failed to save; it goes with the attempt", metadata: ["request_id": "\(job.id)", "error": "\(error)"])

@@ -11,14 +11,17 @@ import Synchronization
 /// headroom beyond the size bound and the sync-record pruning near it are what make room.
 final class Recorder: Sendable {
     private let store: any JobStore
+    /// This node's id, the owner its writes are conditional on.
+    private let owner: String
     private let logger: Logger
     private let inbox = Mutex<[DeliveryState.Action]>([])
     private let wake = DispatchSemaphore(value: 0)
     private let done = DispatchSemaphore(value: 0)
     private let closed = Atomic<Bool>(false)
 
-    init(store: any JobStore, logger: Logger) {
+    init(store: any JobStore, owner: String, logger: Logger) {
         self.store = store
+        self.owner = owner
         self.logger = logger
     }
 
@@ -68,7 +71,7 @@ final class Recorder: Sendable {
                 switch action {
                 case .record(let r): records.append(r)
                 case .postpone(let d, let until, let reason): postpone(d, until: until, reason: reason)
-                case .release(let job): try? store.release(id: job.id)
+                case .release(let job): try? store.release(id: job.id, owner: owner)
                 case .claim, .resolve, .send: preconditionFailure("not a write")
                 }
             }
@@ -99,8 +102,8 @@ final class Recorder: Sendable {
 
     private func postpone(_ d: DeliveryState.Delivery, until: UnixMillis, reason: String) {
         do {
-            if d.unsaved { try store.saveResult(id: d.job.id, d.work) }
-            try store.postpone(id: d.job.id, until: until)
+            if d.unsaved { try store.saveResult(id: d.job.id, owner: owner, d.work) }
+            try store.postpone(id: d.job.id, owner: owner, until: until)
             logger.debug("callback postponed", metadata: ["request_id": "\(d.job.id)", "until": "\(Timestamp.iso8601(millis: until))", "reason": "\(reason)"])
         } catch {
             // Its lease runs out instead, and the job is due again then.
@@ -111,7 +114,7 @@ final class Recorder: Sendable {
     /// Writes `records` in one transaction; false when the store refused it (nothing was written).
     private func write(_ records: [DeliveryState.Record]) -> Bool {
         do {
-            try store.recordAttempts(records.map(\.write))
+            try store.recordAttempts(records.map(\.write), owner: owner)
         } catch {
             logger.error("attempts failed to record; trying again", metadata: ["jobs": "\(records.count)", "error": "\(error)"])
             return false

@@ -17,6 +17,9 @@ public struct DeliveryStats: Sendable, Equatable {
     public var handlers = HandlerTally()
     /// Jobs this node took back from dead nodes, as the rescue chore's holder.
     public var rescued = 0
+    /// Jobs this node dropped when its heartbeat found them leased by another node (this one stalled past the
+    /// node timeout, or their lease ran out): neither sent nor written any more.
+    public var leasesLost = 0
 
     public init() {}
 
@@ -53,6 +56,7 @@ public struct DeliveryStats: Sendable, Equatable {
         [
             "attempts": .object(Dictionary(uniqueKeysWithValues: attempts.map { ($0.key.rawValue, .number(Double($0.value))) })), "commit_to_delivered": commitToDelivered.json,
             "claim_lag": claimLag.json, "handlers": handlers.json, "rescued": .number(Double(rescued)),
+            "leases_lost": .number(Double(leasesLost)),
         ]
     }
 
@@ -65,5 +69,6 @@ public struct DeliveryStats: Sendable, Equatable {
         claimLag = Histogram(json: json["claim_lag"]) ?? Histogram()
         handlers = HandlerTally(json: json["handlers"])
         rescued = json["rescued"]?.intValue ?? 0
+        leasesLost = json["leases_lost"]?.intValue ?? 0
     }
 }

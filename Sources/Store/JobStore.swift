@@ -30,19 +30,27 @@ public protocol JobStore: Sendable {
     /// out are due again.
     func claim(limit: Int, leaseMillis: Int64, now: UnixMillis, owner: String) throws -> [ClaimedJob]
     /// Stores the work's outcome; the job moves on to `delivering`.
-    func saveResult(id: String, _ work: WorkResult) throws
+    ///
+    /// This, `recordAttempts`, `release` and `postpone` are deliveryd's writes about a job it claimed: each
+    /// changes the job's row only while its `lease_owner` is still `owner` (the owner it claimed with), so a
+    /// node whose lease was rescued and claimed by another node (it stalled, or was cut off) cannot undo the
+    /// new owner's work. The rule lives in the statements, where the data is, for every store alike.
+    func saveResult(id: String, owner: String, _ work: WorkResult) throws
     /// Records delivery attempts and what follows from each (with the work, when it was not saved yet), all in
-    /// one transaction: one commit for a burst of finished callbacks.
-    func recordAttempts(_ writes: [AttemptWrite]) throws
-    /// Gives a leased job back at once (deliveryd shutting down).
-    func release(id: String) throws
+    /// one transaction: one commit for a burst of finished callbacks. A write for a job `owner` no longer
+    /// owns records nothing, not even its attempt: its number is the owner's next one, which a stale record
+    /// would take (the callback went out all the same, with the job's webhook-id).
+    func recordAttempts(_ writes: [AttemptWrite], owner: String) throws
+    /// Gives a leased job back at once (deliveryd shutting down), if `owner` still has it.
+    func release(id: String, owner: String) throws
     /// Makes the jobs leased to `owner` claimable at once, and gives its chores up (a clean stop); nil: every
     /// lease and chore, for a deliveryd that holds SQLite's instance lock, so any lease it finds was left by a
     /// predecessor that died. Returns how many jobs were taken back.
     func releaseLeases(owner: String?) throws -> Int
     /// Gives a leased job back to be looked at again at `until`, without counting an attempt (a host's
     /// concurrency limit or open circuit breaker).
-    func postpone(id: String, until: UnixMillis) throws
+    /// Only while `owner` still has it.
+    func postpone(id: String, owner: String, until: UnixMillis) throws
     /// Queues a finished async job's callback again with a fresh attempt series and the same webhook-id.
     func redeliver(id: String, now: UnixMillis) throws -> RedeliverOutcome
     /// Queues again, each as `redeliver(id:now:)` does, up to `selection.limit` of the failed async jobs it
@@ -66,8 +74,9 @@ public protocol JobStore: Sendable {
     func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int
     /// A node's heartbeat: writes its row (by id; `stoppedAt` set marks a clean stop) and, while it runs,
     /// renews the leases of `renew` (its jobs in hand) that it still owns and that have not run out, until
-    /// `now + leaseMillis`. Returns the ids renewed.
-    func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String]
+    /// `now + leaseMillis`. Returns the ids renewed, and those of `renew` it no longer owns (another node's now,
+    /// or gone).
+    func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> LeaseRenewal
     /// Every node's row, by name then start.
     func nodes() throws -> [NodeStatus]
     /// Deletes the rows of nodes whose last heartbeat (or clean stop) is older than `before`.
@@ -86,10 +95,17 @@ extension JobStore {
         try claim(limit: limit, leaseMillis: leaseMillis, now: now, owner: "")
     }
 
-    /// Records one delivery attempt and what follows from it, in its own transaction.
-    public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
-        try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)])
+    /// Records one delivery attempt and what follows from it, in its own transaction; the owner defaults to
+    /// the ownerless claim's.
+    public func recordAttempt(id: String, attempt: AttemptRecord, outcome: AttemptOutcome, owner: String = "") throws {
+        try recordAttempts([AttemptWrite(id: id, attempt: attempt, outcome: outcome)], owner: owner)
     }
+
+    // The writes of a job claimed with no owner, for tests and tools, as that claim.
+    public func saveResult(id: String, _ work: WorkResult) throws { try saveResult(id: id, owner: "", work) }
+    public func recordAttempts(_ writes: [AttemptWrite]) throws { try recordAttempts(writes, owner: "") }
+    public func release(id: String) throws { try release(id: id, owner: "") }
+    public func postpone(id: String, until: UnixMillis) throws { try postpone(id: id, owner: "", until: until) }
 }
 
 /// The database reached WORKFCGI_MAX_DB_SIZE (or the disk is full): nothing more can be written until

@@ -64,3 +64,14 @@ public struct Rescue: Sendable, Equatable {
     public var jobs: Int
     public init(owner: String, name: String?, jobs: Int) { (self.owner, self.name, self.jobs) = (owner, name, jobs) }
 }
+
+/// What a heartbeat did with the leases it was asked to renew.
+public struct LeaseRenewal: Sendable, Equatable {
+    /// Renewed until the heartbeat's `now + leaseMillis`.
+    public var renewed: [String]
+    /// No longer the node's: another node claimed them (after this one was found dead, or its lease ran out),
+    /// or their row is gone. Whatever the node still writes about them changes nothing. Neither renewed nor
+    /// lost: a row locked at that moment (PostgreSQL skips it), or a lease run out that nobody took yet.
+    public var lost: [String]
+    public init(renewed: [String] = [], lost: [String] = []) { (self.renewed, self.lost) = (renewed, lost) }
+}

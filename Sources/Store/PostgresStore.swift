@@ -233,38 +233,64 @@ public final class PostgresStore: JobStore {
                 """,
                 [.int(now), .int(leaseMillis), .int(Int64(limit)), .text(owner)]
             ).compactMap { row in
-                try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
+                try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, owner: owner, failed) }
             }
         }
     }
 
-    public func saveResult(id: String, _ work: WorkResult) throws {
-        try withConnection { db in try Self.saveResult(db, id: id, work) }
+    public func saveResult(id: String, owner: String, _ work: WorkResult) throws {
+        try withConnection { db in try Self.saveResult(db, id: id, owner: owner, work) }
     }
 
-    private static func saveResult(_ db: PostgresConnection, id: String, _ work: WorkResult) throws {
+    private static func saveResult(_ db: PostgresConnection, id: String, owner: String, _ work: WorkResult) throws {
         try db.query(
             """
             UPDATE requests SET status = 'delivering', result = $1, error = $2, completed_at = $3, duration_ms = $4, reserve = 0
-            WHERE id = $5 AND status = 'processing'
+            WHERE id = $5 AND status = 'processing' AND lease_owner = $6
             """,
             [
                 work.result.map { .text($0.text) } ?? .null, work.error.map(SQLValue.text) ?? .null, .int(work.completedAt),
-                .double(work.durationMs), .text(id),
+                .double(work.durationMs), .text(id), .text(owner),
             ])
     }
 
-    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+    public func recordAttempts(_ writes: [AttemptWrite], owner: String) throws {
         guard !writes.isEmpty else { return }
         try transaction { db in
             for write in writes {
-                if let work = write.computed { try Self.saveResult(db, id: write.id, work) }
-                try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
+                if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
+                try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
             }
         }
     }
 
-    private static func writeAttempt(_ db: PostgresConnection, id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+    /// The row first, by its owner: the attempt is recorded only when the row was still `owner`'s, so a
+    /// stale attempt never takes the number of the new owner's (ON CONFLICT DO NOTHING would drop that one).
+    private static func writeAttempt(
+        _ db: PostgresConnection, id: String, owner: String, attempt: AttemptRecord, outcome: AttemptOutcome
+    ) throws {
+        let owned: Bool
+        switch outcome {
+        case .delivered:
+            // A job whose work failed still reports that failure by callback; it ends `failed`.
+            owned = !(try db.query(
+                """
+                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                    attempts = $1, delivered_at = $2, next_attempt_at = NULL, lease_until = 0
+                WHERE id = $3 AND lease_owner = $4 RETURNING id
+                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id), .text(owner)]).isEmpty)
+        case .retry(let at):
+            owned = !(try db.query(
+                "UPDATE requests SET attempts = $1, next_attempt_at = $2, lease_until = 0 WHERE id = $3 AND lease_owner = $4 RETURNING id",
+                [.int(Int64(attempt.n)), .int(at), .text(id), .text(owner)]).isEmpty)
+        case .giveUp(let reason):
+            owned = !(try db.query(
+                """
+                UPDATE requests SET status = 'failed', attempts = $1, delivery_error = $2, next_attempt_at = NULL, lease_until = 0
+                WHERE id = $3 AND lease_owner = $4 RETURNING id
+                """, [.int(Int64(attempt.n)), .text(reason), .text(id), .text(owner)]).isEmpty)
+        }
+        guard owned else { return }
         try db.query(
             """
             INSERT INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
@@ -275,30 +301,12 @@ public final class PostgresStore: JobStore {
                 attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
                 attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
             ])
-        switch outcome {
-        case .delivered:
-            // A job whose work failed still reports that failure by callback; it ends `failed`.
-            try db.query(
-                """
-                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
-                    attempts = $1, delivered_at = $2, next_attempt_at = NULL, lease_until = 0
-                WHERE id = $3
-                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
-        case .retry(let at):
-            try db.query(
-                "UPDATE requests SET attempts = $1, next_attempt_at = $2, lease_until = 0 WHERE id = $3",
-                [.int(Int64(attempt.n)), .int(at), .text(id)])
-        case .giveUp(let reason):
-            try db.query(
-                """
-                UPDATE requests SET status = 'failed', attempts = $1, delivery_error = $2, next_attempt_at = NULL, lease_until = 0
-                WHERE id = $3
-                """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
-        }
     }
 
-    public func release(id: String) throws {
-        try withConnection { db in try db.query("UPDATE requests SET lease_until = 0 WHERE id = $1", [.text(id)]) }
+    public func release(id: String, owner: String) throws {
+        try withConnection { db in
+            try db.query("UPDATE requests SET lease_until = 0 WHERE id = $1 AND lease_owner = $2", [.text(id), .text(owner)])
+        }
     }
 
     /// nil takes back every lease, other nodes' too: only for a deliveryd that knows it is alone.
@@ -315,9 +323,10 @@ public final class PostgresStore: JobStore {
         }
     }
 
-    public func postpone(id: String, until: UnixMillis) throws {
+    public func postpone(id: String, owner: String, until: UnixMillis) throws {
         try withConnection { db in
-            try db.query("UPDATE requests SET next_attempt_at = $1, lease_until = 0 WHERE id = $2", [.int(until), .text(id)])
+            try db.query(
+                "UPDATE requests SET next_attempt_at = $1, lease_until = 0 WHERE id = $2 AND lease_owner = $3", [.int(until), .text(id), .text(owner)])
         }
     }
 
@@ -446,7 +455,7 @@ public final class PostgresStore: JobStore {
         }
     }
 
-    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> LeaseRenewal {
         try transaction { db in
             try db.query(
                 """
@@ -459,8 +468,8 @@ public final class PostgresStore: JobStore {
                     node.stoppedAt.map(SQLValue.int) ?? .null, .int(Int64(node.activeWorkers)), .text(Rows.circuitsText(node.circuits)),
                     .text(node.stats.json.text),
                 ])
-            guard node.stoppedAt == nil else { return [] }
-            var renewed: [String] = []
+            guard node.stoppedAt == nil else { return LeaseRenewal() }
+            var renewal = LeaseRenewal()
             if !renew.isEmpty {
                 // By primary key (an array of the ids in hand): the cost follows the jobs in hand, not the table.
                 // SKIP LOCKED: a row locked now is its worker's result or attempt being written; waiting for it
@@ -469,7 +478,7 @@ public final class PostgresStore: JobStore {
                 // lease skipped is renewed by the next heartbeat, a second later.
                 let ids = "{" + renew.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
                     .joined(separator: ",") + "}"
-                renewed = try db.query(
+                renewal.renewed = try db.query(
                     """
                     WITH mine AS (
                         SELECT id AS mine_id FROM requests
@@ -478,10 +487,16 @@ public final class PostgresStore: JobStore {
                     UPDATE requests SET lease_until = $1 + $2 FROM mine WHERE id = mine_id RETURNING id
                     """, [.int(now), .int(leaseMillis), .text(node.id), .text(ids)]
                 ).compactMap { $0.text(0) }
+                // A plain read, no lock: a row another node is claiming right now still reads as this node's,
+                // and shows as lost at the next heartbeat.
+                let mine = Set(
+                    try db.query("SELECT id FROM requests WHERE id = ANY($1::text::text[]) AND lease_owner = $2", [.text(ids), .text(node.id)])
+                        .compactMap { $0.text(0) })
+                renewal.lost = renew.filter { !mine.contains($0) }
             }
             // Last, so the counters are held (when free) only until this commit.
             try Self.settle(db, wait: false)
-            return renewed
+            return renewal
         }
     }
 

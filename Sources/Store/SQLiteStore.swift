@@ -262,41 +262,66 @@ public final class SQLiteStore: JobStore {
                     """,
                     [.int(now), .int(leaseMillis), .int(Int64(limit)), .text(owner)]
                 ).compactMap { row in
-                    try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, failed) }
+                    try Rows.claimed(row, now: now) { id, failed in try Self.saveResult(db, id: id, owner: owner, failed) }
                 }
             }
         }
     }
 
-    public func saveResult(id: String, _ work: WorkResult) throws {
-        try withConnection { db in try Self.saveResult(db, id: id, work) }
+    public func saveResult(id: String, owner: String, _ work: WorkResult) throws {
+        try withConnection { db in try Self.saveResult(db, id: id, owner: owner, work) }
     }
 
-    private static func saveResult(_ db: Database, id: String, _ work: WorkResult) throws {
+    private static func saveResult(_ db: Database, id: String, owner: String, _ work: WorkResult) throws {
         try db.query(
             """
             UPDATE requests SET status = 'delivering', result = ?, error = ?, completed_at = ?, duration_ms = ?, reserve = 0
-            WHERE id = ? AND status = 'processing'
+            WHERE id = ? AND status = 'processing' AND lease_owner = ?
             """,
             [
                 work.result.map { .text($0.text) } ?? .null, work.error.map(SQLValue.text) ?? .null, .int(work.completedAt),
-                .double(work.durationMs), .text(id),
+                .double(work.durationMs), .text(id), .text(owner),
             ])
     }
 
-    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+    public func recordAttempts(_ writes: [AttemptWrite], owner: String) throws {
         guard !writes.isEmpty else { return }
         try withConnection { db in
             try db.transaction {
                 for write in writes {
-                    if let work = write.computed { try Self.saveResult(db, id: write.id, work) }
-                    try Self.writeAttempt(db, id: write.id, attempt: write.attempt, outcome: write.outcome)
+                    if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
+                    try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
                 }
             }
         }
     }
 
-    private static func writeAttempt(_ db: Database, id: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+    /// The row first, by its owner: the attempt is recorded only when the row was still `owner`'s, so a
+    /// stale attempt never takes the number of the new owner's (INSERT OR IGNORE would drop that one).
+    private static func writeAttempt(_ db: Database, id: String, owner: String, attempt: AttemptRecord, outcome: AttemptOutcome) throws {
+        let owned: Bool
+        switch outcome {
+        case .delivered:
+            // A job whose work failed still reports that failure by callback; it ends `failed`.
+            owned = !(try db.query(
+                """
+                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
+                    attempts = ?, delivered_at = ?, next_attempt_at = NULL, lease_until = 0
+                WHERE id = ? AND lease_owner = ? RETURNING id
+                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id), .text(owner)]).isEmpty)
+        case .retry(let at):
+            owned = !(try db.query(
+                "UPDATE requests SET attempts = ?, next_attempt_at = ?, lease_until = 0 WHERE id = ? AND lease_owner = ? RETURNING id",
+                [.int(Int64(attempt.n)), .int(at), .text(id), .text(owner)]).isEmpty)
+        case .giveUp(let reason):
+            owned = !(try db.query(
+                """
+                UPDATE requests SET status = 'failed', attempts = ?, delivery_error = ?, next_attempt_at = NULL,
+                    lease_until = 0
+                WHERE id = ? AND lease_owner = ? RETURNING id
+                """, [.int(Int64(attempt.n)), .text(reason), .text(id), .text(owner)]).isEmpty)
+        }
+        guard owned else { return }
         try db.query(
             """
             INSERT OR IGNORE INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
@@ -307,32 +332,11 @@ public final class SQLiteStore: JobStore {
                 attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
                 attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
             ])
-        switch outcome {
-        case .delivered:
-            // A job whose work failed still reports that failure by callback; it ends `failed`.
-            try db.query(
-                """
-                UPDATE requests SET status = CASE WHEN error IS NULL THEN 'completed' ELSE 'failed' END,
-                    attempts = ?, delivered_at = ?, next_attempt_at = NULL, lease_until = 0
-                WHERE id = ?
-                """, [.int(Int64(attempt.n)), .int(attempt.at), .text(id)])
-        case .retry(let at):
-            try db.query(
-                "UPDATE requests SET attempts = ?, next_attempt_at = ?, lease_until = 0 WHERE id = ?",
-                [.int(Int64(attempt.n)), .int(at), .text(id)])
-        case .giveUp(let reason):
-            try db.query(
-                """
-                UPDATE requests SET status = 'failed', attempts = ?, delivery_error = ?, next_attempt_at = NULL,
-                    lease_until = 0
-                WHERE id = ?
-                """, [.int(Int64(attempt.n)), .text(reason), .text(id)])
-        }
     }
 
-    public func release(id: String) throws {
+    public func release(id: String, owner: String) throws {
         try withConnection { db in
-            try db.query("UPDATE requests SET lease_until = 0 WHERE id = ?", [.text(id)])
+            try db.query("UPDATE requests SET lease_until = 0 WHERE id = ? AND lease_owner = ?", [.text(id), .text(owner)])
         }
     }
 
@@ -352,9 +356,10 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func postpone(id: String, until: UnixMillis) throws {
+    public func postpone(id: String, owner: String, until: UnixMillis) throws {
         try withConnection { db in
-            try db.query("UPDATE requests SET next_attempt_at = ?, lease_until = 0 WHERE id = ?", [.int(until), .text(id)])
+            try db.query(
+                "UPDATE requests SET next_attempt_at = ?, lease_until = 0 WHERE id = ? AND lease_owner = ?", [.int(until), .text(id), .text(owner)])
         }
     }
 
@@ -506,7 +511,7 @@ public final class SQLiteStore: JobStore {
         }
     }
 
-    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> LeaseRenewal {
         try withConnection { db in
             try db.transaction {
                 try db.query(
@@ -518,21 +523,28 @@ public final class SQLiteStore: JobStore {
                         node.stoppedAt.map(SQLValue.int) ?? .null, .int(Int64(node.activeWorkers)), .text(Rows.circuitsText(node.circuits)),
                         .text(node.stats.json.text),
                     ])
-                guard node.stoppedAt == nil else { return [] }
-                var renewed: [String] = []
+                guard node.stoppedAt == nil else { return LeaseRenewal() }
+                var renewal = LeaseRenewal()
                 // By primary key, in chunks (SQLite's bound parameters are limited): the cost follows the jobs in
                 // hand, not the table.
                 for start in stride(from: 0, to: renew.count, by: 500) {
                     let chunk = renew[start..<min(renew.count, start + 500)]
-                    renewed += try db.query(
+                    let inChunk = chunk.indices.map { "?\($0 - start + 4)" }.joined(separator: ", ")
+                    renewal.renewed += try db.query(
                         """
                         UPDATE requests SET lease_until = ?1 + ?2
-                        WHERE lease_owner = ?3 AND lease_until > ?1 AND id IN (\(chunk.indices.map { "?\($0 - start + 4)" }.joined(separator: ", ")))
+                        WHERE lease_owner = ?3 AND lease_until > ?1 AND id IN (\(inChunk))
                         RETURNING id
                         """, [.int(now), .int(leaseMillis), .text(node.id)] + chunk.map(SQLValue.text)
                     ).compactMap { $0.text(0) }
+                    let mine = Set(
+                        try db.query(
+                            "SELECT id FROM requests WHERE lease_owner = ?3 AND id IN (\(inChunk))",
+                            [.int(now), .int(leaseMillis), .text(node.id)] + chunk.map(SQLValue.text)
+                        ).compactMap { $0.text(0) })
+                    renewal.lost += chunk.filter { !mine.contains($0) }
                 }
-                return renewed
+                return renewal
             }
         }
     }

@@ -116,7 +116,7 @@ import WorkEngine
         let ids = try enqueue(2)
         let sends = try claimAndWork(at: now)
         #expect(state.heldCount == 1 && Set(state.leaseIDs) == Set(ids), "both jobs' leases are the heartbeat's to renew")
-        state.leasesRenewed(ids + ["not-ours"], until: now + 29_000 + 30_000)
+        state.leasesRenewed(LeaseRenewal(renewed: ids + ["not-ours"]), until: now + 29_000 + 30_000)
         #expect(!state.leaseIDs.contains("not-ours"), "a job this node does not hold is not taken up")
         let tick = state.tick(now: now + 29_500).filter { if case .claim = $0 { false } else { true } }
         #expect(tick.isEmpty && state.heldCount == 1, "not postponed: renewed")
@@ -126,14 +126,43 @@ import WorkEngine
         #expect(state.leaseUntil(next[0].delivery.job) == now + 59_000)
     }
 
-    /// A renewal the store refused (another node took the job) changes nothing: the job goes back once its
-    /// own lease runs short, given back rather than sent.
+    /// A lease the heartbeat did not renew but that is still this node's (PostgreSQL skipped its locked row)
+    /// changes nothing: the job goes back once its own lease runs short, given back rather than sent.
     @Test mutating func anUnrenewedLeaseStillRunsShort() throws {
         let ids = try enqueue(2)
         _ = try claimAndWork(at: now)
-        state.leasesRenewed([ids[0]], until: now + 60_000)
+        state.leasesRenewed(LeaseRenewal(renewed: [ids[0]]), until: now + 60_000)
         _ = try apply(state.tick(now: now + 29_500).filter { if case .claim = $0 { false } else { true } }, at: now + 29_500)
         #expect(state.heldCount == 0 && !state.leaseIDs.contains(ids[1]), "postponed, and no longer this node's to renew")
+    }
+
+    /// Jobs the heartbeat found another node's are dropped wherever they are, with no write (the store would
+    /// refuse it) and no send: queued, held for a busy endpoint, or computing (dropped when its work is done).
+    /// One whose callback is out is left to its record, which the store refuses too.
+    @Test mutating func jobsLostToAnotherNodeAreDropped() throws {
+        let ids = try enqueue(2) + enqueue(1, url: "http://93.184.216.35/hook") + enqueue(1)
+        for case .claim(let limit) in state.tick(now: now) {
+            #expect(state.claimed(try store.claim(limit: limit, leaseMillis: 30_000, now: now), now: now) == 4)
+        }
+        func work(_ job: ClaimedJob) -> [DeliveryState.Action] {
+            let d = DeliveryState.Delivery(job: job, work: WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now), unsaved: true)
+            return state.workDone(d, checked: Result { () throws(CallbackURLRefusal) in try policy.check(job.callbackURL) }, now: now)
+        }
+        guard case .compute(let first) = state.nextForWorker(), case .compute(let second) = state.nextForWorker(),
+            case .compute(let third) = state.nextForWorker()
+        else { Issue.record("three jobs to compute"); return }
+        let sends = try apply(work(first) + work(second), at: now)
+        #expect(sends.map(\.delivery.job.id) == [ids[0]] && state.heldCount == 1, "the first is out, the second held for its endpoint")
+
+        state.leasesRenewed(LeaseRenewal(renewed: [ids[0]], lost: Array(ids[1...])), until: now + 60_000)
+        #expect(state.heldCount == 0 && state.leaseIDs == [ids[0]], "the held and the queued are dropped, no longer renewed")
+        #expect(state.stats.leasesLost == 3 && DeliveryStats(json: state.stats.json).leasesLost == 3)
+        guard case .idle = state.nextForWorker() else { Issue.record("the queued job was dropped"); return }
+        #expect(work(third).isEmpty, "its work done, the computing job is dropped too: no send, no write")
+        #expect(state.inHand == 1, "only the attempt in flight")
+        let after = state.attemptFinished(sends[0], .transfer(.init(httpStatus: 200, error: nil)), durationMs: 1, now: now + 1)
+        #expect(after.count == 1 && after.allSatisfy { if case .record = $0 { true } else { false } }, "its record, and no held job sent")
+        #expect(state.tick(now: now + 29_500).allSatisfy { if case .claim = $0 { true } else { false } }, "nothing left to postpone")
     }
 
     @Test mutating func rescuedJobsAreCounted() {

@@ -77,19 +77,20 @@ public final class MemoryStore: JobStore {
         }
     }
 
-    public func saveResult(id: String, _ work: WorkResult) throws {
+    public func saveResult(id: String, owner: String, _ work: WorkResult) throws {
         state.withLock { s in
-            guard s.rows[id]?.status == .processing else { return }
+            // As the stores' statements: only the job's owner writes it.
+            guard s.rows[id]?.status == .processing, s.rows[id]?.leaseOwner == owner else { return }
             s.rows[id]!.work = work
             s.rows[id]!.status = .delivering
         }
     }
 
-    public func recordAttempts(_ writes: [AttemptWrite]) throws {
+    public func recordAttempts(_ writes: [AttemptWrite], owner: String) throws {
         for w in writes {
-            if let work = w.computed { try saveResult(id: w.id, work) }
+            if let work = w.computed { try saveResult(id: w.id, owner: owner, work) }
             state.withLock { s in
-                guard var row = s.rows[w.id] else { return }
+                guard var row = s.rows[w.id], row.leaseOwner == owner else { return }
                 if !row.trace.contains(where: { $0.n == w.attempt.n }) { row.trace.append(w.attempt) }
                 row.attempts = w.attempt.n
                 row.leaseUntil = 0
@@ -107,7 +108,9 @@ public final class MemoryStore: JobStore {
         }
     }
 
-    public func release(id: String) throws { state.withLock { $0.rows[id]?.leaseUntil = 0 } }
+    public func release(id: String, owner: String) throws {
+        state.withLock { s in if s.rows[id]?.leaseOwner == owner { s.rows[id]!.leaseUntil = 0 } }
+    }
 
     public func releaseLeases(owner: String?) throws -> Int {
         state.withLock { s in
@@ -118,8 +121,9 @@ public final class MemoryStore: JobStore {
         }
     }
 
-    public func postpone(id: String, until: UnixMillis) throws {
+    public func postpone(id: String, owner: String, until: UnixMillis) throws {
         state.withLock { s in
+            guard s.rows[id]?.leaseOwner == owner else { return }
             s.rows[id]?.nextAttemptAt = until
             s.rows[id]?.leaseUntil = 0
         }
@@ -210,15 +214,16 @@ public final class MemoryStore: JobStore {
 
     public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int { 0 }
 
-    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> [String] {
+    public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> LeaseRenewal {
         state.withLock { s in
             s.nodes[node.id] = node
-            guard node.stoppedAt == nil else { return [] }
-            return renew.filter { id in
+            guard node.stoppedAt == nil else { return LeaseRenewal() }
+            let renewed = renew.filter { id in
                 guard let row = s.rows[id], row.leaseOwner == node.id, row.leaseUntil > now else { return false }
                 s.rows[id]!.leaseUntil = now + leaseMillis
                 return true
             }
+            return LeaseRenewal(renewed: renewed, lost: renew.filter { s.rows[$0]?.leaseOwner != node.id })
         }
     }
 

@@ -311,18 +311,65 @@ import WorkEngine
             let now = WallClock.nowMillis()
             for i in 0..<4 { _ = try store.enqueue(job(now - 10 + Int64(i)), backlogLimit: 10) }
             let ids = try claimOne(store, owners: ["a", "a", "b", "a"], leaseMillis: 1000, now: now)
-            try store.release(id: ids[3])
-            let renewed = try store.heartbeat(node("a", "node-a", heartbeat: now + 500), renew: ids + ["nope"], leaseMillis: 1000, now: now + 500)
-            #expect(Set(renewed) == Set(ids[0...1]), "b's job and the released one are not a's to renew")
+            try store.release(id: ids[3], owner: "a")
+            let renewal = try store.heartbeat(node("a", "node-a", heartbeat: now + 500), renew: ids + ["nope"], leaseMillis: 1000, now: now + 500)
+            #expect(Set(renewal.renewed) == Set(ids[0...1]), "b's job and the released one are not a's to renew")
+            #expect(Set(renewal.lost) == [ids[2], "nope"], "b's job and one with no row are lost; the released one is a's still")
             let held = try store.jobsInHand(now: now + 1200, limit: 10)
             #expect(held.map(\.id).sorted() == ids[0...1].sorted(), "b's lease ran out at its end; a's runs on")
             #expect(held.allSatisfy { $0.leaseUntil == now + 1500 && $0.owner == "a" && $0.leasedAt == now }, "renewal moves the end, not the claim")
-            #expect(try store.heartbeat(node("a", "node-a", heartbeat: now + 1600), renew: ids, leaseMillis: 1000, now: now + 1600).isEmpty,
+            #expect(try store.heartbeat(node("a", "node-a", heartbeat: now + 1600), renew: ids, leaseMillis: 1000, now: now + 1600).renewed.isEmpty,
                 "a lease run out is not renewed: another node may have it")
             _ = try store.claim(limit: 1, leaseMillis: 1000, now: now + 1600, owner: "a")
             #expect(
                 try store.heartbeat(node("a", "node-a", heartbeat: now + 1700, stopped: now + 1700), renew: ids, leaseMillis: 1000, now: now + 1700)
-                    .isEmpty, "a stopped node renews nothing")
+                    == LeaseRenewal(), "a stopped node renews nothing")
+        }
+    }
+
+    /// The review's sequence: a's heartbeat stops, the rescuer makes its job due, b claims it. What a still
+    /// writes about the job (its result, a postponement, a release, an attempt's outcome) changes nothing on
+    /// the row: b's lease holds, b's renewal keeps it, and b's completion stands.
+    @Test(arguments: Backend.allCases) func aNodeThatLostALeaseCannotWriteTheJob(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let j = job(now - 30_000)
+            _ = try store.enqueue(j, backlogLimit: 10)
+            _ = try store.heartbeat(node("a", "node-a", heartbeat: now - 20_000), renew: [], leaseMillis: 60_000, now: now - 20_000)
+            _ = try store.heartbeat(node("b", "node-b", heartbeat: now), renew: [], leaseMillis: 60_000, now: now)
+            #expect(try claimOne(store, owners: ["a"], leaseMillis: 60_000, now: now - 20_000) == [j.id])
+            #expect(try store.rescue(nodeTimeoutMillis: 10_000, now: now) == [Rescue(owner: "a", name: "node-a", jobs: 1)])
+            #expect(try claimOne(store, owners: ["b"], leaseMillis: 60_000, now: now + 1) == [j.id])
+
+            let aWork = WorkResult(result: ["by": "a"], error: nil, durationMs: 1, completedAt: now + 2)
+            try store.saveResult(id: j.id, owner: "a", aWork)
+            try store.postpone(id: j.id, owner: "a", until: now + 100_000)
+            try store.release(id: j.id, owner: "a")
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 1, at: now + 3, durationMs: 1, httpStatus: 500, error: "HTTP 500", nextAttemptAt: now + 5000),
+                outcome: .retry(at: now + 5000), owner: "a")
+            let held = try store.jobsInHand(now: now + 10, limit: 10)
+            #expect(held.map(\.id) == [j.id] && held.first?.owner == "b" && held.first?.leaseUntil == now + 1 + 60_000, "b's lease holds")
+            let untouched = try #require(try store.request(id: j.id))
+            #expect(untouched.status == .processing && untouched.result == nil && untouched.attempts == 0 && untouched.trace.isEmpty)
+            #expect(try store.claim(limit: 10, leaseMillis: 60_000, now: now + 20, owner: "c").isEmpty, "nobody else can claim it")
+
+            let renewal = try store.heartbeat(node("b", "node-b", heartbeat: now + 1000), renew: [j.id], leaseMillis: 60_000, now: now + 1000)
+            #expect(renewal == LeaseRenewal(renewed: [j.id]), "b's renewal still holds")
+            let stale = try store.heartbeat(node("a", "node-a", heartbeat: now + 1000), renew: [j.id], leaseMillis: 60_000, now: now + 1000)
+            #expect(stale == LeaseRenewal(lost: [j.id]), "a learns it lost the job")
+
+            try store.recordAttempts([
+                AttemptWrite(
+                    id: j.id, attempt: AttemptRecord(n: 1, at: now + 1100, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                    outcome: .delivered, computed: WorkResult(result: ["by": "b"], error: nil, durationMs: 1, completedAt: now + 1100))
+            ], owner: "b")
+            try store.recordAttempt(
+                id: j.id, attempt: AttemptRecord(n: 2, at: now + 1200, durationMs: 1, httpStatus: 500, error: "HTTP 500", nextAttemptAt: nil),
+                outcome: .giveUp(reason: "attempts exhausted"), owner: "a")
+            let done = try #require(try store.request(id: j.id))
+            #expect(done.status == .completed && done.result == ["by": "b"] && done.attempts == 1 && done.deliveryError == nil, "b's completion stands")
+            #expect(done.trace.map(\.httpStatus) == [200], "only the owner's attempts are in its history")
         }
     }
 
