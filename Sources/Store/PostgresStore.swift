@@ -529,6 +529,8 @@ public final class PostgresStore: JobStore {
                 """, [.int(now), .int(nodeTimeoutMillis)]
             ).compactMap { $0.text(0) }
             guard !owners.isEmpty else { return [] }
+            // Due again at once: every node's claim loop is woken for them, not left to its poll.
+            db.notifyAtCommit = channel
             let names = Dictionary(
                 try db.query("SELECT id, name FROM nodes").compactMap { row in row.text(0).map { ($0, row.text(1) ?? "") } },
                 uniquingKeysWith: { a, _ in a })
