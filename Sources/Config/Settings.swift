@@ -233,6 +233,13 @@ public struct Settings: Sendable, Equatable {
             throw ConfigError(
                 variable: Self.prefix + "LEASE", message: "must be longer than WORKFCGI_CALLBACK_TIMEOUT, or jobs are claimed twice")
         }
+        // A node's claim loop must come round well within the time that declares a node dead.
+        guard pollIntervalSeconds <= nodeTimeoutSeconds / 2 else {
+            let (poll, timeout) = (environment[Self.prefix + "POLL_INTERVAL"] ?? "1s", environment[Self.prefix + "NODE_TIMEOUT"] ?? "10s")
+            throw ConfigError(
+                variable: Self.prefix + "POLL_INTERVAL",
+                message: "'\(poll)' is more than half of WORKFCGI_NODE_TIMEOUT='\(timeout)': make it at most half, or raise the timeout")
+        }
         // A handler still running when its job's lease ran out would be run a second time by the next claim.
         guard handlers.folder == nil || leaseSeconds > handlers.longestRunSeconds else {
             throw ConfigError(

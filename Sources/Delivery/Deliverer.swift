@@ -81,16 +81,14 @@ public final class Deliverer: Sendable {
                 workersDone.leave()
             }.start()
         }
-        var chores = Housekeeping(
-            store: store, node: node, leaseMillis: leaseMillis, nodeTimeoutMillis: Int64(options.nodeTimeoutSeconds * 1000),
-            retentionSeconds: options.retentionSeconds, syncPruneAt: options.syncPruneAt, logger: logger)
+        let (drained, choresStopped) = (DispatchSemaphore(value: 0), DispatchSemaphore(value: 0))
+        // The first heartbeat before the first claim: a lease whose owner has no row reads as a dead node's.
+        let firstRound = DispatchSemaphore(value: 0)
+        startHousekeeping(firstRound: firstRound, until: drained, then: choresStopped)
+        firstRound.wait()
         while !state.withLock({ $0.stopping }) {
             loopAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
             let now = WallClock.nowMillis()
-            chores.run(
-                now: now, published: { published(now: now) },
-                renewed: { renewal, until in state.withLock { $0.leasesRenewed(renewal, until: until) } },
-                rescued: { jobs in state.withLock { $0.rescued(jobs) } })
             var limit = 0
             for action in state.withLock({ $0.tick(now: now) }) {
                 if case .claim(let n) = action { limit = n } else { perform(action) }
@@ -122,13 +120,40 @@ public final class Deliverer: Sendable {
         while !state.withLock({ $0.lookupsDone }) && DispatchTime.now() < lookupsEnd { usleep(10_000) }
         dispatcher.stopAndWait()
         recorder.closeAndWait()
-        // Jobs postponed too late to write are due again at once for the other nodes (or the next start), rather
-        // than after their leases; the row says stopped, so /healthz shows this node so at once, and its circuits
-        // wait under its name for the next start.
-        let now = WallClock.nowMillis()
-        var last = published(now: now)
-        last.inHand = 0
-        chores.stopped(last, now: now)
+        drained.signal()
+        choresStopped.wait()
+    }
+
+    /// The heartbeat and the chores on their own thread, each second: a claim loop waiting out its poll
+    /// interval, or stuck in a slow claim, never delays a heartbeat (a live node would read as dead). They go
+    /// on while the jobs in hand finish after a stop, renewing their leases, until `drained`.
+    private func startHousekeeping(firstRound: DispatchSemaphore, until drained: DispatchSemaphore, then stopped: DispatchSemaphore) {
+        Thread { [self] in
+            workfcgi_name_thread("housekeeping")
+            var chores = Housekeeping(
+                store: store, node: node, leaseMillis: leaseMillis, nodeTimeoutMillis: Int64(options.nodeTimeoutSeconds * 1000),
+                retentionSeconds: options.retentionSeconds, syncPruneAt: options.syncPruneAt, logger: logger)
+            var first = true
+            repeat {
+                let now = WallClock.nowMillis()
+                chores.run(
+                    now: now, published: { published(now: now) },
+                    renewed: { renewal, until in state.withLock { $0.leasesRenewed(renewal, until: until) } },
+                    rescued: { jobs in state.withLock { $0.rescued(jobs) } })
+                if first {
+                    first = false
+                    firstRound.signal()
+                }
+            } while drained.wait(timeout: .now() + Double(min(1000, max(10, chores.nextRound - WallClock.nowMillis()))) / 1000) == .timedOut
+            // Jobs postponed too late to write are due again at once for the other nodes (or the next start), rather
+            // than after their leases; the row says stopped, so /healthz shows this node so at once, and its circuits
+            // wait under its name for the next start.
+            let now = WallClock.nowMillis()
+            var last = published(now: now)
+            last.inHand = 0
+            chores.stopped(last, now: now)
+            stopped.signal()
+        }.start()
     }
 
     private var leaseMillis: Int64 { Int64(options.leaseSeconds * 1000) }

@@ -5,8 +5,9 @@ import Store
 /// The claim loop's chores besides claiming. Every node, each second: its heartbeat (its row, and the
 /// renewal of its jobs' leases), the store's bound checked (the oldest sync records pruned near it), and its
 /// ask for each `Chore`. Only the chore's holder: the rescue of dead nodes' jobs (every quarter of the node
-/// timeout, at least a second apart) and retention's pruning each minute (finished requests, and the rows of
-/// nodes stopped or dead for an hour).
+/// timeout, at least a second apart, once `RescueReadiness` allows) and retention's pruning each minute
+/// (finished requests, and the rows of nodes stopped or dead for an hour). A round's pruning stops after
+/// `pruneBudgetMillis` and goes on in the next rounds, so the next heartbeat is never held up long.
 struct Housekeeping {
     /// What the heartbeat publishes and renews, read from the engine's state when a heartbeat is due.
     struct Published {
@@ -30,9 +31,15 @@ struct Housekeeping {
     private var lastHeartbeat: UnixMillis = 0
     private var lastPrune: UnixMillis = 0
     private var lastRescue: UnixMillis = 0
+    private var readiness: RescueReadiness
+    /// The last retention pass ran out of its budget with rows left: the next round goes on.
+    private var retentionBehind = false
 
     /// Rows of nodes stopped or dead this long are deleted, so restarts do not pile rows up.
     static let nodeRowsKeptMillis: Int64 = 3_600_000
+    /// How long one round may spend pruning (retention, and sync records near the bound), in batches: the
+    /// next heartbeat is due a second after this one, and must not be held up long.
+    static let pruneBudgetMillis: Int64 = 500
 
     init(
         store: any JobStore, node: NodeStatus, leaseMillis: Int64, nodeTimeoutMillis: Int64, retentionSeconds: Double?, syncPruneAt: Double?,
@@ -41,17 +48,27 @@ struct Housekeeping {
         (self.store, self.node, self.leaseMillis, self.nodeTimeoutMillis) = (store, node, leaseMillis, nodeTimeoutMillis)
         (self.retentionSeconds, self.syncPruneAt, self.logger) = (retentionSeconds, syncPruneAt, logger)
         chores = Dictionary(uniqueKeysWithValues: Chore.allCases.map { ($0, ChoreLease(ttlMillis: nodeTimeoutMillis)) })
+        readiness = RescueReadiness(nodeTimeoutMillis: nodeTimeoutMillis)
     }
+
+    /// When the next round is due: heartbeats go each second.
+    var nextRound: UnixMillis { lastHeartbeat + 1000 }
 
     /// `published` is read only when a heartbeat is due; `renewed` gets the leases it renewed (and those this
     /// node lost) and their new end, `rescued` how many jobs of dead nodes this node made due again.
     mutating func run(
         now: UnixMillis, published: () -> Published, renewed: (LeaseRenewal, UnixMillis) -> Void, rescued: (Int) -> Void
     ) {
-        guard now - lastHeartbeat >= 1000 else { return }
+        // A clock set back does not stop the heartbeats until it has caught up.
+        guard now - lastHeartbeat >= 1000 || now < lastHeartbeat else { return }
         lastHeartbeat = now
-        beat(published(), now: now, renewed: renewed)
-        pruneNearBound()
+        // The time on the caller's clock, `now` plus what this round has taken so far.
+        let wallAtStart = WallClock.nowMillis()
+        let clock = { now + WallClock.nowMillis() - wallAtStart }
+        let beaten = beat(published(), now: now, renewed: renewed)
+        readiness.heartbeat(succeeded: beaten, now: clock())
+        let pruneUntil = now + Self.pruneBudgetMillis
+        pruneNearBound(until: pruneUntil, clock: clock)
         for chore in Chore.allCases {
             let taken = (try? store.takeChore(chore, node: node.id, until: chores[chore]!.ask(now: now), now: now)) ?? false
             if chores[chore]!.answered(taken: taken, askedAt: now, now: now) {
@@ -59,18 +76,22 @@ struct Housekeeping {
                     metadata: ["chore": "\(chore.rawValue)", "node": "\(node.name)"])
             }
         }
-        if chores[.rescue]!.holds(now: now), now - lastRescue >= max(1000, nodeTimeoutMillis / 4) {
+        if chores[.rescue]!.holds(now: now), readiness.mayRescue(now: now), now - lastRescue >= max(1000, nodeTimeoutMillis / 4) {
             lastRescue = now
             rescue(now: now, rescued: rescued)
         }
-        if chores[.retention]!.holds(now: now), now - lastPrune >= 60_000 {
-            lastPrune = now
+        if chores[.retention]!.holds(now: now), retentionBehind || now - lastPrune >= 60_000 {
+            if !retentionBehind { lastPrune = now }
+            retentionBehind = false
             if let retention = retentionSeconds {
-                // In small batches, so the write lock is never held for long.
+                // In small batches, so the write lock is never held for long; within the round's budget.
                 let cutoff = now - UnixMillis(retention * 1000)
-                while chores[.retention]!.holds(now: WallClock.nowMillis()), let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {}
+                while let n = try? store.prune(finishedBefore: cutoff, limit: 500), n > 0 {
+                    let at = clock()
+                    guard at < pruneUntil, chores[.retention]!.holds(now: at) else { retentionBehind = true; break }
+                }
             }
-            _ = try? store.pruneNodes(before: now - Self.nodeRowsKeptMillis)
+            if !retentionBehind { _ = try? store.pruneNodes(before: now - Self.nodeRowsKeptMillis) }
         }
     }
 
@@ -82,7 +103,9 @@ struct Housekeeping {
         beat(p, now: now) { _, _ in }
     }
 
-    private mutating func beat(_ p: Published, now: UnixMillis, renewed: (LeaseRenewal, UnixMillis) -> Void) {
+    /// Whether the store took the heartbeat.
+    @discardableResult
+    private mutating func beat(_ p: Published, now: UnixMillis, renewed: (LeaseRenewal, UnixMillis) -> Void) -> Bool {
         (node.heartbeatAt, node.activeWorkers, node.circuits, node.stats) = (now, p.inHand, p.circuits, p.stats)
         do {
             let renewal = try store.heartbeat(node, renew: p.leases, leaseMillis: leaseMillis, now: now)
@@ -92,8 +115,10 @@ struct Housekeeping {
                     metadata: ["jobs": "\(renewal.lost.count)", "node": "\(node.name)"])
             }
             renewed(renewal, now + leaseMillis)
+            return true
         } catch {
-            logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            logger.warning("heartbeat failed; no rescue until heartbeats have succeeded for the node timeout", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -109,8 +134,8 @@ struct Housekeeping {
 
     /// Reads how full the store is (which also picks up a bound workfcgi changed) and, at or above
     /// `syncPruneAt`, deletes the oldest sync records (answered long ago, nothing waits for them) in small
-    /// batches until 5 points under it: the store makes room by itself.
-    private func pruneNearBound() {
+    /// batches until 5 points under it (or `until`; the next rounds go on): the store makes room by itself.
+    private func pruneNearBound(until: UnixMillis, clock: () -> UnixMillis) {
         guard var usage = try? store.storageUsage(), let mark = syncPruneAt, usage.fraction >= mark else { return }
         let before = usage
         var deleted = 0
@@ -119,7 +144,7 @@ struct Housekeeping {
             deleted += n
             guard let now = try? store.storageUsage() else { break }
             usage = now
-            if usage.fraction < mark - 0.05 { break }
+            if usage.fraction < mark - 0.05 || clock() >= until { break }
         }
         logger.notice(
             "store near its size bound: deleted the oldest sync records",

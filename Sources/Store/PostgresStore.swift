@@ -257,7 +257,14 @@ public final class PostgresStore: JobStore {
     public func recordAttempts(_ writes: [AttemptWrite], owner: String) throws {
         guard !writes.isEmpty else { return }
         try transaction { db in
-            for write in writes {
+            // An attempt whose request is gone (deleted by retention meanwhile) has nothing to be recorded
+            // against: skipped, or its foreign key would fail the whole batch, retried forever. FOR KEY SHARE
+            // (what the foreign key's own check takes) holds the rows read here against a delete until commit.
+            let ids = writes.map { SQLValue.text($0.id) }
+            let placeholders = (1...ids.count).map { "$\($0)" }.joined(separator: ", ")
+            let present = Set(
+                try db.query("SELECT id FROM requests WHERE id IN (\(placeholders)) FOR KEY SHARE", ids).compactMap { $0.text(0) })
+            for write in writes where present.contains(write.id) {
                 if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
                 try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
             }
@@ -537,6 +544,8 @@ public final class PostgresStore: JobStore {
                 """, [.int(now), .int(nodeTimeoutMillis)]
             ).compactMap { $0.text(0) }
             guard !owners.isEmpty else { return [] }
+            // Due again at once: every node's claim loop is woken for them, not left to its poll.
+            db.notifyAtCommit = channel
             let names = Dictionary(
                 try db.query("SELECT id, name FROM nodes").compactMap { row in row.text(0).map { ($0, row.text(1) ?? "") } },
                 uniquingKeysWith: { a, _ in a })

@@ -288,7 +288,13 @@ public final class SQLiteStore: JobStore {
         guard !writes.isEmpty else { return }
         try withConnection { db in
             try db.transaction {
-                for write in writes {
+                // An attempt whose request is gone (deleted by retention meanwhile) has nothing to be recorded
+                // against: skipped, or its foreign key would fail the whole batch, retried forever. Under the
+                // write lock, so no row goes between this read and the writes.
+                let ids = writes.map { SQLValue.text($0.id) }
+                let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+                let present = Set(try db.query("SELECT id FROM requests WHERE id IN (\(placeholders))", ids).compactMap { $0.text(0) })
+                for write in writes where present.contains(write.id) {
                     if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
                     try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
                 }

@@ -82,6 +82,7 @@ import Testing
         ("WORKFCGI_NODE_NAME", String(repeating: "n", count: 65)),
         ("WORKFCGI_NODE_TIMEOUT", "1s"),
         ("WORKFCGI_NODE_TIMEOUT", "10"),
+        ("WORKFCGI_POLL_INTERVAL", "6s"),
     ])
     func refusesNamingTheVariable(name: String, value: String) {
         #expect {
@@ -98,6 +99,17 @@ import Testing
         let defaults = try Settings(environment: [:])
         #expect(defaults.nodeTimeoutSeconds == 10 && defaults.nodeName == Settings.hostName(), "the host name by default")
         #expect(Settings.isNodeName(String(repeating: "n", count: 64)) && !Settings.isNodeName(""))
+    }
+
+    /// The poll interval goes at most half the node timeout: a claim loop coming round less often than that is
+    /// too close to what declares a node dead.
+    @Test func pollIntervalAtMostHalfTheNodeTimeout() throws {
+        let error = #expect(throws: ConfigError.self) { try Settings(environment: ["WORKFCGI_POLL_INTERVAL": "30s"]) }
+        #expect(error?.variable == "WORKFCGI_POLL_INTERVAL")
+        #expect(error?.message.contains("WORKFCGI_NODE_TIMEOUT='10s'") == true, "\(String(describing: error))")
+        #expect(throws: ConfigError.self) { try Settings(environment: ["WORKFCGI_POLL_INTERVAL": "2s", "WORKFCGI_NODE_TIMEOUT": "3s"]) }
+        #expect(try Settings(environment: ["WORKFCGI_POLL_INTERVAL": "5s"]).pollIntervalSeconds == 5, "exactly half")
+        #expect(try Settings(environment: ["WORKFCGI_POLL_INTERVAL": "30s", "WORKFCGI_NODE_TIMEOUT": "60s"]).pollIntervalSeconds == 30)
     }
 
     @Test func durations() {

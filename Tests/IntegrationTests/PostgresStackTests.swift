@@ -36,7 +36,7 @@ extension PostgresStackTests {
         let cluster = try PostgresCluster.shared()
         let url = try cluster.freshDatabase()
         let schema = try #require(url.components(separatedBy: "search_path%3D").last)
-        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_DATABASE_URL": url, "WORKFCGI_POLL_INTERVAL": "30s"])
+        let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_DATABASE_URL": url, "WORKFCGI_POLL_INTERVAL": "30s", "WORKFCGI_NODE_TIMEOUT": "60s"])
         let listener = "SELECT pid FROM pg_stat_activity WHERE application_name = 'workfcgi-listen' AND query LIKE '%\(schema)%'"
         try stack.waitFor("deliveryd's listener") { (try? cluster.query(listener))?.count == 1 }
         // workfcgi rings a socket that is no longer there: only a notification can wake deliveryd before its poll.

@@ -30,7 +30,12 @@ public final class MemoryStore: JobStore {
     }
 
     private let state = Mutex(State())
+    /// While true, heartbeats, chores and rescues fail as with the database away.
+    public let unreachable = Atomic<Bool>(false)
     public init() {}
+
+    public struct Unreachable: Error {}
+    private func reach() throws { if unreachable.load(ordering: .relaxed) { throw Unreachable() } }
 
     /// The job's row as it stands, for tests to check.
     public func row(_ id: String) -> Row? { state.withLock { $0.rows[id] } }
@@ -215,7 +220,8 @@ public final class MemoryStore: JobStore {
     public func prune(finishedBefore before: UnixMillis, limit: Int) throws -> Int { 0 }
 
     public func heartbeat(_ node: NodeStatus, renew: [String], leaseMillis: Int64, now: UnixMillis) throws -> LeaseRenewal {
-        state.withLock { s in
+        try reach()
+        return state.withLock { s in
             s.nodes[node.id] = node
             guard node.stoppedAt == nil else { return LeaseRenewal() }
             let renewed = renew.filter { id in
@@ -240,7 +246,8 @@ public final class MemoryStore: JobStore {
     }
 
     public func takeChore(_ chore: Chore, node: String, until: UnixMillis, now: UnixMillis) throws -> Bool {
-        state.withLock { s in
+        try reach()
+        return state.withLock { s in
             if let holder = s.chores[chore], holder.node != node, holder.until > now { return false }
             s.chores[chore] = (node, until)
             return true
@@ -248,7 +255,8 @@ public final class MemoryStore: JobStore {
     }
 
     public func rescue(nodeTimeoutMillis: Int64, now: UnixMillis) throws -> [Rescue] {
-        state.withLock { s in
+        try reach()
+        return state.withLock { s in
             var counts: [String: Int] = [:]
             for (id, row) in s.rows where (row.status == .processing || row.status == .delivering) && row.leaseUntil > now {
                 guard s.nodes[row.leaseOwner]?.liveness(now: now, timeoutMillis: nodeTimeoutMillis) != .alive else { continue }

@@ -295,6 +295,31 @@ import WorkEngine
         }
     }
 
+    /// An attempt for a request deleted meanwhile (retention) is dropped, not a foreign-key failure of the
+    /// whole batch: the recorder would retry that batch forever, and deliveryd claims nothing meanwhile.
+    @Test(arguments: Backend.allCases) func anAttemptForADeletedRequestDoesNotFailTheBatch(_ backend: Backend) throws {
+        try Fixture.with(backend) { store, _ throws in
+            let now = WallClock.nowMillis()
+            let (gone, live) = (job(now), job(now + 1))
+            for j in [gone, live] { _ = try store.enqueue(j, backlogLimit: 10) }
+            #expect(try store.claim(limit: 5, leaseMillis: 30_000, now: now + 10).count == 2)
+            let work = WorkResult(result: ["ok": true], error: nil, durationMs: 1, completedAt: now + 11)
+            func delivered(_ id: String, n: Int, at: UnixMillis) -> AttemptWrite {
+                AttemptWrite(
+                    id: id, attempt: AttemptRecord(n: n, at: at, durationMs: 1, httpStatus: 200, error: nil, nextAttemptAt: nil),
+                    outcome: .delivered, computed: work)
+            }
+            try store.recordAttempts([delivered(gone.id, n: 1, at: now + 12)])
+            #expect(try store.prune(finishedBefore: now + 1_000_000, limit: 10) == 1)
+            #expect(try store.request(id: gone.id) == nil)
+
+            try store.recordAttempts([delivered(gone.id, n: 2, at: now + 13), delivered(live.id, n: 1, at: now + 13)])
+            #expect(try store.request(id: gone.id) == nil, "not brought back")
+            let record = try #require(try store.request(id: live.id))
+            #expect(record.status == .completed && record.attempts == 1, "the rest of the batch is recorded")
+        }
+    }
+
     func node(_ id: String, _ name: String, heartbeat: UnixMillis, started: UnixMillis = 0, stopped: UnixMillis? = nil) -> NodeStatus {
         NodeStatus(id: id, name: name, pid: 42, startedAt: started, heartbeatAt: heartbeat, stoppedAt: stopped)
     }
