@@ -178,6 +178,8 @@ import Testing
         let (stack, receiver, port) = try await Stack.startedWithReceiver(settings: ["WORKFCGI_LEASE": "3s"])
         let id = try stack.submit(#"{"text": "once", "callback_url": "http://127.0.0.1:\#(port)/slow/1500"}"#)
         try stack.waitFor("the claim") { (try? stack.record(id))?["status"] as? String == "processing" }
+        // 20 s: deliveryd's claim loop, its heartbeat thread and its recorder queue on the writers' flock and
+        // each wait out the 5 s busy timeout in turn, so the record's own turn must fall inside the lock.
         let marker = stack.directory.appendingPathComponent("locked").path
         let locker = Process()
         locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -188,7 +190,7 @@ import Testing
             c = sqlite3.connect(sys.argv[1], isolation_level=None)
             c.execute("BEGIN IMMEDIATE")
             open(sys.argv[2], "w").close()
-            time.sleep(14)
+            time.sleep(20)
             c.execute("ROLLBACK")
             """, stack.runDirectory + "/workfcgi.db", marker,
         ]
