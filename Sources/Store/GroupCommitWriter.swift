@@ -126,9 +126,12 @@ final class GroupCommitWriter<Connection: BatchConnection, Combined: Sendable, O
                 } catch let lost as BatchLost {
                     throw lost
                 } catch {
-                    // One of them failed the statements (a constraint, say): each alone, so it fails alone.
-                    guard combined.count > 1 else {
-                        combined[0].error = error
+                    // One of them failed the statements (a constraint, say): each alone, so it fails alone. Not
+                    // when the failure is the database's (a lock timeout behind a node that froze holding the
+                    // counters row): each alone would wait the same timeout again, the k-th answered after k+1 of
+                    // them, so all fail now with that error (503, Retry-After).
+                    guard combined.count > 1, !Connection.failsEveryWrite(error) else {
+                        for ticket in combined { ticket.error = error }
                         return
                     }
                     for ticket in combined {
@@ -198,6 +201,9 @@ enum GroupCommitError: Error, Sendable {
 /// A connection the group-commit writer batches on: one transaction, a savepoint per write (one name for all,
 /// they never nest), so one failing write fails alone.
 protocol BatchConnection: AnyObject, Sendable {
+    /// Whether `error` is about the connection or the database, not one write: then a batch's writes are not
+    /// tried again one by one.
+    static func failsEveryWrite(_ error: any Error) -> Bool
     func transaction<T>(_ body: () throws -> T) throws -> T
     func savepoint() throws
     func releaseSavepoint() throws
@@ -206,6 +212,9 @@ protocol BatchConnection: AnyObject, Sendable {
 }
 
 extension Database: BatchConnection {
+    // SQLite's failures that are not one write's (SQLITE_FULL, I/O) roll the transaction back, which the
+    // savepoint's rollback reports.
+    static func failsEveryWrite(_ error: any Error) -> Bool { false }
     // Cached statements like any query, so they are prepared once.
     func savepoint() throws { try query("SAVEPOINT w") }
     func releaseSavepoint() throws { try query("RELEASE w") }

@@ -39,9 +39,13 @@ final class PostgresConnection: @unchecked Sendable {
         PQfinish(handle)
         handle = nil
         statements = [:]
-        // Given first, so the URL's own values win: a bounded connect, and a name in pg_stat_activity.
-        let keywords = ["connect_timeout", "application_name"] + parameters.map(\.0) + ["dbname"]
-        let values = ["5", "workfcgi"] + parameters.map(\.1) + [url]
+        // Given first, so the URL's own values win: a bounded connect, a name in pg_stat_activity, and TCP
+        // keepalives (ignored on a unix socket): a connection to a database host that vanished (power, network)
+        // is found dead within ~25 s, not after the kernel's two hours. The server side of a node that vanished
+        // is ended by idle_in_transaction_session_timeout (PostgresStore's session settings).
+        let keywords = ["connect_timeout", "application_name", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"]
+            + parameters.map(\.0) + ["dbname"]
+        let values = ["5", "workfcgi", "1", "10", "5", "3"] + parameters.map(\.1) + [url]
         handle = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
         guard let handle, PQstatus(handle) == CONNECTION_OK else {
             let message = handle.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
@@ -231,6 +235,15 @@ extension PostgresConnection {
 }
 
 extension PostgresConnection: BatchConnection {
+    /// A lost connection (no SQLSTATE, or class 08), a lock or statement timeout (55P03, 57014), the server
+    /// shutting down (class 57) or out of resources (53): nothing about one write, so each alone would fail the
+    /// same way, a timeout each.
+    static func failsEveryWrite(_ error: any Error) -> Bool {
+        guard let error = error as? PostgresError else { return false }
+        let state = error.sqlState
+        return state.isEmpty || state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53") || state == "55P03"
+    }
+
     func savepoint() throws { try query("SAVEPOINT w") }
     func releaseSavepoint() throws { try query("RELEASE SAVEPOINT w") }
     func rollbackToSavepoint() throws {

@@ -168,6 +168,9 @@ enum PostgresSchema {
     /// together wait for the first, then find nothing to do.
     static func migrate(_ db: PostgresConnection) throws {
         try db.transaction {
+            // A node that starts while another migrates waits for it however long that takes (an index built
+            // on a large table), not the session's lock_timeout.
+            try db.execute("SET LOCAL lock_timeout = 0")
             try db.query("SELECT pg_advisory_xact_lock($1)", [.int(migrationLock)])
             try db.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
             let version = Int(try db.query("SELECT max(version) FROM schema_version").first?.int(0) ?? 0)

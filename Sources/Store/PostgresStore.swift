@@ -31,6 +31,18 @@ public final class PostgresStore: JobStore {
     /// Where deliveryd's listeners wait (per schema: `PostgresNotify`).
     private let channel: String
 
+    /// Run on every connection after it connects. idle_in_transaction_session_timeout: a node that froze or
+    /// vanished while holding the counters row (every writer's batch holds it to its commit) has its transaction
+    /// ended by the server after 5 s, so the other nodes' /async waits 5 s at most, not until TCP finds the node
+    /// gone. This code never leaves a transaction idle: its statements follow each other. lock_timeout: past
+    /// 10 s a batch fails at once (503 with Retry-After) rather than waiting out statement_timeout.
+    static func sessionSettings(_ durability: Settings.Durability) -> [String] {
+        [
+            "SET synchronous_commit = \(durability == .full ? "on" : "off")", "SET statement_timeout = '30s'",
+            "SET idle_in_transaction_session_timeout = '5s'", "SET lock_timeout = '10s'",
+        ]
+    }
+
     /// Connects to `url` (a libpq connection URI or keyword string) and migrates the schema if needed.
     /// `durability` as for SQLiteStore: `full` waits for every commit's WAL flush (`synchronous_commit = on`, the
     /// front door's 202); `normal` (deliveryd's) does not: a commit lost with the server can only be repeated,
@@ -39,8 +51,8 @@ public final class PostgresStore: JobStore {
     public init(url: String, durability: Settings.Durability = .full, bound sizeBound: SizeBound? = nil, connections: Int = 8) throws {
         self.url = url
         // A statement stuck behind a lock (or a server in trouble) fails after 30 s rather than holding a
-        // request thread forever.
-        sessionSettings = ["SET synchronous_commit = \(durability == .full ? "on" : "off")", "SET statement_timeout = '30s'"]
+        // request thread forever; see sessionSettings.
+        sessionSettings = Self.sessionSettings(durability)
         self.sizeBound = sizeBound
         slots = DispatchSemaphore(value: max(1, connections))
         let writeConnection = try PostgresConnection(url: url, sessionSettings: sessionSettings)
