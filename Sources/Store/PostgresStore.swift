@@ -269,14 +269,10 @@ public final class PostgresStore: JobStore {
     public func recordAttempts(_ writes: [AttemptWrite], owner: String) throws {
         guard !writes.isEmpty else { return }
         try transaction { db in
-            // An attempt whose request is gone (deleted by retention meanwhile) has nothing to be recorded
-            // against: skipped, or its foreign key would fail the whole batch, retried forever. FOR KEY SHARE
-            // (what the foreign key's own check takes) holds the rows read here against a delete until commit.
-            let ids = writes.map { SQLValue.text($0.id) }
-            let placeholders = (1...ids.count).map { "$\($0)" }.joined(separator: ", ")
-            let present = Set(
-                try db.query("SELECT id FROM requests WHERE id IN (\(placeholders)) FOR KEY SHARE", ids).compactMap { $0.text(0) })
-            for write in writes where present.contains(write.id) {
+            // An attempt whose request is gone (deleted by retention meanwhile) matches no row in writeAttempt's
+            // owner-conditional update, so its attempt row (whose foreign key would fail the whole batch, retried
+            // forever) is never inserted; the update's row lock holds a row it matched against a delete.
+            for write in writes {
                 if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
                 try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
             }
@@ -315,11 +311,7 @@ public final class PostgresStore: JobStore {
             INSERT INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
             """,
-            [
-                .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
-                attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
-                attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
-            ])
+Rows.attemptBindings(id, attempt))
     }
 
     public func release(id: String, owner: String) throws {

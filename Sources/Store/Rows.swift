@@ -9,6 +9,16 @@ enum Rows {
         created_at, started_at, completed_at, delivered_at, duration_ms
         """
 
+    /// An attempt's row for `INSERT INTO attempts(request_id, n, at, duration_ms, http_status, error,
+    /// next_attempt_at)`, in that order (both stores write the same columns).
+    static func attemptBindings(_ id: String, _ attempt: AttemptRecord) -> [SQLValue] {
+        [
+            .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
+            attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
+            attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
+        ]
+    }
+
     /// What `inHand` reads, in its order.
     static let inHandColumns = "id, op, status, attempts, created_at, lease_until, lease_owner, leased_at"
 

@@ -288,13 +288,10 @@ public final class SQLiteStore: JobStore {
         guard !writes.isEmpty else { return }
         try withConnection { db in
             try db.transaction {
-                // An attempt whose request is gone (deleted by retention meanwhile) has nothing to be recorded
-                // against: skipped, or its foreign key would fail the whole batch, retried forever. Under the
-                // write lock, so no row goes between this read and the writes.
-                let ids = writes.map { SQLValue.text($0.id) }
-                let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-                let present = Set(try db.query("SELECT id FROM requests WHERE id IN (\(placeholders))", ids).compactMap { $0.text(0) })
-                for write in writes where present.contains(write.id) {
+                // An attempt whose request is gone (deleted by retention meanwhile) matches no row in
+                // writeAttempt's owner-conditional update, so its attempt row (whose foreign key would fail the
+                // whole batch, retried forever) is never inserted.
+                for write in writes {
                     if let work = write.computed { try Self.saveResult(db, id: write.id, owner: owner, work) }
                     try Self.writeAttempt(db, id: write.id, owner: owner, attempt: write.attempt, outcome: write.outcome)
                 }
@@ -333,11 +330,7 @@ public final class SQLiteStore: JobStore {
             INSERT OR IGNORE INTO attempts(request_id, n, at, duration_ms, http_status, error, next_attempt_at)
             VALUES (?, ?, ?, ?, ?, ?, ?)
             """,
-            [
-                .text(id), .int(Int64(attempt.n)), .int(attempt.at), .double(attempt.durationMs),
-                attempt.httpStatus.map { .int(Int64($0)) } ?? .null, attempt.error.map(SQLValue.text) ?? .null,
-                attempt.nextAttemptAt.map(SQLValue.int) ?? .null,
-            ])
+Rows.attemptBindings(id, attempt))
     }
 
     public func release(id: String, owner: String) throws {
